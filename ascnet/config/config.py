@@ -1,0 +1,324 @@
+"""Loading, overriding and validating configs.
+
+The flow of :func:`load_config`:
+
+1. read the YAML (safe loader) and resolve ``_BASE_`` inheritance (paths relative to the file);
+2. import the plugins it lists (``PLUGINS``, plus the ``ascnet.plugins`` entry points), and let
+   each plugin that defines ``add_config(cfg)`` add its keys;
+3. check every key of the YAML and of the command-line overrides against the defaults
+   (unknown key -> the closest existing key is suggested; wrong type -> the expected type);
+4. merge, then validate values that depend on each other (:func:`validate_cfg`).
+
+Every mistake becomes a :class:`ConfigError` whose message names the key and the fix.
+"""
+import ast
+import difflib
+import os
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import yaml
+from fvcore.common.config import CfgNode
+from iopath.common.file_io import g_pathmgr
+
+from .defaults import _C
+
+BASE_KEY = "_BASE_"
+
+
+class ConfigError(ValueError):
+    """A config mistake the user can fix; the message says which key and how."""
+
+
+def get_cfg() -> CfgNode:
+    """Return a fresh copy of the defaults (``ascnet/config/defaults.py``)."""
+    return _C.clone()
+
+
+# ------------------------------------------------------------------------------------------------
+# YAML reading
+# ------------------------------------------------------------------------------------------------
+def _read_yaml(path: str) -> Dict[str, Any]:
+    if not g_pathmgr.exists(path):
+        raise ConfigError(f"Config file not found: {path!r}. Check the path given to --cfg.")
+    with g_pathmgr.open(path, "r") as f:
+        try:
+            data = yaml.safe_load(f)  # never yaml.load: a config must not run code
+        except yaml.YAMLError as e:
+            raise ConfigError(f"Config file {path!r} is not valid YAML (safe loader): {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path!r} must hold a mapping of keys, got {type(data).__name__}.")
+    return data
+
+
+def _deep_merge(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_yaml_with_base(path: str, _seen: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Read a YAML config and resolve its ``_BASE_`` chain (a path or a list of paths).
+
+    Base paths are relative to the file that names them. Later files override earlier ones;
+    nested mappings are merged key by key.
+    """
+    seen = list(_seen or [])
+    if path in seen:
+        raise ConfigError(f"_BASE_ cycle: {' -> '.join(seen + [path])}")
+    seen.append(path)
+    data = _read_yaml(path)
+    bases = data.pop(BASE_KEY, None)
+    if bases is None:
+        return data
+    if isinstance(bases, str):
+        bases = [bases]
+    merged: Dict[str, Any] = {}
+    for b in bases:
+        if not (b.startswith("/") or "://" in b or b.startswith("~")):
+            b = os.path.join(os.path.dirname(path), b)
+        merged = _deep_merge(merged, load_yaml_with_base(os.path.expanduser(b), seen))
+    return _deep_merge(merged, data)
+
+
+# ------------------------------------------------------------------------------------------------
+# Key and type checks
+# ------------------------------------------------------------------------------------------------
+def _all_keys(cfg: CfgNode, prefix: str = "") -> List[str]:
+    keys = []
+    for k, v in cfg.items():
+        full = prefix + k
+        keys.append(full)
+        if isinstance(v, CfgNode):
+            keys.extend(_all_keys(v, full + "."))
+    return keys
+
+
+def _unknown_key_error(key: str, cfg: CfgNode, source: str) -> ConfigError:
+    keys = _all_keys(cfg)
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
+    if not close:  # a misspelt leaf under the right parent: compare leaf names only
+        leaf = key.split(".")[-1]
+        by_leaf = {k.split(".")[-1]: k for k in keys}
+        m = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)
+        close = [by_leaf[m[0]]] if m else []
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigError(
+        f"Unknown config key {key!r} (from {source}).{hint} "
+        "Keys of a plugin exist only once the plugin is listed in PLUGINS."
+    )
+
+
+def _type_name(v: Any) -> str:
+    return "list" if isinstance(v, (list, tuple)) else type(v).__name__
+
+
+def _coerce(key: str, new: Any, old: Any, source: str) -> Any:
+    """Return ``new`` converted to the type of the default ``old`` or raise ConfigError."""
+    if old is None or new is None:
+        return new
+    if isinstance(old, bool):
+        if isinstance(new, bool):
+            return new
+    elif isinstance(old, int):
+        if isinstance(new, int) and not isinstance(new, bool):
+            return new
+    elif isinstance(old, float):
+        if isinstance(new, (int, float)) and not isinstance(new, bool):
+            return float(new)
+    elif isinstance(old, str):
+        if isinstance(new, str):
+            return new
+    elif isinstance(old, (list, tuple)):
+        if isinstance(new, (list, tuple)):
+            return list(new) if isinstance(old, list) else tuple(new)
+    else:
+        return new
+    raise ConfigError(
+        f"Config key {key!r} (from {source}) expects a {_type_name(old)} like {old!r}, "
+        f"got {new!r} ({_type_name(new)})."
+    )
+
+
+def _check_dict(
+    data: Dict[str, Any], cfg: CfgNode, source: str, root: CfgNode, prefix: str = ""
+) -> Dict[str, Any]:
+    """Check keys and types of a nested mapping against ``cfg``; return the coerced mapping."""
+    out = {}
+    for k, v in data.items():
+        full = prefix + str(k)
+        if k not in cfg:
+            raise _unknown_key_error(full, root, source)
+        old = cfg[k]
+        if isinstance(old, CfgNode):
+            if not isinstance(v, dict):
+                raise ConfigError(
+                    f"Config key {full!r} (from {source}) is a group of keys; give a mapping, got {v!r}."
+                )
+            out[k] = _check_dict(v, old, source, root, full + ".")
+        else:
+            out[k] = _coerce(full, v, old, source)
+    return out
+
+
+def _parse_value(text: str) -> Any:
+    """Parse a command-line value like yacs does (Python literals; bare words are strings)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        low = text.lower()
+        if low in ("true", "false"):
+            return low == "true"
+        if low in ("none", "null"):
+            return None
+        return text
+
+
+def parse_opts(opts: Sequence[str]) -> Dict[str, Any]:
+    """Turn ``["A.B", "1", "C", "x"]`` into a nested mapping ``{"A": {"B": 1}, "C": "x"}``.
+
+    A leading ``--opts`` is ignored, so both ``KEY VALUE ...`` and ``--opts KEY VALUE ...`` work.
+    """
+    opts = [o for o in opts if o != "--opts"]
+    if len(opts) % 2:
+        raise ConfigError(
+            f"Command-line overrides must be KEY VALUE pairs; got an odd number of items: {opts}"
+        )
+    nested: Dict[str, Any] = {}
+    for key, text in zip(opts[0::2], opts[1::2]):
+        node = nested
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"Override {key!r} conflicts with an earlier override of {p!r}.")
+        node[parts[-1]] = _parse_value(text)
+    return nested
+
+
+# ------------------------------------------------------------------------------------------------
+# Public entry points
+# ------------------------------------------------------------------------------------------------
+def merge_dict(cfg: CfgNode, data: Dict[str, Any], source: str) -> CfgNode:
+    """Check ``data`` against ``cfg`` (keys and types) and merge it in place."""
+    checked = _check_dict(data, cfg, source, root=cfg)
+    cfg.merge_from_other_cfg(CfgNode(checked))
+    return cfg
+
+
+def load_config(
+    path: Optional[str] = None,
+    opts: Iterable[str] = (),
+    cfg: Optional[CfgNode] = None,
+    validate: bool = True,
+) -> CfgNode:
+    """Build the config of a run: defaults <- YAML (with _BASE_) <- plugins' keys <- overrides.
+
+    Args:
+        path: YAML file (any iopath URI), or None for the defaults.
+        opts: command-line overrides, ``KEY VALUE`` pairs (a leading ``--opts`` is allowed).
+        cfg: start from this config instead of :func:`get_cfg` (e.g. after a plugin's
+            ``add_<name>_config``).
+        validate: run :func:`validate_cfg` on the result.
+
+    Returns:
+        The merged, validated, frozen config.
+
+    Raises:
+        ConfigError: unknown key, wrong type, bad value, unreadable file, plugin import failure.
+    """
+    from ascnet.utils.plugins import import_plugins  # local: plugins import the config package
+
+    cfg = get_cfg() if cfg is None else cfg
+    cfg.defrost()
+    file_data = load_yaml_with_base(path) if path else {}
+    opt_data = parse_opts(list(opts))
+    # Plugins come first: they may register components and add config keys.
+    plugins = list(cfg.PLUGINS) + list(file_data.get("PLUGINS", []) or []) + list(opt_data.get("PLUGINS", []) or [])
+    for module in import_plugins(plugins):
+        add = getattr(module, "add_config", None)
+        if callable(add):
+            add(cfg)
+    if file_data:
+        merge_dict(cfg, file_data, source=str(path))
+    if opt_data:
+        merge_dict(cfg, opt_data, source="command line")
+    if validate:
+        validate_cfg(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def _choice(cfg: CfgNode, key: str, choices: Sequence[str]) -> None:
+    node = cfg
+    for p in key.split("."):
+        node = node[p]
+    if node not in choices:
+        raise ConfigError(f"{key} is {node!r}; choose one of {list(choices)}.")
+
+
+def validate_cfg(cfg: CfgNode) -> None:
+    """Check values that must agree with each other; raise ConfigError naming the keys."""
+    from ascnet.engine.tasks import TASKS  # local: the engine imports the config package
+
+    if cfg.TASK not in TASKS:
+        close = difflib.get_close_matches(cfg.TASK, list(TASKS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"TASK is {cfg.TASK!r}; choose one of {sorted(TASKS)}.{hint}")
+    if cfg.NUM_GPUS < 0 or cfg.NUM_CPU_PROCESSES < 1:
+        raise ConfigError("NUM_GPUS must be >= 0 and NUM_CPU_PROCESSES >= 1.")
+    if cfg.NUM_SHARDS < 1 or not 0 <= cfg.SHARD_ID < cfg.NUM_SHARDS:
+        raise ConfigError(f"SHARD_ID ({cfg.SHARD_ID}) must be in [0, NUM_SHARDS={cfg.NUM_SHARDS}).")
+    world = (cfg.NUM_GPUS or cfg.NUM_CPU_PROCESSES) * cfg.NUM_SHARDS
+    for key in ("TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE", "RETRIEVAL.BATCH_SIZE"):
+        sec, name = key.split(".")
+        bs = cfg[sec][name]
+        if bs < 1:
+            raise ConfigError(f"{key} must be >= 1, got {bs}.")
+        if bs % world:
+            raise ConfigError(
+                f"{key} ({bs}) is the global batch size and must be divisible by the number of "
+                f"processes ({world} = {'NUM_GPUS' if cfg.NUM_GPUS else 'NUM_CPU_PROCESSES'} x "
+                f"NUM_SHARDS). Use e.g. {key} {max(world, bs // world * world)}."
+            )
+    if cfg.LOG_PERIOD < 1:
+        raise ConfigError(f"LOG_PERIOD must be >= 1, got {cfg.LOG_PERIOD}.")
+    if cfg.DATA.NUM_FRAMES < 1 or cfg.DATA.SAMPLING_RATE < 1:
+        raise ConfigError("DATA.NUM_FRAMES and DATA.SAMPLING_RATE must be >= 1.")
+    if cfg.DATA.TARGET_FPS < 0:
+        raise ConfigError("DATA.TARGET_FPS must be >= 0 (0 = native frame rate).")
+    if len(cfg.DATA.MEAN) != cfg.DATA.INPUT_CHANNEL_NUM or len(cfg.DATA.STD) != cfg.DATA.INPUT_CHANNEL_NUM:
+        raise ConfigError("DATA.MEAN and DATA.STD need one value per input channel (DATA.INPUT_CHANNEL_NUM).")
+    if not cfg.ASCNET.SPEEDS or any(s < 1 for s in cfg.ASCNET.SPEEDS):
+        raise ConfigError(f"ASCNET.SPEEDS must be positive integers, got {cfg.ASCNET.SPEEDS}.")
+    if not 0.0 <= cfg.ASCNET.EMA_BASE <= 1.0:
+        raise ConfigError(f"ASCNET.EMA_BASE must be in [0, 1], got {cfg.ASCNET.EMA_BASE}.")
+    if cfg.MEMORY_BANK.SIZE < 1:
+        raise ConfigError(f"MEMORY_BANK.SIZE must be >= 1, got {cfg.MEMORY_BANK.SIZE}.")
+    _choice(cfg, "MEMORY_BANK.SEARCH", ("auto", "faiss", "torch"))
+    _choice(cfg, "RETRIEVAL.BACKEND", ("faiss", "torch"))
+    _choice(cfg, "RETRIEVAL.POOLING", ("mean",))
+    _choice(cfg, "SOLVER.OPTIMIZING_METHOD", ("sgd", "lars"))
+    _choice(cfg, "SOLVER.LR_POLICY", ("cosine", "constant"))
+    _choice(cfg, "AMP.DTYPE", ("bfloat16", "float16"))
+    _choice(cfg, "DIST_BACKEND", ("auto", "nccl", "gloo"))
+    _choice(cfg, "MODEL.BACKBONE.NORM", ("batchnorm", "syncbatchnorm", "groupnorm", "none"))
+    if cfg.SOLVER.BASE_LR <= 0 or cfg.SOLVER.MAX_EPOCH < 1:
+        raise ConfigError("SOLVER.BASE_LR must be > 0 and SOLVER.MAX_EPOCH >= 1.")
+    for p in (cfg.AUG.FLIP_PROB, cfg.AUG.COLOR_JITTER_PROB, cfg.AUG.GRAYSCALE_PROB, cfg.AUG.BLUR_PROB):
+        if not 0.0 <= p <= 1.0:
+            raise ConfigError(f"AUG.*_PROB values must be probabilities in [0, 1], got {p}.")
+    if not 0.0 <= cfg.DATA.MAX_FAILURE_RATIO <= 1.0:
+        raise ConfigError("DATA.MAX_FAILURE_RATIO must be in [0, 1].")
+
+
+def save_config(cfg: CfgNode, path: str) -> None:
+    """Write the resolved config as YAML (atomically: a crash never leaves half a file)."""
+    from ascnet.utils.io import atomic_write_bytes
+
+    atomic_write_bytes(path, cfg.dump().encode("utf-8"))

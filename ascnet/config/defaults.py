@@ -1,0 +1,316 @@
+"""The one defaults file of ascnet.
+
+Every key a component reads lives here, with a comment. Keys follow PySlowFast's names where
+they exist. Keys marked [D] are choices of ours where the paper is silent (see
+``docs/method.md``); keys marked [S] are fixed by the paper's supplementary.
+
+Plugins add their own keys through an ``add_<name>_config(cfg)`` function called before the
+YAML is merged (see ``docs/plugins.md``).
+"""
+from fvcore.common.config import CfgNode
+
+_C = CfgNode()
+
+# ---------------------------------------------------------------------------------------------
+# Run
+# ---------------------------------------------------------------------------------------------
+# What runs: one of the names in ascnet.engine.tasks.TASKS
+# (pretrain | finetune | linear | test | retrieval).
+_C.TASK = "pretrain"
+# Folder for checkpoints, logs, metrics.json, TensorBoard files and the resolved config.yaml.
+# Any iopath URI works.
+_C.OUTPUT_DIR = "./output"
+# Global seed. Each process is seeded with RNG_SEED + rank, each data-loader worker with a
+# seed derived from it.
+_C.RNG_SEED = 0
+# Print a progress line (and write json_stats / metrics.json) every LOG_PERIOD iterations.
+_C.LOG_PERIOD = 10
+# Processes (one per GPU) per machine. 0 runs on CPU (see NUM_CPU_PROCESSES).
+_C.NUM_GPUS = 0
+# Processes per machine when NUM_GPUS == 0 (gloo backend). More than one runs the CPU
+# distributed path (useful for testing multi-process code without GPUs).
+_C.NUM_CPU_PROCESSES = 1
+# Number of machines (nodes) and the index of this one.
+_C.NUM_SHARDS = 1
+_C.SHARD_ID = 0
+# torch.distributed init method: "auto" picks a free local port on a single machine, or reads
+# MASTER_ADDR/MASTER_PORT when started by torchrun or SLURM; or give "tcp://host:port".
+_C.DIST_URL = "auto"
+# torch.distributed backend: "auto" = nccl on GPU, gloo on CPU.
+_C.DIST_BACKEND = "auto"
+# Importable module names imported before anything is built, so their registered components
+# can be selected by name. Installed packages can also register modules in the
+# `ascnet.plugins` entry-point group.
+_C.PLUGINS = []
+# Use deterministic algorithms (slower; exact-reproducibility tests switch it on).
+_C.DETERMINISTIC = False
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+_C.TRAIN = CfgNode()
+# Run the training phase of TASK.
+_C.TRAIN.ENABLE = True
+# Dataset name in the DATASET registry (Kinetics | UCF101 | HMDB51 | Synthetic).
+_C.TRAIN.DATASET = "UCF101"
+# Split used for training ("train", "val", "test").
+_C.TRAIN.SPLIT = "train"
+# Global batch size over all processes (must be divisible by the number of processes).
+_C.TRAIN.BATCH_SIZE = 64
+# Evaluate every EVAL_PERIOD epochs (downstream tasks); 0 disables periodic evaluation.
+_C.TRAIN.EVAL_PERIOD = 0
+# Save a checkpoint every CHECKPOINT_PERIOD epochs.
+_C.TRAIN.CHECKPOINT_PERIOD = 1
+# Also save a checkpoint every CHECKPOINT_ITERS iterations (0 = off). Mid-epoch checkpoints
+# resume at the next batch of the same epoch ordering.
+_C.TRAIN.CHECKPOINT_ITERS = 0
+# Resume from the last checkpoint in OUTPUT_DIR when there is one.
+_C.TRAIN.AUTO_RESUME = True
+# Weights to initialise from (a pretraining or downstream checkpoint); "" = random init.
+# Only used when there is nothing to resume.
+_C.TRAIN.CHECKPOINT_FILE_PATH = ""
+# Stop after this many iterations in total (0 = run SOLVER.MAX_EPOCH epochs). For smoke tests.
+_C.TRAIN.MAX_ITERS = 0
+
+# ---------------------------------------------------------------------------------------------
+# Testing (multi-view classification)
+# ---------------------------------------------------------------------------------------------
+_C.TEST = CfgNode()
+# Run the test phase of TASK (after training for finetune/linear).
+_C.TEST.ENABLE = True
+# Dataset name in the DATASET registry.
+_C.TEST.DATASET = "UCF101"
+# Split used for testing.
+_C.TEST.SPLIT = "test"
+# Global batch size of videos (each video carries all its views).
+_C.TEST.BATCH_SIZE = 8
+# [D] Temporal clips per video, uniformly spaced.
+_C.TEST.NUM_ENSEMBLE_VIEWS = 10
+# [D] Spatial crops per clip (1 = centre, 3 = left/centre/right or top/centre/bottom).
+_C.TEST.NUM_SPATIAL_CROPS = 3
+# Weights to test; "" = the last checkpoint in OUTPUT_DIR.
+_C.TEST.CHECKPOINT_FILE_PATH = ""
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+_C.DATA = CfgNode()
+# Root of the dataset (annotation files and videos). Any iopath URI.
+_C.DATA.PATH_TO_DATA_DIR = ""
+# Prefix prepended to every video path read from the annotation files ("" = PATH_TO_DATA_DIR).
+_C.DATA.PATH_PREFIX = ""
+# Official split number (1, 2, 3) for UCF-101 and HMDB-51.
+_C.DATA.SPLIT_ID = 1
+# [D] Frames per clip.
+_C.DATA.NUM_FRAMES = 16
+# [D] Base frame stride at 1x playback speed (speed s uses s * SAMPLING_RATE).
+_C.DATA.SAMPLING_RATE = 1
+# [D] Resample videos to this frame rate before striding (0 = native frame rate).
+_C.DATA.TARGET_FPS = 25
+# [D] Spatial size of training clips.
+_C.DATA.CROP_SIZE = 112
+# Spatial size of evaluation crops.
+_C.DATA.TEST_CROP_SIZE = 112
+# Short side the evaluation frames are resized to before cropping (0 = TEST_CROP_SIZE * 8 / 7).
+_C.DATA.TEST_SHORT_SIDE = 0
+# Per-channel mean and std (for inputs scaled to 0..1).
+_C.DATA.MEAN = [0.45, 0.45, 0.45]
+_C.DATA.STD = [0.225, 0.225, 0.225]
+# Input channels.
+_C.DATA.INPUT_CHANNEL_NUM = 3
+# How often a failed video is replaced by another before the sample fails.
+_C.DATA.NUM_RETRIES = 10
+# Stop with an error when more than this fraction of the videos seen failed to decode.
+_C.DATA.MAX_FAILURE_RATIO = 0.05
+# Video file extensions searched when scanning class folders.
+_C.DATA.EXTENSIONS = [".mp4", ".avi", ".mkv", ".webm"]
+
+# Generated dataset (Synthetic): written in the UCF-101 layout.
+_C.DATA.SYNTHETIC = CfgNode()
+# Generate the dataset under DATA.PATH_TO_DATA_DIR when it is missing.
+_C.DATA.SYNTHETIC.AUTO_GENERATE = True
+# Number of motion classes.
+_C.DATA.SYNTHETIC.NUM_CLASSES = 8
+# Videos per class.
+_C.DATA.SYNTHETIC.VIDEOS_PER_CLASS = 20
+# Frames per video.
+_C.DATA.SYNTHETIC.NUM_FRAMES = 48
+# Frame height and width (even numbers: H.264 needs them).
+_C.DATA.SYNTHETIC.SIZE = 64
+# Frames per second written in the container.
+_C.DATA.SYNTHETIC.FPS = 25
+# Seed of the generator.
+_C.DATA.SYNTHETIC.SEED = 0
+
+# ---------------------------------------------------------------------------------------------
+# Augmentation [D] (train); one parameter draw per clip, shared by all its frames.
+# ---------------------------------------------------------------------------------------------
+_C.AUG = CfgNode()
+# Apply the training augmentation (off = centre crop only).
+_C.AUG.ENABLE = True
+# RandomResizedCrop area scale range and aspect ratio range.
+_C.AUG.RRC_SCALE = [0.2, 1.0]
+_C.AUG.RRC_RATIO = [0.75, 1.3333333333333333]
+# Horizontal flip probability (set 0 for datasets whose classes tell left from right).
+_C.AUG.FLIP_PROB = 0.5
+# Colour jitter strengths (brightness, contrast, saturation, hue) and probability.
+_C.AUG.COLOR_JITTER = [0.4, 0.4, 0.4, 0.1]
+_C.AUG.COLOR_JITTER_PROB = 0.8
+# Grayscale probability.
+_C.AUG.GRAYSCALE_PROB = 0.2
+# Gaussian blur probability and sigma range (kernel = 10% of the crop size, odd).
+_C.AUG.BLUR_PROB = 0.5
+_C.AUG.BLUR_SIGMA = [0.1, 2.0]
+
+# ---------------------------------------------------------------------------------------------
+# Data loader
+# ---------------------------------------------------------------------------------------------
+_C.DATA_LOADER = CfgNode()
+# Worker processes per training process.
+_C.DATA_LOADER.NUM_WORKERS = 4
+# Pin host memory (only used on GPU).
+_C.DATA_LOADER.PIN_MEMORY = True
+# Keep workers alive between epochs (only used on GPU and with NUM_WORKERS > 0).
+_C.DATA_LOADER.PERSISTENT_WORKERS = True
+
+# ---------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------
+_C.MODEL = CfgNode()
+# Meta-architecture in the MODEL registry (ASCNet | Classifier).
+_C.MODEL.META_ARCH = "ASCNet"
+# Classes of the downstream task (101 UCF-101, 51 HMDB-51, 400 Kinetics).
+_C.MODEL.NUM_CLASSES = 101
+
+_C.MODEL.BACKBONE = CfgNode()
+# [S] Backbone in the BACKBONE registry (R3D18 | R2Plus1D18 | S3DG, or a plugin's).
+_C.MODEL.BACKBONE.NAME = "R3D18"
+# Output channels of each residual stage (R3D18, R2Plus1D18).
+_C.MODEL.BACKBONE.WIDTHS = [64, 128, 256, 512]
+# Residual blocks per stage.
+_C.MODEL.BACKBONE.DEPTHS = [2, 2, 2, 2]
+# Stem output channels.
+_C.MODEL.BACKBONE.STEM_WIDTH = 64
+# Normalisation layer: "batchnorm" | "syncbatchnorm" (GPU only) | "groupnorm" | "none".
+_C.MODEL.BACKBONE.NORM = "batchnorm"
+# Width multiplier for S3DG (1.0 = the paper's network).
+_C.MODEL.BACKBONE.WIDTH_MULT = 1.0
+
+_C.MODEL.PROJECTION = CfgNode()
+# [S] Projection g_a / g_m: Linear(D, HIDDEN_DIM) - BN - ReLU - Linear(HIDDEN_DIM, OUT_DIM).
+_C.MODEL.PROJECTION.NAME = "MLPHead"
+_C.MODEL.PROJECTION.HIDDEN_DIM = 4096
+_C.MODEL.PROJECTION.OUT_DIM = 256
+
+_C.MODEL.PREDICTOR = CfgNode()
+# [S] Predictor h_a / h_m: same architecture as the projection, OUT_DIM -> OUT_DIM.
+_C.MODEL.PREDICTOR.NAME = "MLPHead"
+_C.MODEL.PREDICTOR.HIDDEN_DIM = 4096
+
+_C.MODEL.CLS_HEAD = CfgNode()
+# [S] Classification head (Table 1): Linear(D, NUM_CLASSES) with optional dropout.
+_C.MODEL.CLS_HEAD.NAME = "LinearHead"
+_C.MODEL.CLS_HEAD.DROPOUT_RATE = 0.0
+
+# ---------------------------------------------------------------------------------------------
+# ASCNet (pretraining)
+# ---------------------------------------------------------------------------------------------
+_C.ASCNET = CfgNode()
+# [P] Playback speeds (frame-stride multipliers of DATA.SAMPLING_RATE).
+_C.ASCNET.SPEEDS = [1, 2]
+# [D] Base EMA momentum of the target network; rises to 1 on a cosine schedule.
+_C.ASCNET.EMA_BASE = 0.996
+# [D] Loss weights: L = ACP_WEIGHT * L_ACP + SCP_WEIGHT * L_SCP.
+_C.ASCNET.ACP_WEIGHT = 1.0
+_C.ASCNET.SCP_WEIGHT = 1.0
+# Loss names in the LOSS registry.
+_C.ASCNET.ACP_LOSS = "ACPLoss"
+_C.ASCNET.SCP_LOSS = "SCPLoss"
+# SCP positive sampler in the SAMPLER registry: appearance_retrieval (the paper's) or
+# random_same_speed (ablation).
+_C.ASCNET.POSITIVE_SAMPLER = "appearance_retrieval"
+# [D] Below this many bank entries, SCP positives come from the current global batch
+# (0 = one global batch, TRAIN.BATCH_SIZE).
+_C.ASCNET.BANK_MIN_FILL = 0
+
+_C.MEMORY_BANK = CfgNode()
+# Memory bank in the MEMORY_BANK registry.
+_C.MEMORY_BANK.NAME = "RingMemoryBank"
+# [S] Entries kept per playback speed (the K most recent).
+_C.MEMORY_BANK.SIZE = 32768
+# [D] Top-1 search backend: auto | faiss | torch (auto follows docs/benchmarks.md).
+_C.MEMORY_BANK.SEARCH = "auto"
+# Bank rows scored per chunk by the torch backend (bounds memory).
+_C.MEMORY_BANK.CHUNK_SIZE = 8192
+
+# ---------------------------------------------------------------------------------------------
+# Solver
+# ---------------------------------------------------------------------------------------------
+_C.SOLVER = CfgNode()
+# [D] "sgd" or "lars".
+_C.SOLVER.OPTIMIZING_METHOD = "sgd"
+# [D] Learning rate for a global batch of BASE_BATCH_SIZE, scaled linearly with TRAIN.BATCH_SIZE.
+_C.SOLVER.BASE_LR = 0.1
+_C.SOLVER.BASE_BATCH_SIZE = 64
+# Learning-rate policy after warm-up: "cosine" or "constant".
+_C.SOLVER.LR_POLICY = "cosine"
+# Final learning rate of the cosine schedule, as a fraction of the peak.
+_C.SOLVER.COSINE_END_LR_RATIO = 0.0
+# Linear warm-up length in epochs and its starting fraction of the peak lr.
+_C.SOLVER.WARMUP_EPOCHS = 10.0
+_C.SOLVER.WARMUP_START_FACTOR = 0.0
+# Training length in epochs.
+_C.SOLVER.MAX_EPOCH = 200
+# [D] SGD momentum and nesterov.
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.NESTEROV = False
+# [D] Weight decay; not applied to BN parameters and biases.
+_C.SOLVER.WEIGHT_DECAY = 1e-4
+# LARS trust coefficient (when OPTIMIZING_METHOD is "lars").
+_C.SOLVER.LARS_ETA = 0.001
+# Clip the global gradient norm to this value (0 = off).
+_C.SOLVER.CLIP_GRAD_NORM = 0.0
+
+# ---------------------------------------------------------------------------------------------
+# Mixed precision (CUDA only; ignored on CPU)
+# ---------------------------------------------------------------------------------------------
+_C.AMP = CfgNode()
+_C.AMP.ENABLE = True
+# "bfloat16" (no scaler) or "float16" (with a GradScaler).
+_C.AMP.DTYPE = "bfloat16"
+
+# ---------------------------------------------------------------------------------------------
+# Retrieval evaluation [D] (method.md section 2)
+# ---------------------------------------------------------------------------------------------
+_C.RETRIEVAL = CfgNode()
+# Split whose videos are the queries, and split searched (the gallery).
+_C.RETRIEVAL.QUERY_SPLIT = "test"
+_C.RETRIEVAL.GALLERY_SPLIT = "train"
+# Clips per video (uniformly spaced) and spatial crops per clip.
+_C.RETRIEVAL.NUM_CLIPS = 10
+_C.RETRIEVAL.NUM_CROPS = 1
+# Video feature: mean of the L2-normalised clip features.
+_C.RETRIEVAL.POOLING = "mean"
+# Subtract the gallery mean feature before normalising.
+_C.RETRIEVAL.CENTER = False
+# Top-k accuracies reported.
+_C.RETRIEVAL.TOPK = [1, 5, 10, 20, 50]
+# Search backend: faiss (GPU index when available) or torch.
+_C.RETRIEVAL.BACKEND = "faiss"
+# Feature cache folder ("" = OUTPUT_DIR/retrieval_cache).
+_C.RETRIEVAL.CACHE_DIR = ""
+# Videos per batch during feature extraction.
+_C.RETRIEVAL.BATCH_SIZE = 8
+
+# ---------------------------------------------------------------------------------------------
+# Logging
+# ---------------------------------------------------------------------------------------------
+_C.TENSORBOARD = CfgNode()
+# Write TensorBoard scalars under OUTPUT_DIR/tensorboard (or LOG_DIR).
+_C.TENSORBOARD.ENABLE = True
+_C.TENSORBOARD.LOG_DIR = ""
+
+
+def get_defaults() -> CfgNode:
+    """Return the module-level default config (do not mutate; see ascnet.config.get_cfg)."""
+    return _C

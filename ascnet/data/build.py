@@ -1,0 +1,24 @@
+"""Dataset registry and builders."""
+from fvcore.common.config import CfgNode
+from torch.utils.data import Dataset
+
+from ascnet.utils.registry import Registry
+
+DATASET_REGISTRY = Registry("DATASET")
+DATASET_REGISTRY.__doc__ = """
+Registry for video datasets (map-style).
+
+A registered object is called as ``obj(cfg: CfgNode, split: str, mode: str) -> Dataset`` with
+split in {"train", "val", "test"} and mode in {"pretrain", "train", "test"}. ``dataset[i]``
+returns a dict with ``"clips"`` (a float tensor: (S, C, T, H, W) in pretrain mode, one clip per
+playback speed; (C, T, H, W) in train mode; (V, C, T, H, W) in test mode, V views), ``"index"``
+(the video index i, an int) and ``"label"`` (an int, -1 when unknown). The dataset also
+exposes ``num_classes``, ``labels`` (list of ints) and ``paths`` (list of str).
+"""
+
+
+def build_dataset(cfg: CfgNode, split: str, mode: str, name: str = "") -> Dataset:
+    """Build a dataset from DATASET_REGISTRY (``name`` defaults to TRAIN/TEST.DATASET)."""
+    if not name:
+        name = cfg.TRAIN.DATASET if mode in ("pretrain", "train") else cfg.TEST.DATASET
+    return DATASET_REGISTRY.get(name)(cfg, split, mode)

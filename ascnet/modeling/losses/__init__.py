@@ -1,0 +1,2 @@
+"""Losses: ACP and SCP."""
+from .build import LOSS_REGISTRY, build_loss  # noqa: F401

@@ -1,0 +1,41 @@
+#!/usr/bin/env python
+"""ascnet: Appearance-Speed Consistency self-supervised video representation learning."""
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "torch>=2.1",
+    "torchvision>=0.16",
+    "pytorchvideo>=0.1.5",
+    "fvcore>=0.1.5.post20221221",
+    "iopath>=0.1.9",
+    "av>=11",
+    "submitit>=1.5",
+    "tensorboard>=2.12",
+    "numpy>=1.23",
+    "pyyaml>=5.4",
+    "tqdm",
+    "tabulate",
+    "pillow",
+    # faiss: the GPU build on Linux x86_64 (it also runs CPU indexes on machines without a
+    # GPU), the CPU build everywhere else. Never both: they share the `faiss/` package folder.
+    "faiss-gpu>=1.8; sys_platform == 'linux' and platform_machine == 'x86_64'",
+    "faiss-cpu>=1.8; sys_platform != 'linux' or platform_machine != 'x86_64'",
+]
+
+EXTRAS = {
+    "test": ["pytest>=7", "pytest-timeout", "scikit-learn"],
+}
+
+setup(
+    name="ascnet",
+    version="0.1.0",
+    description="ASCNet: self-supervised video representation learning with appearance-speed consistency",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(exclude=("tests", "tests.*", "benchmarks", "configs", "projects")),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"ascnet.plugins": []},
+    include_package_data=True,
+)

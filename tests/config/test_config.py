@@ -1,0 +1,70 @@
+import pytest
+
+from ascnet.config import ConfigError, get_cfg, load_config, parse_opts
+
+
+def _write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_base_merge_and_overrides(tmp_path):
+    _write(tmp_path / "base.yaml", "DATA:\n  NUM_FRAMES: 8\n  CROP_SIZE: 64\nSOLVER:\n  BASE_LR: 0.5\n")
+    child = _write(tmp_path / "child.yaml", "_BASE_: base.yaml\nDATA:\n  CROP_SIZE: 96\n")
+    cfg = load_config(child, ["SOLVER.BASE_LR", "0.25", "--opts", "TRAIN.BATCH_SIZE", "8"])
+    assert cfg.DATA.NUM_FRAMES == 8  # from the base
+    assert cfg.DATA.CROP_SIZE == 96  # child overrides base
+    assert cfg.SOLVER.BASE_LR == 0.25  # command line overrides both
+    assert cfg.TRAIN.BATCH_SIZE == 8
+    assert cfg.DATA.SAMPLING_RATE == get_cfg().DATA.SAMPLING_RATE  # untouched default
+
+
+def test_base_list_and_cycle(tmp_path):
+    _write(tmp_path / "a.yaml", "DATA:\n  NUM_FRAMES: 4\n")
+    _write(tmp_path / "b.yaml", "DATA:\n  NUM_FRAMES: 12\n  CROP_SIZE: 32\n")
+    c = _write(tmp_path / "c.yaml", "_BASE_: [a.yaml, b.yaml]\n")
+    cfg = load_config(c)
+    assert (cfg.DATA.NUM_FRAMES, cfg.DATA.CROP_SIZE) == (12, 32)
+    _write(tmp_path / "x.yaml", "_BASE_: y.yaml\n")
+    y = _write(tmp_path / "y.yaml", "_BASE_: x.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(y)
+
+
+def test_unknown_key_suggests_closest(tmp_path):
+    p = _write(tmp_path / "bad.yaml", "SOLVER:\n  BASE_LRR: 0.1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "SOLVER.BASE_LRR" in str(e.value) and "SOLVER.BASE_LR" in str(e.value)
+    with pytest.raises(ConfigError, match="DATA.NUM_FRAMES"):
+        load_config(None, ["DATA.NUM_FRAME", "8"])
+
+
+def test_bad_type(tmp_path):
+    p = _write(tmp_path / "bad.yaml", "TRAIN:\n  BATCH_SIZE: eight\n")
+    with pytest.raises(ConfigError, match="TRAIN.BATCH_SIZE.*expects a int"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="expects a list"):
+        load_config(None, ["ASCNET.SPEEDS", "2"])
+    # an int where a float is expected is fine
+    assert load_config(None, ["SOLVER.BASE_LR", "1"]).SOLVER.BASE_LR == 1.0
+
+
+def test_bad_values():
+    with pytest.raises(ConfigError, match="divisible by the number of processes"):
+        load_config(None, ["NUM_CPU_PROCESSES", "3", "TRAIN.BATCH_SIZE", "8", "TEST.BATCH_SIZE", "9", "RETRIEVAL.BATCH_SIZE", "9"])
+    with pytest.raises(ConfigError, match="TASK"):
+        load_config(None, ["TASK", "pretrian"])
+    with pytest.raises(ConfigError, match="MEMORY_BANK.SEARCH"):
+        load_config(None, ["MEMORY_BANK.SEARCH", "annoy"])
+
+
+def test_odd_opts():
+    with pytest.raises(ConfigError, match="KEY VALUE pairs"):
+        parse_opts(["TRAIN.BATCH_SIZE"])
+
+
+def test_yaml_is_read_safely(tmp_path):
+    p = _write(tmp_path / "evil.yaml", "OUTPUT_DIR: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(ConfigError, match="safe loader"):
+        load_config(p)
