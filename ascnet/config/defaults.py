@@ -191,6 +191,13 @@ _C.MODEL.BACKBONE.WIDTHS = [64, 128, 256, 512]
 _C.MODEL.BACKBONE.DEPTHS = [2, 2, 2, 2]
 # Stem output channels.
 _C.MODEL.BACKBONE.STEM_WIDTH = 64
+# Stem conv kernel [T, H, W]; [] = the paper's (R3D18: 7x7x7; R2Plus1D18: 3x7x7 factorised
+# into 1x7x7 + 3x1x1). Padding is kernel // 2.
+_C.MODEL.BACKBONE.STEM_KERNEL = []
+# Stem conv stride [T, H, W] (R3D18, R2Plus1D18).
+_C.MODEL.BACKBONE.STEM_STRIDE = [1, 2, 2]
+# R3D18 only: 3x3x3 max-pool with stride 2 after the stem (Table 4).
+_C.MODEL.BACKBONE.STEM_POOL = True
 # Normalisation layer: "batchnorm" | "syncbatchnorm" (GPU only) | "groupnorm" | "none".
 _C.MODEL.BACKBONE.NORM = "batchnorm"
 # Width multiplier for S3DG (1.0 = the paper's network).
@@ -301,6 +308,35 @@ _C.RETRIEVAL.BACKEND = "faiss"
 _C.RETRIEVAL.CACHE_DIR = ""
 # Videos per batch during feature extraction.
 _C.RETRIEVAL.BATCH_SIZE = 8
+# Pretraining (or downstream) checkpoint whose backbone is evaluated; "" = random init
+# (stated loudly in the output). tools/eval_retrieval.py --checkpoint sets it.
+_C.RETRIEVAL.CHECKPOINT_FILE_PATH = ""
+# Reuse cached features (keyed by the checkpoint's sha256 and every feature-defining key).
+_C.RETRIEVAL.USE_CACHE = True
+# Write an HTML page and a PNG contact sheet of sampled queries and their top-5 neighbours.
+_C.RETRIEVAL.VISUALIZE = False
+# Queries shown by VISUALIZE (sampled with RNG_SEED).
+_C.RETRIEVAL.VIS_NUM_QUERIES = 8
+
+# ---------------------------------------------------------------------------------------------
+# Downstream recipes [S]/[D]: TASK linear / finetune copy these into SOLVER.* before training
+# (so each task has its own defaults); SOLVER.* values of those four keys are then ignored.
+# ---------------------------------------------------------------------------------------------
+_C.LINEAR = CfgNode()
+# [S] Linear protocol: initial lr 0.1 (for SOLVER.BASE_BATCH_SIZE, scaled linearly), SGD,
+# weight decay 0, 100 epochs. [D] cosine decay (SOLVER.LR_POLICY), no warm-up.
+_C.LINEAR.BASE_LR = 0.1
+_C.LINEAR.WEIGHT_DECAY = 0.0
+_C.LINEAR.MAX_EPOCH = 100
+_C.LINEAR.WARMUP_EPOCHS = 0.0
+
+_C.FINETUNE = CfgNode()
+# [D] Fine-tuning of all layers: SGD lr 0.1 (for SOLVER.BASE_BATCH_SIZE, scaled linearly),
+# cosine decay, 30 epochs (R18), weight decay 1e-4, one warm-up epoch.
+_C.FINETUNE.BASE_LR = 0.1
+_C.FINETUNE.WEIGHT_DECAY = 1e-4
+_C.FINETUNE.MAX_EPOCH = 30
+_C.FINETUNE.WARMUP_EPOCHS = 1.0
 
 # ---------------------------------------------------------------------------------------------
 # Logging
