@@ -1,2 +1,3 @@
 """Video backbones. Importing this package registers the built-in ones."""
 from .build import BACKBONE_REGISTRY, build_backbone  # noqa: F401
+from . import resnet  # noqa: F401,E402  (registers R3D18, R2Plus1D18)
