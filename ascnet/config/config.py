@@ -301,6 +301,11 @@ def validate_cfg(cfg: CfgNode) -> None:
     if cfg.MEMORY_BANK.SIZE < 1:
         raise ConfigError(f"MEMORY_BANK.SIZE must be >= 1, got {cfg.MEMORY_BANK.SIZE}.")
     _choice(cfg, "MEMORY_BANK.SEARCH", ("auto", "faiss", "torch"))
+    _choice(cfg, "ASCNET.TARGET_BN_MODE", ("train", "eval"))
+    if cfg.ASCNET.BANK_MIN_FILL < 0 or cfg.MEMORY_BANK.CHUNK_SIZE < 1:
+        raise ConfigError(
+            "ASCNET.BANK_MIN_FILL must be >= 0 (0 = one global batch) and MEMORY_BANK.CHUNK_SIZE >= 1."
+        )
     _choice(cfg, "RETRIEVAL.BACKEND", ("faiss", "torch"))
     _choice(cfg, "RETRIEVAL.POOLING", ("mean",))
     _choice(cfg, "SOLVER.OPTIMIZING_METHOD", ("sgd", "lars"))

@@ -239,6 +239,10 @@ _C.ASCNET.POSITIVE_SAMPLER = "appearance_retrieval"
 # [D] Below this many bank entries, SCP positives come from the current global batch
 # (0 = one global batch, TRAIN.BATCH_SIZE).
 _C.ASCNET.BANK_MIN_FILL = 0
+# [D] Mode of the target network's BatchNorm layers while training: "train" (BYOL: batch
+# statistics of the target's own input) or "eval" (the running statistics, copied from the
+# online network after every step).
+_C.ASCNET.TARGET_BN_MODE = "train"
 
 _C.MEMORY_BANK = CfgNode()
 # Memory bank in the MEMORY_BANK registry.

@@ -1,0 +1,217 @@
+"""A ring-buffer memory bank mapping appearance features to motion features (SCP positives).
+
+The supplementary's section C: a dictionary from appearance features to motion features of the
+target network, the K most recent samples kept, one bank per playback speed, top-1 lookup by dot
+product. Our additions [D]: entries are L2-normalised and stored with their video id; a search
+never returns an entry of the query's own video; enqueue wraps around for any batch size.
+"""
+import logging
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from fvcore.common.config import CfgNode
+from torch import nn
+
+from ascnet.utils.faiss_utils import faiss_available, faiss_has_gpu, knn_search
+
+from .build import MEMORY_BANK_REGISTRY
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RingMemoryBank", "masked_top1"]
+
+# First k asked of faiss; rows whose k hits all belong to the query's own video are searched
+# again with k multiplied by _FAISS_K_GROWTH, up to _FAISS_MAX_K (faiss's GPU k limit is 2048),
+# and the rows still without a valid hit go to the exact torch search.
+_FAISS_FIRST_K = 8
+_FAISS_K_GROWTH = 8
+_FAISS_MAX_K = 2048
+
+
+@torch.no_grad()
+def masked_top1(
+    query: torch.Tensor,
+    query_video_id: torch.Tensor,
+    keys: torch.Tensor,
+    key_video_id: torch.Tensor,
+    chunk_size: int = 8192,
+    scores_fn=None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Top-1 of ``query @ keys.T`` over keys of another video, in chunks of key rows.
+
+    Written by hand rather than with faiss because faiss cannot mask per query; chunking bounds
+    the temporary (B, chunk) score matrix.
+
+    Args:
+        query: (B, d) features.
+        query_video_id: (B,) int64 video id of each query.
+        keys: (N, d) features.
+        key_video_id: (N,) int64 video ids; -1 marks an empty slot (never returned).
+        chunk_size: key rows scored at once (memory is B x chunk_size floats).
+        scores_fn: optional ``fn(start, stop) -> (B, stop - start)`` replacing the dot products
+            (the random positive sampler passes random scores); defaults to ``query @ keys.T``.
+
+    Returns:
+        (indices (B,) int64, scores (B,) float32). Rows with no valid key get index -1 and score
+        -inf. Ties go to the lowest index.
+    """
+    b = query.shape[0]
+    best_score = torch.full((b,), float("-inf"), device=query.device, dtype=torch.float32)
+    best_idx = torch.full((b,), -1, device=query.device, dtype=torch.long)
+    n = keys.shape[0]
+    chunk_size = max(1, int(chunk_size))
+    q = query.float()
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        if scores_fn is None:
+            s = q @ keys[start:stop].float().T
+        else:
+            s = scores_fn(start, stop).float()
+        kv = key_video_id[start:stop]
+        invalid = (kv[None, :] == query_video_id[:, None]) | (kv[None, :] < 0)
+        s = s.masked_fill(invalid, float("-inf"))
+        val, arg = s.max(dim=1)
+        # Strictly greater: an earlier chunk keeps ties; -inf rows (nothing valid) never win.
+        better = val > best_score
+        best_score = torch.where(better, val, best_score)
+        best_idx = torch.where(better, arg + start, best_idx)
+    return best_idx, best_score
+
+
+@MEMORY_BANK_REGISTRY.register()
+class RingMemoryBank(nn.Module):
+    """The K most recent (appearance, motion, video id) triples of one playback speed.
+
+    Buffers (saved in checkpoints): ``appearance`` (K, d) and ``motion`` (K, d) L2-normalised
+    float32, ``video_id`` (K,) int64 (-1 = empty), ``ptr`` (next slot) and ``fill`` (entries
+    held), 0-d int64. Slots fill from 0 upwards, so the filled entries are rows ``[0, fill)``.
+
+    Args:
+        cfg: reads ``MEMORY_BANK.SIZE`` (K), ``MEMORY_BANK.SEARCH`` (auto | faiss | torch) and
+            ``MEMORY_BANK.CHUNK_SIZE``.
+        dim: feature dimension d.
+    """
+
+    def __init__(self, cfg: CfgNode, dim: int):
+        super().__init__()
+        size = int(cfg.MEMORY_BANK.SIZE)
+        if size < 1 or dim < 1:
+            raise ValueError(f"RingMemoryBank needs MEMORY_BANK.SIZE >= 1 and dim >= 1, got {size} and {dim}.")
+        self.size = size
+        self.dim = int(dim)
+        self.search_backend = cfg.MEMORY_BANK.SEARCH
+        if self.search_backend not in ("auto", "faiss", "torch"):
+            raise ValueError(f"MEMORY_BANK.SEARCH is {self.search_backend!r}; choose auto, faiss or torch.")
+        self.chunk_size = int(cfg.MEMORY_BANK.CHUNK_SIZE)
+        self.register_buffer("appearance", torch.zeros(size, dim))
+        self.register_buffer("motion", torch.zeros(size, dim))
+        self.register_buffer("video_id", torch.full((size,), -1, dtype=torch.long))
+        self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
+        self.register_buffer("fill", torch.zeros((), dtype=torch.long))
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, dim={self.dim}, search={self.search_backend}"
+
+    def __len__(self) -> int:
+        return int(self.fill)
+
+    @torch.no_grad()
+    def enqueue(self, appearance: torch.Tensor, motion: torch.Tensor, video_id: torch.Tensor) -> None:
+        """Add a batch at the pointer, wrapping around; the oldest entries are overwritten.
+
+        Equivalent to adding the rows one by one: with a batch larger than K only its last K rows
+        stay, and ``ptr`` advances by the batch size modulo K.
+
+        Args:
+            appearance: (B, d) features (normalised here).
+            motion: (B, d) features (normalised here).
+            video_id: (B,) int64 video ids (>= 0).
+        """
+        b = appearance.shape[0]
+        if motion.shape[0] != b or video_id.shape[0] != b:
+            raise ValueError(
+                f"enqueue needs as many motion features and video ids as appearance features; got "
+                f"{tuple(appearance.shape)}, {tuple(motion.shape)}, {tuple(video_id.shape)}."
+            )
+        if b == 0:
+            return
+        dev = self.appearance.device
+        slots = (self.ptr.to(dev) + torch.arange(b, device=dev)) % self.size
+        keep = slice(max(0, b - self.size), b)  # rows that survive; their slots are distinct
+        self.appearance[slots[keep]] = F.normalize(appearance[keep].detach().float(), dim=1).to(dev)
+        self.motion[slots[keep]] = F.normalize(motion[keep].detach().float(), dim=1).to(dev)
+        self.video_id[slots[keep]] = video_id[keep].detach().long().to(dev)
+        self.ptr.fill_((int(self.ptr) + b) % self.size)
+        self.fill.fill_(min(int(self.fill) + b, self.size))
+
+    def resolve_backend(self, num_queries: int) -> str:
+        """The backend a search of ``num_queries`` queries uses ("faiss" or "torch").
+
+        ``auto`` picks torch everywhere. Measured (docs/benchmarks.md, "Memory-bank search"):
+        on CPU the chunked torch matmul + masked max beats faiss IndexFlatIP / faiss.knn (which
+        also has to copy and over-fetch to filter own-video hits) at K=32768, d=256 for every
+        batch from 64 to 1024 queries; on a GPU the bank and queries are already on the device and
+        a matmul + max is a single kernel pair, while faiss would need k > 1 plus filtering.
+        """
+        if self.search_backend == "torch":
+            return "torch"
+        if self.search_backend == "faiss":
+            return "faiss"
+        return "torch"
+
+    @torch.no_grad()
+    def search(self, query: torch.Tensor, query_video_id: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Top-1 dot-product search over the filled entries of other videos.
+
+        Args:
+            query: (B, d) features (normalised by the caller for cosine scores).
+            query_video_id: (B,) int64; entries with this video id are never returned.
+
+        Returns:
+            (indices (B,) int64, scores (B,) float32) on the bank's device. A row with no valid
+            entry (empty bank, or only its own video's entries) gets -1 and -inf: the caller
+            falls back to another source of positives.
+        """
+        dev = self.appearance.device
+        query = query.detach().to(dev, torch.float32)
+        query_video_id = query_video_id.to(dev).long()
+        n = int(self.fill)
+        keys, key_vid = self.appearance[:n], self.video_id[:n]
+        if n == 0 or query.shape[0] == 0:
+            b = query.shape[0]
+            return (torch.full((b,), -1, dtype=torch.long, device=dev),
+                    torch.full((b,), float("-inf"), device=dev))
+        if self.resolve_backend(query.shape[0]) == "faiss":
+            return self._search_faiss(query, query_video_id, keys, key_vid)
+        return masked_top1(query, query_video_id, keys, key_vid, self.chunk_size)
+
+    def _search_faiss(self, query, query_video_id, keys, key_vid):
+        if not faiss_available():
+            raise ImportError("MEMORY_BANK.SEARCH is 'faiss' but faiss is not installed; use 'torch' or 'auto'.")
+        use_gpu = query.is_cuda and faiss_has_gpu()
+        b, n = query.shape[0], keys.shape[0]
+        best_idx = torch.full((b,), -1, dtype=torch.long, device=query.device)
+        best_score = torch.full((b,), float("-inf"), device=query.device)
+        todo = torch.arange(b, device=query.device)
+        k = _FAISS_FIRST_K
+        while todo.numel() > 0:
+            kk = min(k, n)
+            scores, idx = knn_search(query[todo], keys, kk, use_gpu=use_gpu)
+            scores, idx = scores.to(query.device), idx.to(query.device)
+            ok = key_vid[idx] != query_video_id[todo][:, None]
+            has = ok.any(dim=1)
+            first = ok.float().argmax(dim=1)  # first valid hit (results are best first)
+            rows = todo[has]
+            best_idx[rows] = idx[has, first[has]]
+            best_score[rows] = scores[has, first[has]]
+            todo = todo[~has]
+            if kk >= n:  # every entry was seen: the remaining rows have no valid entry
+                break
+            if k * _FAISS_K_GROWTH > _FAISS_MAX_K and todo.numel() > 0:
+                # Still only own-video hits: exact masked search for these few rows.
+                i, s = masked_top1(query[todo], query_video_id[todo], keys, key_vid, self.chunk_size)
+                best_idx[todo], best_score[todo] = i, s
+                break
+            k *= _FAISS_K_GROWTH
+        return best_idx, best_score
