@@ -1,0 +1,555 @@
+"""Video retrieval evaluation (method.md section 2; supplementary Table 1).
+
+Protocol (every key is printed beside every result):
+
+- features: the raw backbone output (no linear layer; Table 1's identity), D = 512 for R3D18;
+- video feature: the mean of the L2-normalised clip features over ``RETRIEVAL.NUM_CLIPS``
+  uniformly spaced clips x ``RETRIEVAL.NUM_CROPS`` crops; optionally centred (the gallery mean
+  is subtracted from queries and gallery, ``RETRIEVAL.CENTER``); then L2-normalised;
+- each video of ``RETRIEVAL.QUERY_SPLIT`` (test) is a query against every video of
+  ``RETRIEVAL.GALLERY_SPLIT`` (train) of split ``DATA.SPLIT_ID``; cosine similarity;
+- top-k accuracy for k in ``RETRIEVAL.TOPK``: a query is correct when ANY of its k nearest
+  gallery videos has its class;
+- mAP: see :func:`ascnet.evaluation.metrics.retrieval_map` (full ranked gallery, ties by
+  gallery index).
+
+Search runs with faiss (a GPU index when the faiss build and a GPU are available, CPU
+otherwise) or with torch (``RETRIEVAL.BACKEND: torch``); both return the same neighbours,
+in the same order: decreasing similarity, ties broken by increasing gallery index.
+
+Features are cached under ``RETRIEVAL.CACHE_DIR`` by the sha256 of the checkpoint FILE CONTENT
+and every key that defines the features, so a changed checkpoint never reuses stale features.
+"""
+import hashlib
+import html
+import json
+import logging
+import os
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from fvcore.common.config import CfgNode
+from iopath.common.file_io import g_pathmgr
+
+from .inference import inference_on_dataset
+from .metrics import retrieval_map, retrieval_topk_from_neighbors
+
+logger = logging.getLogger(__name__)
+
+# faiss' GPU brute-force search returns at most this many neighbours per query.
+_FAISS_GPU_MAX_K = 2048
+
+
+# ------------------------------------------------------------------------------------------------
+# Search
+# ------------------------------------------------------------------------------------------------
+def _sort_candidates(scores: torch.Tensor, idx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Order each row's candidates by decreasing score, ties by increasing gallery index."""
+    o = torch.argsort(idx, dim=1)  # indices are unique within a row
+    scores, idx = scores.gather(1, o), idx.gather(1, o)
+    o = torch.sort(-scores, dim=1, stable=True).indices
+    return scores.gather(1, o), idx.gather(1, o)
+
+
+def _torch_search_fn(gallery: torch.Tensor, chunk_size: int = 1024) -> Callable:
+    def fn(q: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        s_out, i_out = [], []
+        for s in range(0, q.shape[0], chunk_size):
+            sims = q[s : s + chunk_size] @ gallery.T
+            v, i = sims.topk(k, dim=1)
+            s_out.append(v)
+            i_out.append(i)
+        return torch.cat(s_out), torch.cat(i_out)
+
+    return fn
+
+
+def _faiss_search_fn(gallery: torch.Tensor) -> Callable:
+    from ascnet.utils.faiss_utils import knn_search
+
+    def fn(q: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        if q.is_cuda and k > _FAISS_GPU_MAX_K:  # beyond the GPU limit: exact CPU search
+            s, i = knn_search(q.cpu(), gallery.cpu(), k, use_gpu=False)
+            return s.to(q.device), i.to(q.device)
+        return knn_search(q, gallery, k, use_gpu="auto")
+
+    return fn
+
+
+def knn(queries: torch.Tensor, gallery: torch.Tensor, k: int, backend: str = "faiss") -> Tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic exact inner-product k-nearest-neighbour search.
+
+    Neighbours are ordered by decreasing inner product; equal scores are ordered by increasing
+    gallery index, including at the k-th position: when the k-th score is tied with candidates
+    beyond it, the search is widened until the whole tie group is seen, so the result does not
+    depend on the backend's internal tie order.
+
+    Args:
+        queries: (Q, D) float32.
+        gallery: (G, D) float32, on the same device.
+        k: neighbours per query (clipped to G).
+        backend: "faiss" (GPU index when faiss has GPU support and the tensors are on a GPU)
+            or "torch" (chunked matmul + topk).
+
+    Returns:
+        (scores, indices): (Q, min(k, G)) float32 and int64, nearest first.
+    """
+    if backend not in ("faiss", "torch"):
+        raise ValueError(f"Unknown retrieval backend {backend!r}; use 'faiss' or 'torch' (RETRIEVAL.BACKEND).")
+    queries, gallery = queries.float().contiguous(), gallery.float().contiguous()
+    n_gallery = gallery.shape[0]
+    if n_gallery == 0:
+        raise ValueError("The gallery is empty: RETRIEVAL.GALLERY_SPLIT has no videos.")
+    k = min(int(k), n_gallery)
+    fn = _faiss_search_fn(gallery) if backend == "faiss" else _torch_search_fn(gallery)
+    out_s = torch.empty(queries.shape[0], k, dtype=torch.float32, device=queries.device)
+    out_i = torch.empty(queries.shape[0], k, dtype=torch.int64, device=queries.device)
+    rows = torch.arange(queries.shape[0], device=queries.device)
+    ks = min(n_gallery, k + max(4, k // 4))
+    while rows.numel():
+        s, i = fn(queries[rows], ks)
+        s, i = _sort_candidates(s.float(), i.long())
+        if ks < n_gallery:
+            # The k-th score is tied with the last candidate: the tie group may go further.
+            open_rows = s[:, ks - 1] == s[:, k - 1]
+        else:
+            open_rows = torch.zeros(rows.numel(), dtype=torch.bool, device=rows.device)
+        done = ~open_rows
+        out_s[rows[done]] = s[done, :k]
+        out_i[rows[done]] = i[done, :k]
+        rows = rows[open_rows]
+        ks = min(n_gallery, ks * 2)
+    return out_s, out_i
+
+
+def evaluate_retrieval(
+    query_feats: torch.Tensor,
+    gallery_feats: torch.Tensor,
+    query_labels: torch.Tensor,
+    gallery_labels: torch.Tensor,
+    topk: Sequence[int] = (1, 5, 10, 20, 50),
+    backend: str = "faiss",
+) -> Dict[str, object]:
+    """Top-k accuracy and mAP of test -> train retrieval on final (normalised) features.
+
+    Args:
+        query_feats: (Q, D) L2-normalised query features.
+        gallery_feats: (G, D) L2-normalised gallery features.
+        query_labels: (Q,) int64.
+        gallery_labels: (G,) int64.
+        topk: the k of the top-k accuracies.
+        backend: search backend of :func:`knn`.
+
+    Returns:
+        ``{"top1": %, ..., "mAP": %, "neighbors": (Q, max k) int64 gallery indices}``.
+    """
+    kmax = max(int(k) for k in topk)
+    _, nbrs = knn(query_feats, gallery_feats, kmax, backend=backend)
+    nbrs = nbrs.cpu()
+    gl = gallery_labels.cpu()
+    res: Dict[str, object] = dict(retrieval_topk_from_neighbors(gl[nbrs], query_labels.cpu(), topk))
+    res["mAP"] = retrieval_map(query_feats.cpu(), gallery_feats.cpu(), query_labels.cpu(), gl)
+    res["neighbors"] = nbrs
+    return res
+
+
+# ------------------------------------------------------------------------------------------------
+# Features
+# ------------------------------------------------------------------------------------------------
+def pool_clip_features(clip_feats: torch.Tensor) -> torch.Tensor:
+    """Video features: mean of the L2-normalised clip features.
+
+    Args:
+        clip_feats: (N, V, D) raw backbone features of V views per video.
+
+    Returns:
+        (N, D) pooled (not yet re-normalised) video features.
+    """
+    return F.normalize(clip_feats.float(), dim=-1).mean(dim=1)
+
+
+def finalize_features(
+    query: torch.Tensor, gallery: torch.Tensor, center: bool
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Optional centring (subtract the gallery mean from both), then L2 normalisation.
+
+    Args:
+        query: (Q, D) pooled video features.
+        gallery: (G, D) pooled video features.
+        center: subtract the gallery mean first.
+
+    Returns:
+        (Q, D), (G, D) unit-norm features.
+    """
+    if center:
+        mu = gallery.mean(dim=0, keepdim=True)
+        query, gallery = query - mu, gallery - mu
+    return F.normalize(query, dim=-1), F.normalize(gallery, dim=-1)
+
+
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    """sha256 hex digest of a file's content (any iopath URI)."""
+    h = hashlib.sha256()
+    with g_pathmgr.open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def feature_protocol(cfg: CfgNode, weights_id: str) -> Dict[str, object]:
+    """Every setting that defines the retrieval features (the cache key) and the result."""
+    b = cfg.MODEL.BACKBONE
+    return {
+        "weights": weights_id,
+        "dataset": cfg.TEST.DATASET,
+        "data_dir": cfg.DATA.PATH_TO_DATA_DIR,
+        "split_id": cfg.DATA.SPLIT_ID,
+        "query_split": cfg.RETRIEVAL.QUERY_SPLIT,
+        "gallery_split": cfg.RETRIEVAL.GALLERY_SPLIT,
+        "num_clips": cfg.RETRIEVAL.NUM_CLIPS,
+        "num_crops": cfg.RETRIEVAL.NUM_CROPS,
+        "pooling": cfg.RETRIEVAL.POOLING,
+        "num_frames": cfg.DATA.NUM_FRAMES,
+        "sampling_rate": cfg.DATA.SAMPLING_RATE,
+        "target_fps": cfg.DATA.TARGET_FPS,
+        "crop_size": cfg.DATA.TEST_CROP_SIZE,
+        "short_side": cfg.DATA.TEST_SHORT_SIDE,
+        "mean": list(cfg.DATA.MEAN),
+        "std": list(cfg.DATA.STD),
+        "backbone": {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in b.items()},
+        "seed_if_random": cfg.RNG_SEED if weights_id.startswith("random") else None,
+    }
+
+
+def _cache_key(protocol: Dict[str, object], split: str) -> str:
+    blob = json.dumps({"protocol": protocol, "split": split}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:24]
+
+
+def _view_cfg(cfg: CfgNode, num_clips: int, num_crops: int) -> CfgNode:
+    c = cfg.clone()
+    c.defrost()
+    c.TEST.NUM_ENSEMBLE_VIEWS = int(num_clips)
+    c.TEST.NUM_SPATIAL_CROPS = int(num_crops)
+    c.freeze()
+    return c
+
+
+def build_retrieval_dataset(cfg: CfgNode, split: str, num_clips: int, num_crops: int):
+    """A test-mode dataset (deterministic views) of ``split`` with the given view counts."""
+    from ascnet.data import build_dataset
+
+    return build_dataset(_view_cfg(cfg, num_clips, num_crops), split, "test")
+
+
+def extract_video_features(
+    backbone: torch.nn.Module, dataset, batch_size: int, num_workers: int = 0, device=None
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Pooled video features (mean of L2-normalised view features) of every video once.
+
+    Args:
+        backbone: (N, C, T, H, W) -> (N, D), in eval mode.
+        dataset: test-mode dataset, ``"clips"`` (V, C, T, H, W) per video.
+        batch_size: global videos per step.
+
+    Returns:
+        (len(dataset), D) float32 features and (len(dataset),) int64 labels, in index order.
+    """
+    device = device or torch.device("cpu")
+
+    def fn(batch):
+        clips = batch["clips"]  # (N, V, C, T, H, W)
+        n, v = clips.shape[:2]
+        feats = backbone(clips.flatten(0, 1)).view(n, v, -1)
+        return {"feats": pool_clip_features(feats)}
+
+    out = inference_on_dataset(fn, dataset, batch_size, num_workers=num_workers, device=device)
+    return out["feats"], out["label"]
+
+
+def _is_main() -> bool:
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def build_retrieval_backbone(cfg: CfgNode) -> Tuple[torch.nn.Module, str, Dict[str, object]]:
+    """The backbone with the checkpoint's weights (or seeded random weights).
+
+    Returns:
+        (backbone in eval mode, weights id ``"sha256:<hex>"`` or ``"random-init"``, load report).
+    """
+    from ascnet.modeling import build_backbone
+
+    path = cfg.RETRIEVAL.CHECKPOINT_FILE_PATH
+    torch.manual_seed(cfg.RNG_SEED)  # random init is reproducible too
+    backbone = build_backbone(cfg)
+    report: Dict[str, object] = {}
+    if path:
+        if not g_pathmgr.exists(path):
+            raise FileNotFoundError(
+                f"RETRIEVAL.CHECKPOINT_FILE_PATH (--checkpoint) {path!r} does not exist; give a "
+                "pretraining checkpoint, or leave it empty to evaluate random weights."
+            )
+        from ascnet.modeling.weights import load_backbone_weights
+
+        report = _as_report(load_backbone_weights(backbone, path))
+        weights_id = "sha256:" + file_sha256(path)
+    else:
+        weights_id = "random-init"
+    return backbone.eval(), weights_id, report
+
+
+def _as_report(r) -> Dict[str, object]:
+    if r is None:
+        return {}
+    if isinstance(r, dict):
+        return {k: (list(v) if isinstance(v, (list, tuple, set)) else v) for k, v in r.items()}
+    out = {}
+    for k in ("missing_keys", "unexpected_keys", "missing", "unexpected"):
+        if hasattr(r, k):
+            out[k] = list(getattr(r, k))
+    return out
+
+
+def _cached_features(cfg, backbone, protocol, split, device) -> Tuple[torch.Tensor, torch.Tensor, bool]:
+    cache_dir = cfg.RETRIEVAL.CACHE_DIR or os.path.join(cfg.OUTPUT_DIR, "retrieval_cache")
+    path = os.path.join(cache_dir, f"{split}_{_cache_key(protocol, split)}.pt")
+    if cfg.RETRIEVAL.USE_CACHE and g_pathmgr.exists(path):
+        with g_pathmgr.open(path, "rb") as f:
+            blob = torch.load(f, map_location="cpu", weights_only=True)
+        if blob.get("protocol") == json.dumps(protocol, sort_keys=True):
+            return blob["feats"], blob["labels"], True
+    ds = build_retrieval_dataset(cfg, split, cfg.RETRIEVAL.NUM_CLIPS, cfg.RETRIEVAL.NUM_CROPS)
+    feats, labels = extract_video_features(
+        backbone, ds, cfg.RETRIEVAL.BATCH_SIZE, num_workers=cfg.DATA_LOADER.NUM_WORKERS, device=device
+    )
+    if cfg.RETRIEVAL.USE_CACHE and _is_main():
+        import io
+
+        from ascnet.utils.io import atomic_write_bytes
+
+        buf = io.BytesIO()
+        torch.save({"protocol": json.dumps(protocol, sort_keys=True), "feats": feats, "labels": labels}, buf)
+        atomic_write_bytes(path, buf.getvalue())
+    return feats, labels, False
+
+
+# ------------------------------------------------------------------------------------------------
+# Reporting
+# ------------------------------------------------------------------------------------------------
+def protocol_line(protocol: Dict[str, object]) -> str:
+    """One line stating the protocol of a result (split, views, pooling, centring, backend, weights)."""
+    w = str(protocol["weights"])
+    w = w if w == "random-init" else w[: len("sha256:") + 12]
+    return (
+        f"{protocol['dataset']} split{protocol['split_id']} {protocol['query_split']}->{protocol['gallery_split']} | "
+        f"clips={protocol['num_clips']} crops={protocol['num_crops']} pool={protocol['pooling']} "
+        f"center={protocol['center']} backend={protocol['backend']} | weights={w}"
+    )
+
+
+def format_table(results: Dict[str, float], protocol: Dict[str, object], topk: Sequence[int]) -> str:
+    """A text table: one row per metric, each row stating the protocol."""
+    proto = protocol_line(protocol)
+    names = [f"top{k}" for k in topk] + ["mAP"]
+    width = max(len(n) for n in names)
+    lines = [f"{'metric':<{width}}  {'value':>7}  protocol"]
+    for n in names:
+        lines.append(f"{n:<{width}}  {results[n]:7.2f}  {proto}")
+    return "\n".join(lines)
+
+
+def _to_uint8_frame(clips: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Middle frame of a (V, C, T, H, W) normalised clip tensor as an (H, W, 3) uint8 image."""
+    v = clips[clips.shape[0] // 2]  # (C, T, H, W)
+    frame = v[:, v.shape[1] // 2]  # (C, H, W)
+    m = torch.tensor(mean, dtype=frame.dtype).view(-1, 1, 1)
+    s = torch.tensor(std, dtype=frame.dtype).view(-1, 1, 1)
+    img = ((frame * s + m).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    return img[:, :, :3]
+
+
+def _class_names(ds) -> Optional[List[str]]:
+    names = getattr(ds, "class_names", None) or getattr(ds, "classes", None)
+    return list(names) if names else None
+
+
+def _label_text(ds, label: int) -> str:
+    names = _class_names(ds)
+    if names and 0 <= label < len(names):
+        return f"{label}:{names[label]}"
+    return str(label)
+
+
+def write_visualization(
+    cfg: CfgNode,
+    out_dir: str,
+    neighbors: torch.Tensor,
+    query_labels: torch.Tensor,
+    gallery_labels: torch.Tensor,
+    title: str,
+    num_queries: int = 8,
+    top: int = 5,
+) -> str:
+    """Write ``index.html``, ``contact_sheet.png`` and one PNG per shown frame under ``out_dir``.
+
+    Queries are sampled with ``cfg.RNG_SEED``; each row shows the query's middle frame and its
+    ``top`` nearest gallery videos with their labels, framed green (same class) or red.
+
+    Returns:
+        The path of the HTML page.
+    """
+    from PIL import Image, ImageDraw
+
+    q_ds = build_retrieval_dataset(cfg, cfg.RETRIEVAL.QUERY_SPLIT, 1, 1)
+    g_ds = build_retrieval_dataset(cfg, cfg.RETRIEVAL.GALLERY_SPLIT, 1, 1)
+    rng = np.random.default_rng(cfg.RNG_SEED)
+    n_q = neighbors.shape[0]
+    chosen = sorted(rng.choice(n_q, size=min(num_queries, n_q), replace=False).tolist())
+    g_pathmgr.mkdirs(out_dir)
+    top = min(top, neighbors.shape[1])
+
+    def save(img: np.ndarray, name: str) -> None:
+        with g_pathmgr.open(os.path.join(out_dir, name), "wb") as f:
+            Image.fromarray(img).save(f, format="PNG")
+
+    thumb = 96
+    pad, text_h = 6, 14
+    sheet = Image.new("RGB", ((top + 1) * (thumb + pad) + pad, len(chosen) * (thumb + text_h + pad) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    rows_html = []
+    for r, qi in enumerate(chosen):
+        q_lab = int(query_labels[qi])
+        q_img = _to_uint8_frame(q_ds[qi]["clips"], cfg.DATA.MEAN, cfg.DATA.STD)
+        q_name = f"query{qi:05d}.png"
+        save(q_img, q_name)
+        cells = [
+            f'<td class="q"><img src="{q_name}" width="{thumb}"><br>query {qi}<br>{html.escape(_label_text(q_ds, q_lab))}</td>'
+        ]
+        y = pad + r * (thumb + text_h + pad)
+        sheet.paste(Image.fromarray(q_img).resize((thumb, thumb)), (pad, y))
+        draw.rectangle([pad - 2, y - 2, pad + thumb + 1, y + thumb + 1], outline="blue", width=2)
+        draw.text((pad, y + thumb + 1), f"Q {_label_text(q_ds, q_lab)}"[:16], fill="black")
+        for j in range(top):
+            gi = int(neighbors[qi, j])
+            g_lab = int(gallery_labels[gi])
+            ok = g_lab == q_lab
+            g_img = _to_uint8_frame(g_ds[gi]["clips"], cfg.DATA.MEAN, cfg.DATA.STD)
+            g_name = f"query{qi:05d}_nn{j + 1}_gallery{gi:05d}.png"
+            save(g_img, g_name)
+            mark = "right" if ok else "wrong"
+            cells.append(
+                f'<td class="{mark}"><img src="{g_name}" width="{thumb}"><br>#{j + 1} gallery {gi}<br>'
+                f"{html.escape(_label_text(g_ds, g_lab))} ({mark})</td>"
+            )
+            x = pad + (j + 1) * (thumb + pad)
+            sheet.paste(Image.fromarray(g_img).resize((thumb, thumb)), (x, y))
+            draw.rectangle([x - 2, y - 2, x + thumb + 1, y + thumb + 1], outline="green" if ok else "red", width=3)
+            draw.text((x, y + thumb + 1), (("+" if ok else "x") + f" {_label_text(g_ds, g_lab)}")[:16], fill="black")
+        rows_html.append("<tr>" + "".join(cells) + "</tr>")
+    with g_pathmgr.open(os.path.join(out_dir, "contact_sheet.png"), "wb") as f:
+        sheet.save(f, format="PNG")
+    page = (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>ascnet retrieval</title>"
+        "<style>td{text-align:center;font:12px sans-serif;padding:4px}"
+        "td.right img{border:4px solid #2a2}td.wrong img{border:4px solid #d22}td.q img{border:4px solid #22d}</style>"
+        f"</head><body><h2>Video retrieval: query and top-{top} neighbours</h2><p>{html.escape(title)}</p>"
+        "<p>Green: same class as the query (right); red: other class (wrong).</p>"
+        "<table>" + "\n".join(rows_html) + "</table>"
+        '<h3>Contact sheet</h3><img src="contact_sheet.png"></body></html>\n'
+    )
+    page_path = os.path.join(out_dir, "index.html")
+    with g_pathmgr.open(page_path, "w") as f:
+        f.write(page)
+    return page_path
+
+
+# ------------------------------------------------------------------------------------------------
+# Task
+# ------------------------------------------------------------------------------------------------
+RANDOM_INIT_WARNING = (
+    "NO CHECKPOINT GIVEN: evaluating a RANDOMLY INITIALISED backbone (seed RNG_SEED={seed}). "
+    "Set RETRIEVAL.CHECKPOINT_FILE_PATH or pass --checkpoint to evaluate pretrained weights."
+)
+
+
+def run_retrieval(cfg: CfgNode) -> Dict[str, object]:
+    """TASK ``retrieval``: test -> train video retrieval with the raw backbone features.
+
+    Runs in every process (feature extraction is sharded, each video once); rank 0 searches,
+    prints the table, writes ``OUTPUT_DIR/retrieval_split<ID>_<weights>.json`` (and the
+    visualisation with ``RETRIEVAL.VISUALIZE``).
+
+    Returns:
+        The result dict (top-k accuracies, mAP, protocol, paths) on rank 0, {} elsewhere.
+    """
+    device = torch.device("cuda") if cfg.NUM_GPUS > 0 and torch.cuda.is_available() else torch.device("cpu")
+    backbone, weights_id, report = build_retrieval_backbone(cfg)
+    backbone.to(device)
+    if weights_id == "random-init":
+        msg = RANDOM_INIT_WARNING.format(seed=cfg.RNG_SEED)
+        logger.warning(msg)
+        if _is_main():
+            print("!" * 80 + "\n" + msg + "\n" + "!" * 80, flush=True)
+    protocol = feature_protocol(cfg, weights_id)
+    with torch.no_grad():
+        qf, ql, q_hit = _cached_features(cfg, backbone, protocol, cfg.RETRIEVAL.QUERY_SPLIT, device)
+        gf, gl, g_hit = _cached_features(cfg, backbone, protocol, cfg.RETRIEVAL.GALLERY_SPLIT, device)
+    if not _is_main():
+        _barrier()
+        return {}
+    qf, gf = finalize_features(qf, gf, cfg.RETRIEVAL.CENTER)
+    search_device = device if cfg.RETRIEVAL.BACKEND == "torch" else (
+        torch.device("cuda") if torch.cuda.is_available() and _faiss_gpu() else torch.device("cpu")
+    )
+    res = evaluate_retrieval(
+        qf.to(search_device), gf.to(search_device), ql, gl, cfg.RETRIEVAL.TOPK, backend=cfg.RETRIEVAL.BACKEND
+    )
+    neighbors = res.pop("neighbors")
+    full_protocol = dict(protocol, center=cfg.RETRIEVAL.CENTER, backend=cfg.RETRIEVAL.BACKEND,
+                         topk=list(cfg.RETRIEVAL.TOPK), checkpoint=cfg.RETRIEVAL.CHECKPOINT_FILE_PATH or None,
+                         num_queries=int(qf.shape[0]), num_gallery=int(gf.shape[0]),
+                         features_from_cache=bool(q_hit and g_hit))
+    table = format_table(res, full_protocol, cfg.RETRIEVAL.TOPK)
+    print(table, flush=True)
+    logger.info("retrieval results:\n%s", table)
+    tag = "random-init" if weights_id == "random-init" else weights_id.split(":")[1][:12]
+    json_path = os.path.join(cfg.OUTPUT_DIR, f"retrieval_split{cfg.DATA.SPLIT_ID}_{tag}.json")
+    out = {"results": res, "protocol": full_protocol, "load_report": report}
+    if cfg.RETRIEVAL.VISUALIZE:
+        vis_dir = os.path.join(cfg.OUTPUT_DIR, f"retrieval_vis_split{cfg.DATA.SPLIT_ID}_{tag}")
+        summary = ", ".join(f"{k} {v:.2f}" for k, v in res.items())
+        title = f"{protocol_line(full_protocol)} | {summary}"
+        out["visualization"] = write_visualization(
+            cfg, vis_dir, neighbors, ql, gl, title=title, num_queries=cfg.RETRIEVAL.VIS_NUM_QUERIES
+        )
+        print(f"visualisation: {out['visualization']}", flush=True)
+    from ascnet.utils.io import atomic_write_bytes
+
+    atomic_write_bytes(json_path, json.dumps(out, indent=2, sort_keys=True).encode())
+    print(f"results: {json_path}", flush=True)
+    out["json"] = json_path
+    out["neighbors"] = neighbors
+    _barrier()
+    return out
+
+
+def _faiss_gpu() -> bool:
+    try:
+        from ascnet.utils.faiss_utils import faiss_has_gpu
+
+        return faiss_has_gpu()
+    except ImportError:
+        return False
