@@ -1,0 +1,118 @@
+"""torch.distributed helpers that also work when no process group exists.
+
+Every function here is safe to call in a single process that never initialised
+torch.distributed: it then behaves as the world of one process (rank 0, identity gathers).
+"""
+import os
+from typing import Any, Dict
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def is_dist_avail_and_initialized() -> bool:
+    """True when torch.distributed is available and a default process group exists."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_world_size() -> int:
+    """Number of processes in the default group (1 when not distributed)."""
+    return dist.get_world_size() if is_dist_avail_and_initialized() else 1
+
+
+def get_rank() -> int:
+    """Global rank of this process (0 when not distributed)."""
+    return dist.get_rank() if is_dist_avail_and_initialized() else 0
+
+
+def get_local_rank() -> int:
+    """Rank of this process on its machine (``LOCAL_RANK``, set by the launcher; 0 otherwise)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def get_local_size() -> int:
+    """Processes on this machine (``LOCAL_WORLD_SIZE``, set by the launcher; 1 otherwise)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """True on global rank 0 (the process that writes checkpoints, logs and metrics)."""
+    return get_rank() == 0
+
+
+def synchronize() -> None:
+    """Barrier over all processes; a no-op when not distributed."""
+    if get_world_size() > 1:
+        if dist.get_backend() == dist.Backend.NCCL and torch.cuda.is_available():
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
+
+
+def _comm_device(t: torch.Tensor) -> torch.device:
+    # NCCL only moves CUDA tensors; gloo moves CPU tensors (and CUDA ones, through the host).
+    if dist.get_backend() == dist.Backend.NCCL:
+        return torch.device("cuda", torch.cuda.current_device())
+    return t.device
+
+
+@torch.no_grad()
+def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``t`` from every rank along dim 0, in rank order.
+
+    Ranks may hold different numbers of rows (the gather pads to the largest and trims), but
+    the other dimensions and the dtype must agree. No gradient flows through the result.
+
+    Args:
+        t: (N_r, ...) tensor on this rank.
+
+    Returns:
+        (sum_r N_r, ...) tensor on ``t``'s device; ``t`` itself when not distributed.
+    """
+    world = get_world_size()
+    if world == 1:
+        return t
+    dev = _comm_device(t)
+    x = t.detach().to(dev).contiguous()
+    n = torch.tensor([x.shape[0]], device=dev, dtype=torch.long)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    dist.all_gather(sizes, n)
+    sizes = [int(s.item()) for s in sizes]
+    max_n = max(sizes)
+    if x.shape[0] < max_n:
+        pad = x.new_zeros((max_n - x.shape[0],) + tuple(x.shape[1:]))
+        x = torch.cat([x, pad], dim=0)
+    out = [torch.empty_like(x) for _ in range(world)]
+    dist.all_gather(out, x)
+    return torch.cat([o[:s] for o, s in zip(out, sizes)], dim=0).to(t.device)
+
+
+@torch.no_grad()
+def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
+    """Return the mean of ``t`` over all ranks (a new tensor; ``t`` when not distributed)."""
+    world = get_world_size()
+    if world == 1:
+        return t
+    dev = _comm_device(t)
+    x = t.detach().to(dev, dtype=torch.float64 if t.dtype == torch.float64 else torch.float32).clone()
+    dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return (x / world).to(device=t.device, dtype=t.dtype if t.is_floating_point() else x.dtype)
+
+
+def reduce_dict_mean(stats: Dict[str, float]) -> Dict[str, float]:
+    """Average a dict of python floats over all ranks (one collective; identity alone)."""
+    if get_world_size() == 1 or not stats:
+        return dict(stats)
+    keys = sorted(stats)
+    dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == dist.Backend.NCCL else "cpu"
+    vals = torch.tensor([float(stats[k]) for k in keys], dtype=torch.float64, device=dev)
+    vals = all_reduce_mean(vals)
+    return {k: float(v) for k, v in zip(keys, vals.tolist())}
+
+
+def unwrap(model: Any) -> Any:
+    """Return the module inside a DistributedDataParallel / DataParallel wrapper (else ``model``)."""
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model

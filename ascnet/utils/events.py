@@ -1,0 +1,156 @@
+"""Training statistics: ``metrics.json``, TensorBoard scalars, ``json_stats`` lines, ETA.
+
+:class:`EventWriter` is created on every rank but writes on rank 0 only:
+
+* ``OUTPUT_DIR/metrics.json``: one JSON object per line (iteration, epoch, losses, lr, time
+  per iteration, data time, ETA and every other scalar stat), appended, so a resumed run
+  continues the same file (a resumed iteration may appear twice; the later line wins);
+* TensorBoard scalars under ``OUTPUT_DIR/tensorboard`` (or ``TENSORBOARD.LOG_DIR``) when
+  ``TENSORBOARD.ENABLE``;
+* a ``json_stats: {...}`` log line and a human progress line with the ETA.
+
+Windowed statistics use fvcore's ``HistoryBuffer`` (median / average over the last values).
+"""
+import datetime
+import json
+import logging
+import math
+import os
+from typing import Any, Dict, Optional
+
+from fvcore.common.history_buffer import HistoryBuffer
+from iopath.common.file_io import g_pathmgr
+
+from ascnet.utils import distributed as du
+from ascnet.utils.logging import log_json_stats
+
+logger = logging.getLogger(__name__)
+
+
+def _scalar(v: Any) -> Optional[float]:
+    """``v`` as a python float when it is a scalar (number, 0-d/1-element tensor), else None."""
+    if isinstance(v, bool):
+        return float(v)
+    if isinstance(v, (int, float)):
+        return float(v)
+    if hasattr(v, "numel") and callable(v.numel):
+        if v.numel() == 1:
+            return float(v.detach().float().cpu().item())
+        return None
+    if hasattr(v, "item") and getattr(v, "size", 2) == 1:  # numpy scalar
+        return float(v.item())
+    return None
+
+
+def scalar_stats(d: Dict[str, Any]) -> Dict[str, float]:
+    """Keep the scalar entries of a dict (as floats), dropping tensors with several values."""
+    out = {}
+    for k, v in d.items():
+        s = _scalar(v)
+        if s is not None:
+            out[k] = s
+    return out
+
+
+def format_eta(seconds: float) -> str:
+    """``3725.2`` -> ``'1:02:05'``."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    return str(datetime.timedelta(seconds=int(seconds)))
+
+
+class EventWriter:
+    """Writes training statistics to ``metrics.json``, TensorBoard and the log (rank 0 only).
+
+    Args:
+        output_dir: the run's OUTPUT_DIR.
+        tensorboard: also write TensorBoard scalars.
+        tensorboard_dir: folder of the TensorBoard files ("" = ``output_dir/tensorboard``).
+        window: iterations averaged in the progress line.
+    """
+
+    def __init__(self, output_dir: str, tensorboard: bool = False, tensorboard_dir: str = "", window: int = 20):
+        self.output_dir = output_dir
+        self.metrics_path = os.path.join(output_dir, "metrics.json")
+        self.tensorboard_dir = tensorboard_dir or os.path.join(output_dir, "tensorboard")
+        self.enabled = du.is_main_process()
+        self._history: Dict[str, HistoryBuffer] = {}
+        self._window = window
+        self._file = None
+        self._tb = None
+        if self.enabled:
+            g_pathmgr.mkdirs(output_dir)
+            self._file = g_pathmgr.open(self.metrics_path, "a")
+            if tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+
+                g_pathmgr.mkdirs(self.tensorboard_dir)
+                self._tb = SummaryWriter(log_dir=self.tensorboard_dir)
+
+    def update_history(self, stats: Dict[str, float], iteration: int) -> None:
+        """Add one iteration's scalar stats to the windowed history (every iteration)."""
+        for k, v in stats.items():
+            buf = self._history.get(k)
+            if buf is None:
+                buf = self._history[k] = HistoryBuffer(max_length=10000)
+            buf.update(float(v), iteration)
+
+    def median(self, key: str, window: Optional[int] = None) -> float:
+        """Median of ``key`` over the last ``window`` iterations (nan when never seen)."""
+        buf = self._history.get(key)
+        return buf.median(window or self._window) if buf is not None else float("nan")
+
+    def global_avg(self, key: str) -> float:
+        """Average of ``key`` over all iterations seen by this writer."""
+        buf = self._history.get(key)
+        return buf.global_avg() if buf is not None else float("nan")
+
+    def write(self, stats: Dict[str, Any], step: int) -> None:
+        """Write one record: a ``metrics.json`` line, TensorBoard scalars, a ``json_stats`` line.
+
+        Args:
+            stats: scalar statistics (non-scalars are dropped); ``iteration``/``epoch`` included.
+            step: TensorBoard global step.
+        """
+        if not self.enabled:
+            return
+        rec = {}
+        for k, v in stats.items():
+            keep = isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
+            s = v if keep else _scalar(v)
+            if s is not None:
+                rec[k] = s
+        self._file.write(json.dumps(rec, sort_keys=True) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for k, v in rec.items():
+                if isinstance(v, (int, float)) and k not in ("iteration", "epoch"):
+                    self._tb.add_scalar(k, v, step)
+            self._tb.flush()
+        log_json_stats(rec)
+
+    def progress(self, iteration: int, max_iter: int, epoch: int, max_epoch: int, stats: Dict[str, float]) -> str:
+        """Log (rank 0) and return the human progress line with ETA, losses and lr."""
+        eta = self.global_avg("time") * max(max_iter - iteration, 0)
+        losses = "  ".join(f"{k}: {self.median(k):.4f}" for k in sorted(stats) if k.startswith("loss"))
+        line = (
+            f"eta: {format_eta(eta)}  epoch: {epoch + 1}/{max_epoch}  iter: {iteration}/{max_iter}  "
+            f"{losses}  lr: {stats.get('lr', float('nan')):.5g}  "
+            f"time: {self.median('time'):.4f}  data_time: {self.median('data_time'):.4f}"
+        )
+        if self.enabled:
+            logger.info(line)
+        return line
+
+    def eta_seconds(self, iteration: int, max_iter: int) -> float:
+        """Remaining seconds from the average iteration time so far."""
+        return self.global_avg("time") * max(max_iter - iteration, 0)
+
+    def close(self) -> None:
+        """Flush and close the files (safe to call twice)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None

@@ -1,0 +1,63 @@
+"""Logging and event writing: rank-0 output, json_stats lines, metrics.json, TensorBoard."""
+import json
+import logging
+import os
+
+import pytest
+
+from ascnet.utils.events import EventWriter, format_eta, scalar_stats
+from ascnet.utils.logging import log_json_stats, setup_logging
+
+
+def test_rank0_logs_to_console_and_file(tmp_path, capsys):
+    log = setup_logging(str(tmp_path), rank=0)
+    setup_logging(str(tmp_path), rank=0)  # idempotent: no doubled lines
+    logging.getLogger("ascnet.some.module").info("hello from rank zero")
+    line = log_json_stats({"loss": 0.5, "iteration": 3})
+    for h in log.handlers:
+        h.flush()
+    out = capsys.readouterr().out
+    assert out.count("hello from rank zero") == 1
+    assert line == 'json_stats: {"iteration": 3, "loss": 0.5}'
+    text = (tmp_path / "log.txt").read_text()
+    assert "hello from rank zero" in text and 'json_stats: {"iteration": 3, "loss": 0.5}' in text
+
+
+def test_other_ranks_print_warnings_only(tmp_path, capsys):
+    setup_logging(str(tmp_path), rank=1)
+    lg = logging.getLogger("ascnet.x")
+    lg.info("quiet info")
+    lg.warning("loud warning")
+    out = capsys.readouterr().out
+    assert "quiet info" not in out and "loud warning" in out
+    assert "loud warning" in (tmp_path / "log.txt.rank1").read_text()
+    setup_logging(None, rank=0)
+
+
+def test_event_writer_metrics_and_tensorboard(tmp_path):
+    setup_logging(None, rank=0)
+    w = EventWriter(str(tmp_path), tensorboard=True)
+    for it in range(1, 5):
+        w.update_history({"time": 0.5, "data_time": 0.1, "loss": 1.0 / it}, it)
+    w.write({"iteration": 4, "epoch": 0, "loss": 0.25, "lr": 0.1, "eta_seconds": w.eta_seconds(4, 10),
+             "not_scalar": [1, 2]}, step=4)
+    line = w.progress(4, 10, 0, 2, {"loss": 0.25, "lr": 0.1})
+    w.close()
+    recs = [json.loads(l) for l in (tmp_path / "metrics.json").read_text().splitlines()]
+    assert recs == [{"iteration": 4, "epoch": 0, "loss": 0.25, "lr": 0.1, "eta_seconds": 3.0}]
+    assert "eta: 0:00:03" in line and "iter: 4/10" in line
+    tb_files = os.listdir(tmp_path / "tensorboard")
+    assert any(f.startswith("events.out.tfevents") for f in tb_files)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    assert "loss" in acc.Tags()["scalars"]
+    assert acc.Scalars("loss")[0].value == pytest.approx(0.25)
+
+
+def test_helpers():
+    import torch
+
+    assert format_eta(3725.2) == "1:02:05"
+    assert scalar_stats({"a": torch.tensor(2.0), "b": torch.ones(3), "c": 1}) == {"a": 2.0, "c": 1.0}
