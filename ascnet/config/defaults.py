@@ -120,6 +120,11 @@ _C.DATA.STD = [0.225, 0.225, 0.225]
 _C.DATA.INPUT_CHANNEL_NUM = 3
 # How often a failed video is replaced by another before the sample fails.
 _C.DATA.NUM_RETRIES = 10
+# [D] A video shorter than a clip: "fail" (counted as a failure, another video is used),
+# "loop" (indices wrap around) or "clamp" (the last frame repeats). Test mode never fails.
+_C.DATA.SHORT_VIDEO_POLICY = "fail"
+# The failure-ratio check (MAX_FAILURE_RATIO) starts after this many video loads.
+_C.DATA.FAILURE_MIN_ATTEMPTS = 50
 # Stop with an error when more than this fraction of the videos seen failed to decode.
 _C.DATA.MAX_FAILURE_RATIO = 0.05
 # Video file extensions searched when scanning class folders.
@@ -141,6 +146,8 @@ _C.DATA.SYNTHETIC.SIZE = 64
 _C.DATA.SYNTHETIC.FPS = 25
 # Seed of the generator.
 _C.DATA.SYNTHETIC.SEED = 0
+# Container: ".avi" (MPEG-4 part 2, like UCF-101) or ".mp4" (H.264).
+_C.DATA.SYNTHETIC.FORMAT = ".avi"
 
 # ---------------------------------------------------------------------------------------------
 # Augmentation [D] (train); one parameter draw per clip, shared by all its frames.

@@ -1,0 +1,4 @@
+"""Registered video datasets (importing this package registers them)."""
+from .base import DataFailureError, VideoDataset  # noqa: F401
+from .ucf101 import UCF101  # noqa: F401
+from .generated import Synthetic  # noqa: F401

@@ -1,0 +1,216 @@
+"""The map-style video dataset all registered datasets share.
+
+A subclass only reads its annotation files (:meth:`VideoDataset._load_index`); sampling clips,
+decoding, augmentation, retries on bad videos and failure accounting live here.
+
+``dataset[key]`` with ``key = i`` or ``(i, seed)`` returns::
+
+    {"clips": Tensor, "index": int, "label": int}
+
+``clips`` is (S, C, T, H, W) in "pretrain" mode (one clip per speed of ``ASCNET.SPEEDS``, each
+with its own augmentation), (C, T, H, W) in "train" mode and (V, C, T, H, W) in "test" mode with
+V = num_clips x num_crops ordered clip-major (clip 0 crop 0, clip 0 crop 1, ...). The seed drives
+every random choice of the sample (clip starts, augmentation, the replacement of a bad video),
+so a sample is the same whatever the worker that loads it. Without a seed one is drawn from
+torch's global RNG (seeded per worker by the loader).
+
+Bad videos (missing, empty, truncated, undecodable, or shorter than a clip under
+``DATA.SHORT_VIDEO_POLICY = "fail"``): in "pretrain"/"train" mode the sample is replaced by
+another video chosen from the seed (up to ``DATA.NUM_RETRIES`` times); ``index`` and ``label``
+are then those of the video actually loaded. Each bad path is logged once and counted;
+:meth:`VideoDataset.failure_stats` reports the counts (shared by all loader workers), and once
+``DATA.FAILURE_MIN_ATTEMPTS`` videos have been loaded a failure ratio above
+``DATA.MAX_FAILURE_RATIO`` stops the run with the first bad paths. In "test" mode a bad video is
+an error (every evaluation video must count): run ``tools/check_dataset.py`` first.
+"""
+import logging
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from fvcore.common.config import CfgNode
+from torch.utils.data import Dataset
+
+from ascnet.sampling.clip import (
+    PlaybackSpeedSampler,
+    RandomClipSampler,
+    UniformMultiViewSampler,
+    VideoTooShortError,
+)
+
+from ..decoder import VideoDecodeError, decode_clips
+from ..transforms import build_eval_transform, build_train_transform
+from ..utils import derive_seed, parse_key
+
+logger = logging.getLogger(__name__)
+
+MODES = ("pretrain", "train", "test")
+
+
+class DataFailureError(RuntimeError):
+    """Too many videos of a dataset failed to load (see ``DATA.MAX_FAILURE_RATIO``)."""
+
+
+class VideoDataset(Dataset):
+    """Base class of the registered video datasets.
+
+    Args:
+        cfg: the run config.
+        split: "train" | "val" | "test" (which annotation list is read).
+        mode: "pretrain" | "train" | "test" (what a sample holds; see the module docstring).
+        num_clips: test mode: clips per video (default ``TEST.NUM_ENSEMBLE_VIEWS``; retrieval
+            passes ``RETRIEVAL.NUM_CLIPS``).
+        num_crops: test mode: spatial crops per clip (default ``TEST.NUM_SPATIAL_CROPS``).
+
+    Attributes:
+        paths: video paths (local paths or iopath URIs), one per index.
+        labels: class index per video (-1 when unknown).
+        class_names: names of the classes, ``class_names[label]``.
+        num_classes: ``len(class_names)``.
+    """
+
+    def __init__(
+        self,
+        cfg: CfgNode,
+        split: str,
+        mode: str,
+        num_clips: Optional[int] = None,
+        num_crops: Optional[int] = None,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"Unknown dataset mode {mode!r}; choose one of {list(MODES)}.")
+        self.cfg = cfg
+        self.split = split
+        self.mode = mode
+        paths, labels, class_names = self._load_index()
+        if not paths:
+            raise ValueError(
+                f"{type(self).__name__} found no videos for split {split!r} under "
+                f"DATA.PATH_TO_DATA_DIR={cfg.DATA.PATH_TO_DATA_DIR!r}. Check the path and DATA.SPLIT_ID."
+            )
+        self.paths: List[str] = list(paths)
+        self.labels: List[int] = [int(x) for x in labels]
+        self.class_names: List[str] = list(class_names)
+        self.num_classes = len(self.class_names)
+
+        if mode == "pretrain":
+            self.clip_sampler = PlaybackSpeedSampler(cfg, mode)
+        elif mode == "train":
+            self.clip_sampler = RandomClipSampler(cfg, mode)
+        else:
+            self.clip_sampler = UniformMultiViewSampler(cfg, mode, num_clips=num_clips)
+        if mode == "test":
+            self.transform = build_eval_transform(cfg, num_crops=num_crops)
+            self.num_views = self.clip_sampler.num_clips * self.transform.num_crops
+        else:
+            self.transform = build_train_transform(cfg)
+        self.num_retries = int(cfg.DATA.NUM_RETRIES)
+        self.max_failure_ratio = float(cfg.DATA.MAX_FAILURE_RATIO)
+        self.min_attempts = int(cfg.DATA.get("FAILURE_MIN_ATTEMPTS", 50))
+        # Counters live in shared memory so that all loader workers (forked or spawned) add to
+        # the same numbers: [videos loaded, failures], and one flag per bad video.
+        self._counts = torch.zeros(2, dtype=torch.int64).share_memory_()
+        self._bad = torch.zeros(len(self.paths), dtype=torch.bool).share_memory_()
+        self._logged: set = set()
+
+    # ----------------------------------------------------------------------------------------
+    # For subclasses
+    # ----------------------------------------------------------------------------------------
+    def _load_index(self) -> Tuple[List[str], List[int], List[str]]:
+        """Read the annotations of ``self.split``: (paths, labels, class_names)."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------------------------------
+    # Loading
+    # ----------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int, seed: int) -> Dict[str, Any]:
+        """Decode and transform video ``index`` (no retry). Raises on a bad video."""
+        gen = torch.Generator()
+        gen.manual_seed(derive_seed(seed, 0))
+        clips, _ = decode_clips(self.paths[index], self.clip_sampler, gen)
+        if self.mode == "test":
+            views = torch.cat([self.transform(c) for c in clips])  # (clips * crops, C, T, H, W)
+            out = views
+        else:
+            aug = [self.transform(c, derive_seed(seed, 1 + k)) for k, c in enumerate(clips)]
+            out = torch.stack(aug) if self.mode == "pretrain" else aug[0]
+        return {"clips": out, "index": index, "label": self.labels[index]}
+
+    def __getitem__(self, key) -> Dict[str, Any]:
+        index, seed = parse_key(key)
+        if not 0 <= index < len(self.paths):
+            raise IndexError(f"Index {index} out of range for a dataset of {len(self.paths)} videos.")
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)))
+        current = index
+        for attempt in range(self.num_retries + 1):
+            self._counts[0] += 1
+            if not bool(self._bad[current]):
+                try:
+                    return self.load(current, derive_seed(seed, attempt))
+                except (VideoDecodeError, VideoTooShortError) as e:
+                    self._record_failure(current, e)
+                    if self.mode == "test":
+                        raise VideoDecodeError(
+                            f"Test video {self.paths[current]!r} cannot be used: {e}. Evaluation needs every "
+                            "video; run tools/check_dataset.py to list bad files, then fix or remove them."
+                        ) from e
+            else:
+                self._counts[1] += 1  # a known bad video: count it again, skip the decode
+            self._check_failure_ratio()
+            current = derive_seed(seed, attempt, 0xBAD) % len(self.paths)
+        raise DataFailureError(
+            f"Video {self.paths[index]!r} and {self.num_retries} replacements failed to load. "
+            f"{self._bad_summary()}"
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Failure accounting
+    # ----------------------------------------------------------------------------------------
+    def _record_failure(self, index: int, error: Exception) -> None:
+        self._counts[1] += 1
+        if not bool(self._bad[index]) and index not in self._logged:
+            logger.warning("Skipping bad video %s: %s", self.paths[index], error)
+        self._logged.add(index)
+        self._bad[index] = True
+
+    def _bad_summary(self, n: int = 10) -> str:
+        bad = self.bad_paths(n)
+        return f"First bad videos: {bad}. Run tools/check_dataset.py for a full report." if bad else ""
+
+    def _check_failure_ratio(self) -> None:
+        attempts, failures = (int(x) for x in self._counts)
+        if attempts >= self.min_attempts and failures > self.max_failure_ratio * attempts:
+            raise DataFailureError(
+                f"{failures} of {attempts} video loads failed ({failures / attempts:.1%}), more than "
+                f"DATA.MAX_FAILURE_RATIO={self.max_failure_ratio:g}. {self._bad_summary()} Fix or remove "
+                "the files, or raise DATA.MAX_FAILURE_RATIO."
+            )
+
+    def bad_paths(self, n: Optional[int] = None) -> List[str]:
+        """Paths of the videos that failed so far (in index order; the first ``n``)."""
+        idx = torch.nonzero(self._bad).flatten().tolist()
+        return [self.paths[i] for i in (idx if n is None else idx[:n])]
+
+    def failure_stats(self) -> Dict[str, Any]:
+        """Counts for logging: ``{"loads", "failures", "failure_ratio", "bad_videos", "bad_paths"}``.
+
+        ``loads`` and ``failures`` count video load attempts since the dataset was built (all
+        workers together); ``bad_paths`` lists the first ten bad videos.
+        """
+        attempts, failures = (int(x) for x in self._counts)
+        return {
+            "loads": attempts,
+            "failures": failures,
+            "failure_ratio": failures / attempts if attempts else 0.0,
+            "bad_videos": int(self._bad.sum()),
+            "bad_paths": self.bad_paths(10),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(split={self.split!r}, mode={self.mode!r}, videos={len(self)}, "
+            f"classes={self.num_classes})"
+        )

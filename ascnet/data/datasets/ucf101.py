@@ -1,0 +1,89 @@
+"""UCF-101 in its official layout.
+
+::
+
+    <DATA.PATH_TO_DATA_DIR>/
+        ucfTrainTestlist/classInd.txt          "1 ApplyEyeMakeup" (1-based)
+        ucfTrainTestlist/trainlist0{1,2,3}.txt "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1"
+        ucfTrainTestlist/testlist0{1,2,3}.txt  "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi"
+        UCF-101/<Class>/v_<Class>_gXX_cYY.avi  (the official archive's folder; or videos/)
+
+Videos are looked up under ``DATA.PATH_PREFIX`` when set; otherwise the first existing of
+``<root>/UCF-101``, ``<root>/videos`` and ``<root>`` itself (auto-detection). ``DATA.SPLIT_ID``
+picks the official split; split "train" reads the trainlist, "val" and "test" the testlist.
+Test lists carry no label: the class comes from the folder part of the path (matched to
+classInd.txt without regard to case, since the official files spell e.g. HandstandPushups
+both ways).
+"""
+from typing import List, Tuple
+
+from iopath.common.file_io import g_pathmgr
+
+from ..build import DATASET_REGISTRY
+from ..utils import join_path
+from .base import VideoDataset
+
+UCF_LIST_DIR = "ucfTrainTestlist"
+UCF_VIDEO_DIRS = ("UCF-101", "videos", "")
+
+
+def _read_lines(path: str) -> List[str]:
+    if not g_pathmgr.exists(path):
+        raise FileNotFoundError(f"Annotation file {path!r} not found. Check DATA.PATH_TO_DATA_DIR.")
+    with g_pathmgr.open(path, "r") as f:
+        return [ln.strip() for ln in f if ln.strip()]
+
+
+def find_video_dir(cfg, root: str, candidates=UCF_VIDEO_DIRS) -> str:
+    """``DATA.PATH_PREFIX`` when set, else the first existing ``root/<candidate>`` folder."""
+    if cfg.DATA.PATH_PREFIX:
+        return cfg.DATA.PATH_PREFIX
+    for c in candidates:
+        d = join_path(root, c) if c else root
+        if g_pathmgr.isdir(d):
+            return d
+    return root
+
+
+@DATASET_REGISTRY.register()
+class UCF101(VideoDataset):
+    """UCF-101 (official layout, see the module docstring); ``VideoDataset`` arguments."""
+
+    list_dir = UCF_LIST_DIR
+
+    def _split_file(self, root: str) -> str:
+        sid = int(self.cfg.DATA.SPLIT_ID)
+        if sid not in (1, 2, 3):
+            raise ValueError(f"DATA.SPLIT_ID must be 1, 2 or 3 for {type(self).__name__}, got {sid}.")
+        kind = {"train": "trainlist", "val": "testlist", "test": "testlist"}.get(self.split)
+        if kind is None:
+            raise ValueError(f"Unknown split {self.split!r}; choose train, val or test.")
+        return join_path(root, f"{self.list_dir}/{kind}0{sid}.txt")
+
+    def _load_index(self) -> Tuple[List[str], List[int], List[str]]:
+        root = self.cfg.DATA.PATH_TO_DATA_DIR
+        class_lines = _read_lines(join_path(root, f"{self.list_dir}/classInd.txt"))
+        by_number = {}
+        for ln in class_lines:
+            num, name = ln.split(maxsplit=1)
+            by_number[int(num)] = name.strip()
+        class_names = [by_number[k] for k in sorted(by_number)]
+        lower = {n.lower(): i for i, n in enumerate(class_names)}
+        video_dir = find_video_dir(self.cfg, root)
+        paths, labels = [], []
+        split_file = self._split_file(root)
+        for ln in _read_lines(split_file):
+            parts = ln.split()
+            rel = parts[0]
+            if len(parts) > 1:
+                label = int(parts[1]) - 1
+            else:
+                folder = rel.replace("\\", "/").split("/")[0].lower()
+                if folder not in lower:
+                    raise ValueError(f"{split_file!r}: class folder of {rel!r} is not in classInd.txt.")
+                label = lower[folder]
+            if not 0 <= label < len(class_names):
+                raise ValueError(f"{split_file!r}: label of {rel!r} is outside classInd.txt.")
+            paths.append(join_path(video_dir, rel))
+            labels.append(label)
+        return paths, labels, class_names

@@ -1,0 +1,224 @@
+"""Video decoding with PyAV: only the frames a sample needs, converted on one thread.
+
+torchvision 0.29 has no video I/O, so decoding goes straight through PyAV (FFmpeg). Files are
+opened through iopath's ``g_pathmgr`` (local paths or any registered URI). Audio is never
+decoded.
+
+Two choices matter for speed (docs/benchmarks.md "Data throughput"):
+
+* Only the needed frames are decoded: the container is seeked to the key frame before the first
+  needed frame, decoding stops after the last one, and only needed frames are converted to
+  RGB. The clips of all playback speeds of a sample are decoded in one pass over the union
+  window (a frame shared by two clips is converted once).
+* YUV -> RGB conversion runs with ``threads=1``: when a process may use several cores, FFmpeg's
+  multithreaded swscale makes decode + convert about 3x slower (environment.md).
+"""
+import logging
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Dict, List, Sequence, Tuple
+
+import av
+import numpy as np
+import torch
+from iopath.common.file_io import g_pathmgr
+
+logger = logging.getLogger(__name__)
+
+# Below this frame index, decoding from the start is cheaper than a seek (which re-opens the
+# demuxer state and may land on the same key frame anyway).
+_SEEK_MIN_FRAME = 32
+
+
+class VideoDecodeError(RuntimeError):
+    """A video could not be opened or decoded (missing, empty, truncated or corrupt file)."""
+
+
+@dataclass
+class VideoInfo:
+    """What the samplers need to know about a video stream.
+
+    Attributes:
+        num_frames: frames in the stream (from the container, else estimated from the duration).
+        fps: native frame rate (frames per second).
+        time_base: the stream's time base (seconds per pts tick).
+        start_pts: pts of the first frame.
+    """
+
+    num_frames: int
+    fps: float
+    time_base: Fraction
+    start_pts: int
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.num_frames / self.fps if self.fps > 0 else 0.0
+
+
+def _open(path: str):
+    try:
+        f = g_pathmgr.open(path, "rb")
+    except (FileNotFoundError, OSError) as e:
+        raise VideoDecodeError(f"Cannot open video {path!r}: {e}") from e
+    try:
+        container = av.open(f, mode="r", metadata_errors="ignore")
+    except Exception as e:  # PyAV raises many FFmpeg error types (InvalidDataError, EOFError, ...)
+        f.close()
+        raise VideoDecodeError(f"Cannot read video {path!r} (not a video or corrupt): {e}") from e
+    if not container.streams.video:
+        container.close()
+        f.close()
+        raise VideoDecodeError(f"Video {path!r} has no video stream.")
+    return f, container
+
+
+def _stream_info(path: str, stream) -> VideoInfo:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate else 0.0
+    if fps <= 0:
+        raise VideoDecodeError(f"Video {path!r} has no usable frame rate.")
+    time_base = stream.time_base or Fraction(1, 1_000_000)
+    start_pts = stream.start_time if stream.start_time is not None else 0
+    n = int(stream.frames or 0)
+    if n <= 0:
+        # Containers like WebM/MKV do not store a frame count: estimate it from the duration.
+        if stream.duration is not None:
+            seconds = float(stream.duration * time_base)
+        elif stream.container.duration is not None:
+            seconds = stream.container.duration / av.time_base
+        else:
+            seconds = 0.0
+        n = int(math.floor(seconds * fps + 1e-3))
+    if n <= 0:
+        raise VideoDecodeError(f"Video {path!r} is empty (no frames).")
+    return VideoInfo(num_frames=n, fps=fps, time_base=Fraction(time_base), start_pts=int(start_pts))
+
+
+def probe_video(path: str) -> VideoInfo:
+    """Read the stream header of a video (no decoding).
+
+    Raises:
+        VideoDecodeError: the file is missing, unreadable or has no video stream.
+    """
+    f, container = _open(path)
+    try:
+        return _stream_info(path, container.streams.video[0])
+    finally:
+        container.close()
+        f.close()
+
+
+def _frame_index(frame, info: VideoInfo, previous: int) -> int:
+    if frame.pts is None:  # some AVI files: no timestamps; frames come in order
+        return previous + 1
+    seconds = float((frame.pts - info.start_pts) * info.time_base)
+    return int(round(seconds * info.fps))
+
+
+def _decode_frames(path: str, container, info: VideoInfo, wanted: Sequence[int]) -> Dict[int, np.ndarray]:
+    """Decode the frames ``wanted`` (sorted unique native indices) -> {index: (H, W, 3) uint8}."""
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"  # frame threading in the decoder; conversion is single-threaded below
+    first, last = wanted[0], wanted[-1]
+    wanted_set = set(wanted)
+    out: Dict[int, np.ndarray] = {}
+
+    def run(seek_to: int) -> Tuple[int, int]:
+        """Decode from ``seek_to``; return (index of the first decoded frame, last index)."""
+        if seek_to > 0:
+            pts = info.start_pts + int(seek_to / info.fps / info.time_base)
+            container.seek(pts, stream=stream, backward=True, any_frame=False)
+        first_seen, idx = None, -1
+        for frame in container.decode(stream):
+            idx = _frame_index(frame, info, idx)
+            if first_seen is None:
+                first_seen = idx
+            if idx in wanted_set and idx not in out:
+                # threads=1: see the module docstring (FFmpeg's 3x threading trap).
+                out[idx] = frame.reformat(format="rgb24", threads=1).to_ndarray()
+            if idx >= last:
+                break
+        return (first_seen if first_seen is not None else -1), idx
+
+    try:
+        seek_to = first if first >= _SEEK_MIN_FRAME else 0
+        first_seen, _ = run(seek_to)
+        if seek_to > 0 and (first_seen < 0 or first_seen > first):
+            # The seek overshot (inexact index or timestamps): decode from the start instead.
+            container.seek(0, stream=stream, backward=True, any_frame=False)
+            run(0)
+    except VideoDecodeError:
+        raise
+    except Exception as e:  # FFmpeg errors surface as many exception types
+        if not out:
+            raise VideoDecodeError(f"Error while decoding {path!r}: {e}") from e
+        logger.debug("Decoding %s stopped early: %s", path, e)
+    return out
+
+
+def decode_clips(path: str, clip_sampler, generator: torch.Generator = None) -> Tuple[List[torch.Tensor], VideoInfo]:
+    """Open a video, choose the clips with ``clip_sampler`` and decode them in one pass.
+
+    Args:
+        path: local path or iopath URI.
+        clip_sampler: ``clip_sampler(num_frames, fps, generator) -> List[(T,) LongTensor]`` of
+            native frame indices (``ascnet/sampling/clip.py``).
+        generator: drives the sampler's random choices.
+
+    Returns:
+        (clips, info): ``clips`` is a list of (T, 3, H, W) uint8 tensors, one per clip, in the
+        sampler's order; ``info`` describes the stream.
+
+    Raises:
+        VideoDecodeError: missing/unreadable/truncated file, or frames that cannot be decoded.
+        ascnet.sampling.clip.VideoTooShortError: the video is shorter than a clip (policy "fail").
+    """
+    f, container = _open(path)
+    try:
+        info = _stream_info(path, container.streams.video[0])
+        clip_indices = clip_sampler(info.num_frames, info.fps, generator)
+        wanted = sorted({int(i) for idx in clip_indices for i in idx.tolist()})
+        frames = _decode_frames(path, container, info, wanted)
+    finally:
+        container.close()
+        f.close()
+    missing = [i for i in wanted if i not in frames]
+    if missing:
+        got = max(frames) + 1 if frames else 0
+        # A frame count read from the header can overshoot by a frame or two (rounded durations);
+        # repeat the last decoded frame then. More missing frames means a truncated file.
+        if frames and len(missing) <= 2 and min(missing) >= got - 1:
+            for i in missing:
+                frames[i] = frames[max(frames)]
+        else:
+            raise VideoDecodeError(
+                f"Video {path!r} is truncated or corrupt: frames {missing[:5]}{'...' if len(missing) > 5 else ''} "
+                f"could not be decoded (decoded up to frame {got - 1} of {info.num_frames})."
+            )
+    # One (T, H, W, 3) stack per clip, then (T, 3, H, W) for torchvision.transforms.v2.
+    clips = [
+        torch.from_numpy(np.stack([frames[int(i)] for i in idx.tolist()])).permute(0, 3, 1, 2)
+        for idx in clip_indices
+    ]
+    return clips, info
+
+
+def decode_all(path: str) -> Tuple[torch.Tensor, VideoInfo]:
+    """Decode every frame of a video (checks and tests): (T, 3, H, W) uint8 and its info."""
+    f, container = _open(path)
+    try:
+        info = _stream_info(path, container.streams.video[0])
+        frames = []
+        try:
+            for frame in container.decode(container.streams.video[0]):
+                frames.append(frame.reformat(format="rgb24", threads=1).to_ndarray())
+        except Exception as e:
+            raise VideoDecodeError(f"Error while decoding {path!r} (after {len(frames)} frames): {e}") from e
+    finally:
+        container.close()
+        f.close()
+    if not frames:
+        raise VideoDecodeError(f"Video {path!r} has no decodable frames.")
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2), info
