@@ -1,0 +1,344 @@
+"""ASCNet: Appearance-Speed Consistency pretraining (docs/method.md, section 1).
+
+Online network: backbone f, projections g_a (appearance) and g_m (speed/motion), predictors
+h_a, h_m. Target network: an exponential moving average of f, g_a, g_m (no predictors), never
+trained by gradients. Losses:
+
+* ACP: the online appearance prediction of each clip is pulled to the target appearance
+  projection of the same video's clips at the other speeds.
+* SCP: the online motion prediction of each clip is pulled to the motion feature of a
+  same-speed clip of another video, found by appearance retrieval in a per-speed memory bank
+  (or in the current global batch while the bank is still filling).
+
+Choices of ours [D] documented here and in the config:
+
+* ``ASCNET.TARGET_BN_MODE`` "train" (default, as BYOL): the target's BatchNorm layers normalise
+  with the statistics of the target's own batch.
+* The target's buffers (BatchNorm running statistics) are **copied** from the online network
+  after every step rather than averaged: running statistics are already moving averages, and an
+  EMA of them (with tau close to 1) would lag the weights they belong to by thousands of steps.
+  So the target in eval mode normalises like the online network.
+* The EMA schedule uses the iteration k that just finished:
+  ``tau_k = 1 - (1 - EMA_BASE) * (cos(pi * k / K) + 1) / 2``.
+* With S > 2 speeds ACP averages the symmetric term over all pairs of speeds (``ACPLoss``).
+"""
+import copy
+import math
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fvcore.common.config import CfgNode
+from torch import nn
+
+from ascnet.modeling.backbone import build_backbone
+from ascnet.modeling.heads import build_predictor, build_projection
+from ascnet.modeling.losses import build_loss
+from ascnet.modeling.memory_bank import build_memory_bank
+from ascnet.sampling import build_positive_sampler
+from ascnet.sampling import positive as _positive  # noqa: F401  (registers the positive samplers)
+from ascnet.sampling.positive import Gallery, Positives
+from ascnet.utils.distributed import all_gather_cat, get_rank, unwrap
+
+from .build import MODEL_REGISTRY
+
+__all__ = ["ASCNet", "OnlineNetwork", "TargetNetwork", "ema_momentum"]
+
+
+def ema_momentum(base: float, iteration: int, max_iter: int) -> float:
+    """Cosine EMA schedule: ``1 - (1 - base) * (cos(pi * k / K) + 1) / 2``.
+
+    Equals ``base`` at k = 0 and 1 at k = K (clamped to [0, K]).
+    """
+    k_max = max(int(max_iter), 1)
+    k = min(max(int(iteration), 0), k_max)
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * k / k_max) + 1.0) / 2.0
+
+
+class TargetNetwork(nn.Module):
+    """f', g_a', g_m': (B, C, T, H, W) clips -> (appearance, motion) projections, each (B, d)."""
+
+    def __init__(self, backbone: nn.Module, proj_a: nn.Module, proj_m: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.proj_a = proj_a
+        self.proj_m = proj_m
+
+    def forward(self, clips: torch.Tensor):
+        feat = self.backbone(clips)
+        return self.proj_a(feat), self.proj_m(feat)
+
+
+class OnlineNetwork(TargetNetwork):
+    """f, g_a, g_m, h_a, h_m in one module, so one forward uses every trained parameter (DDP).
+
+    ``forward(clips (B, C, T, H, W))`` returns the appearance prediction h_a(g_a(f(x))) and the
+    motion prediction h_m(g_m(f(x))), each (B, d).
+    """
+
+    def __init__(self, backbone, proj_a, proj_m, pred_a: nn.Module, pred_m: nn.Module):
+        super().__init__(backbone, proj_a, proj_m)
+        self.pred_a = pred_a
+        self.pred_m = pred_m
+
+    def forward(self, clips: torch.Tensor):
+        feat = self.backbone(clips)
+        return self.pred_a(self.proj_a(feat)), self.pred_m(self.proj_m(feat))
+
+    def target_copy(self) -> TargetNetwork:
+        """A deep copy of f, g_a, g_m (no predictors) with gradients off."""
+        target = TargetNetwork(
+            copy.deepcopy(self.backbone), copy.deepcopy(self.proj_a), copy.deepcopy(self.proj_m)
+        )
+        for p in target.parameters():
+            p.requires_grad_(False)
+        return target
+
+
+@MODEL_REGISTRY.register()
+class ASCNet(nn.Module):
+    """ASCNet pretraining model.
+
+    ``forward(batch)`` in training mode takes ``batch["clips"]`` (N, S, C, T, H, W), one clip per
+    speed of ``ASCNET.SPEEDS``, and ``batch["index"]`` (N,) video ids, and returns:
+
+    * ``loss_acp`` = ACP_WEIGHT * L_ACP and ``loss_scp`` = SCP_WEIGHT * L_SCP (scalars with grad);
+    * detached scalar statistics: ``acp``, ``scp`` (unweighted), ``pos_sim`` (mean query-positive
+      appearance similarity), ``bank_fill`` (mean entries per speed bank), ``scp_from_bank``
+      (fraction of positives retrieved from the banks rather than the batch).
+
+    In eval mode it returns ``{"features": online backbone features}``, (N, D) for
+    (N, C, T, H, W) clips or (N, V, D) for (N, V, C, T, H, W).
+
+    After every optimiser step the trainer calls :meth:`after_step` (EMA update of the target).
+    Under DDP only ``self.online`` is wrapped (:meth:`wrap_ddp`); checkpoint keys are the same
+    with and without the wrapper (``online.backbone.*``, never ``online.module.*``).
+
+    Args:
+        cfg: reads ``MODEL.*`` (backbone, projection, predictor), ``ASCNET.*``, ``MEMORY_BANK.*``,
+            ``TRAIN.BATCH_SIZE`` (default bank fill threshold) and ``RNG_SEED``.
+    """
+
+    def __init__(self, cfg: CfgNode):
+        super().__init__()
+        backbone = build_backbone(cfg)
+        self.online = OnlineNetwork(
+            backbone,
+            build_projection(cfg, backbone.out_dim),
+            build_projection(cfg, backbone.out_dim),
+            build_predictor(cfg),
+            build_predictor(cfg),
+        )
+        self.target = self.online.target_copy()
+        self.speeds = list(cfg.ASCNET.SPEEDS)
+        if len(self.speeds) < 2:
+            raise ValueError(
+                f"ASCNet needs at least two playback speeds, got ASCNET.SPEEDS {self.speeds}; "
+                "use e.g. ASCNET.SPEEDS [1, 2]."
+            )
+        self.feat_dim = int(cfg.MODEL.PROJECTION.OUT_DIM)
+        self.banks = nn.ModuleList([build_memory_bank(cfg, self.feat_dim) for _ in self.speeds])
+        self.acp_loss = build_loss(cfg, cfg.ASCNET.ACP_LOSS)
+        self.scp_loss = build_loss(cfg, cfg.ASCNET.SCP_LOSS)
+        self.positive_sampler = build_positive_sampler(cfg)
+        self.acp_weight = float(cfg.ASCNET.ACP_WEIGHT)
+        self.scp_weight = float(cfg.ASCNET.SCP_WEIGHT)
+        self.ema_base = float(cfg.ASCNET.EMA_BASE)
+        self.target_bn_mode = cfg.ASCNET.TARGET_BN_MODE
+        if self.target_bn_mode not in ("train", "eval"):
+            raise ValueError(f"ASCNET.TARGET_BN_MODE is {self.target_bn_mode!r}; choose 'train' or 'eval'.")
+        min_fill = int(cfg.ASCNET.BANK_MIN_FILL) or int(cfg.TRAIN.BATCH_SIZE)
+        # A threshold above the bank size could never be reached: cap it at K.
+        self.bank_min_fill = min(min_fill, int(cfg.MEMORY_BANK.SIZE))
+        self.seed = int(cfg.RNG_SEED)
+        # Iterations completed (set by after_step); seeds the random positive sampler so that an
+        # exact resume (this buffer is in the checkpoint) draws the same positives.
+        self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+        self.register_state_dict_post_hook(_strip_ddp_keys)
+        self.register_load_state_dict_pre_hook(_add_ddp_keys)
+        self.train(self.training)
+
+    # ------------------------------------------------------------------------------------------
+    # Modes, DDP, EMA
+    # ------------------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "ASCNet":
+        super().train(mode)
+        self.target.train(mode and self.target_bn_mode == "train")
+        return self
+
+    def wrap_ddp(self, fn: Callable[[nn.Module], nn.Module]) -> None:
+        """Wrap the online network, e.g. ``fn = lambda m: DistributedDataParallel(m, ...)``.
+
+        The target is never wrapped: it receives no gradients and every rank updates it from the
+        same (all-reduced) online weights. Since processes may have initialised different
+        targets, the target, the banks and the iteration counter are broadcast from rank 0 here
+        (DDP does the same for the online weights).
+        """
+        self.online = fn(self.online)
+        self._broadcast_state_from_rank0()
+
+    @torch.no_grad()
+    def _broadcast_state_from_rank0(self) -> None:
+        # DDP makes the online weights equal on every rank when it wraps them, but not the
+        # target, the banks or the iteration counter: processes seeded with RNG_SEED + rank
+        # initialise different targets. Rank 0's state is the reference (on resume every rank
+        # loaded the same checkpoint, so this changes nothing).
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        tensors = list(self.target.parameters()) + list(self.target.buffers()) + list(self.banks.buffers())
+        tensors.append(self.iteration)
+        for t in tensors:
+            dist.broadcast(t.data, src=0)
+
+    @property
+    def online_module(self) -> OnlineNetwork:
+        """The online network without its DDP wrapper."""
+        return unwrap(self.online)
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The online encoder f (what downstream tasks keep)."""
+        return self.online_module.backbone
+
+    @torch.no_grad()
+    def after_step(self, iteration: int, max_iter: int) -> Dict[str, float]:
+        """EMA update of the target after optimiser step ``iteration`` of ``max_iter``.
+
+        ``xi <- tau * xi + (1 - tau) * theta`` for every target parameter, with tau from
+        :func:`ema_momentum`; the target's buffers are copied from the online network.
+
+        Returns:
+            ``{"ema_tau": tau}``.
+        """
+        tau = ema_momentum(self.ema_base, iteration, max_iter)
+        online = self.online_module
+        online_params = dict(online.named_parameters())
+        t_params, o_params = [], []
+        for name, p in self.target.named_parameters():
+            t_params.append(p)
+            o_params.append(online_params[name].detach().to(p.dtype))
+        if t_params:
+            # lerp: xi + (1 - tau) * (theta - xi) = tau * xi + (1 - tau) * theta
+            torch._foreach_lerp_(t_params, o_params, 1.0 - tau)
+        online_buffers = dict(online.named_buffers())
+        for name, b in self.target.named_buffers():
+            b.copy_(online_buffers[name])
+        self.iteration.fill_(int(iteration) + 1)
+        return {"ema_tau": tau}
+
+    # ------------------------------------------------------------------------------------------
+    # Forward
+    # ------------------------------------------------------------------------------------------
+    def forward(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        clips = batch["clips"]
+        if not self.training:
+            return {"features": self._features(clips)}
+        if clips.ndim != 6 or clips.shape[1] != len(self.speeds):
+            raise ValueError(
+                f"ASCNet training expects batch['clips'] of shape (N, S, C, T, H, W) with S = "
+                f"{len(self.speeds)} clips (ASCNET.SPEEDS {self.speeds}); got {tuple(clips.shape)}. "
+                "Use a dataset in 'pretrain' mode."
+            )
+        n, s = clips.shape[:2]
+        video_id = batch["index"].to(clips.device).long()
+        flat = clips.flatten(0, 1)  # (N*S, C, T, H, W), row n*S + s
+
+        # Online: every trained parameter in one call.
+        pred_a, pred_m = self.online(flat)
+        pred_a, pred_m = pred_a.float().view(n, s, -1), pred_m.float().view(n, s, -1)
+        with torch.no_grad():
+            z_a, z_m = self.target(flat)
+            z_a = F.normalize(z_a.float(), dim=1).view(n, s, -1)
+            z_m = F.normalize(z_m.float(), dim=1).view(n, s, -1)
+
+        acp = self.acp_loss(pred_a, z_a)
+
+        # The global batch of target features (every rank sees the same, in rank order).
+        g_za, g_zm, g_vid = all_gather_cat(z_a), all_gather_cat(z_m), all_gather_cat(video_id)
+        positives: List[Positives] = []
+        from_bank = []
+        for si in range(s):
+            pos, used_bank = self._positives(si, z_a[:, si], video_id, Gallery(g_za[:, si], g_zm[:, si], g_vid))
+            positives.append(pos)
+            from_bank.append(used_bank)
+        pos_m = torch.stack([p.motion for p in positives], dim=1)  # (N, S, d)
+        valid = torch.stack([p.valid for p in positives], dim=1)  # (N, S)
+        sim = torch.stack([p.similarity for p in positives], dim=1)
+        scp = self.scp_loss(pred_m.flatten(0, 1), pos_m.flatten(0, 1), valid.flatten())
+
+        with torch.no_grad():
+            for si, bank in enumerate(self.banks):
+                bank.enqueue(g_za[:, si], g_zm[:, si], g_vid)
+            num_valid = valid.sum().clamp(min=1)
+            stats = {
+                "acp": acp.detach(),
+                "scp": scp.detach(),
+                "pos_sim": (sim * valid).sum() / num_valid,
+                "bank_fill": torch.stack([b.fill.float() for b in self.banks]).mean(),
+                "scp_from_bank": (torch.stack(from_bank, dim=1) & valid).float().sum() / num_valid,
+            }
+        return {"loss_acp": self.acp_weight * acp, "loss_scp": self.scp_weight * scp, **stats}
+
+    def _features(self, clips: torch.Tensor) -> torch.Tensor:
+        backbone = self.backbone
+        if clips.ndim == 6:
+            n, v = clips.shape[:2]
+            return backbone(clips.flatten(0, 1)).view(n, v, -1)
+        return backbone(clips)
+
+    def _generator(self, speed_index: int, device: torch.device) -> torch.Generator:
+        # Derived from (seed, iteration, rank, speed) so each rank and speed draws differently
+        # and an exact resume replays the same draws.
+        seq = np.random.SeedSequence([self.seed, int(self.iteration), get_rank(), speed_index])
+        return torch.Generator(device=device).manual_seed(int(seq.generate_state(1, np.uint64)[0]) >> 1)
+
+    @torch.no_grad()
+    def _positives(self, si: int, query: torch.Tensor, query_vid: torch.Tensor, batch: Gallery):
+        """Positives of the clips at speed index ``si``: from the bank once it holds
+        ``bank_min_fill`` entries, else (and for rows the bank cannot serve) from the batch.
+
+        Returns:
+            (Positives, from_bank (B,) bool).
+        """
+        bank = self.banks[si]
+        gen = self._generator(si, bank.appearance.device)
+        b = query.shape[0]
+        from_bank = torch.zeros(b, dtype=torch.bool, device=query.device)
+        pos = None
+        if int(bank.fill) >= self.bank_min_fill:
+            pos = self.positive_sampler(query, query_vid, bank, generator=gen)
+            from_bank = pos.valid.clone()
+            if bool(pos.valid.all()):
+                return pos, from_bank
+        gen_b = gen if batch.appearance.device == bank.appearance.device else self._generator(si, batch.appearance.device)
+        alt = self.positive_sampler(query, query_vid, batch, generator=gen_b)
+        if pos is None:
+            return alt, from_bank
+        keep = pos.valid
+        merged = Positives(
+            torch.where(keep[:, None], pos.motion, alt.motion),
+            torch.where(keep, pos.similarity, alt.similarity),
+            torch.where(keep, pos.index, -torch.ones_like(pos.index)),
+            keep | alt.valid,
+        )
+        return merged, from_bank
+
+
+def _strip_ddp_keys(module, state_dict, prefix, local_metadata) -> None:
+    # Checkpoints hold `online.backbone.*` whether or not the online network is wrapped by DDP.
+    wrapped = prefix + "online.module."
+    for key in [k for k in state_dict if k.startswith(wrapped)]:
+        state_dict[prefix + "online." + key[len(wrapped):]] = state_dict.pop(key)
+
+
+def _add_ddp_keys(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors) -> None:
+    # Loading into a wrapped model: map `online.x` (or a legacy `online.module.x`) to the wrapper.
+    if unwrap(module.online) is module.online:
+        _strip_ddp_keys(module, state_dict, prefix, local_metadata)
+        return
+    plain, wrapped = prefix + "online.", prefix + "online.module."
+    for key in [k for k in state_dict if k.startswith(plain) and not k.startswith(wrapped)]:
+        state_dict[wrapped + key[len(plain):]] = state_dict.pop(key)

@@ -1,0 +1,315 @@
+"""ASCNet meta-architecture: EMA, losses against hand computations, gradients, banks, DDP."""
+import math
+import os
+import socket
+import tempfile
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ascnet.config import get_cfg
+from ascnet.modeling.losses import ACPLoss, normalized_mse
+from ascnet.modeling.meta_arch import build_model
+from ascnet.modeling.meta_arch.ascnet import ASCNet, ema_momentum  # noqa: F401  (registers ASCNet)
+
+N, S, C, T, H = 4, 2, 3, 8, 32
+
+
+def tiny_cfg(**overrides):
+    cfg = get_cfg()
+    cfg.MODEL.META_ARCH = "ASCNet"
+    cfg.MODEL.BACKBONE.NAME = "R3D18"
+    cfg.MODEL.BACKBONE.WIDTHS = [8, 16, 16, 32]
+    cfg.MODEL.BACKBONE.STEM_WIDTH = 8
+    cfg.MODEL.PROJECTION.HIDDEN_DIM = 32
+    cfg.MODEL.PROJECTION.OUT_DIM = 16
+    cfg.MODEL.PREDICTOR.HIDDEN_DIM = 32
+    cfg.MEMORY_BANK.SIZE = 10
+    cfg.MEMORY_BANK.SEARCH = "torch"
+    cfg.TRAIN.BATCH_SIZE = N
+    for k, v in overrides.items():
+        node = cfg
+        *parents, leaf = k.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = v
+    return cfg
+
+
+def make_batch(n=N, s=S, seed=0, offset=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"clips": torch.randn(n, s, C, T, H, H, generator=g), "index": torch.arange(n) + offset}
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model(tiny_cfg())
+
+
+def test_ema_schedule_endpoints():
+    assert ema_momentum(0.996, 0, 100) == pytest.approx(0.996)
+    assert ema_momentum(0.996, 100, 100) == pytest.approx(1.0)
+    assert ema_momentum(0.996, 50, 100) == pytest.approx(0.998)
+    assert ema_momentum(0.9, 25, 100) == pytest.approx(1 - 0.1 * (math.cos(math.pi / 4) + 1) / 2)
+
+
+def test_structure_and_target_frozen(model):
+    online, target = model.online, model.target
+    assert set(n for n, _ in online.named_children()) == {"backbone", "proj_a", "proj_m", "pred_a", "pred_m"}
+    assert set(n for n, _ in target.named_children()) == {"backbone", "proj_a", "proj_m"}
+    assert all(not p.requires_grad for p in target.parameters())
+    for (n1, p1), (n2, p2) in zip(online.backbone.named_parameters(), target.backbone.named_parameters()):
+        assert n1 == n2 and torch.equal(p1, p2) and p1.data_ptr() != p2.data_ptr()
+    assert len(model.banks) == 2 and model.banks[0].appearance.shape == (10, 16)
+
+
+def test_after_step_equals_formula_on_known_tensors():
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg(**{"ASCNET.EMA_BASE": 0.9}))
+    with torch.no_grad():
+        for i, p in enumerate(m.online.parameters()):
+            p.fill_(float(i % 5))
+        for p in m.target.parameters():
+            p.fill_(10.0)
+        for b in m.online.buffers():
+            if b.dtype.is_floating_point:
+                b.fill_(3.5)
+    online = dict(m.online.named_parameters())
+    out = m.after_step(0, 8)
+    assert out["ema_tau"] == pytest.approx(0.9)
+    for name, p in m.target.named_parameters():
+        expected = 0.9 * 10.0 + 0.1 * online[name]
+        assert torch.allclose(p, expected), name
+    for name, b in m.target.named_buffers():
+        if b.dtype.is_floating_point:
+            assert torch.all(b == 3.5), name
+    before = [p.clone() for p in m.target.parameters()]
+    out = m.after_step(8, 8)  # tau = 1 at the end: no change
+    assert out["ema_tau"] == pytest.approx(1.0)
+    assert all(torch.equal(a, b) for a, b in zip(before, m.target.parameters()))
+    assert int(m.iteration) == 9
+
+
+def _reference_losses(m, batch):
+    """Recompute ACP and SCP by hand from the online / target networks (bank empty)."""
+    clips, vid = batch["clips"], batch["index"]
+    n, s = clips.shape[:2]
+    flat = clips.flatten(0, 1)
+    with torch.no_grad():
+        pa, pm = m.online(flat)
+        za, zm = m.target(flat)
+    pa, pm = pa.view(n, s, -1), pm.view(n, s, -1)
+    za, zm = F.normalize(za, dim=1).view(n, s, -1), F.normalize(zm, dim=1).view(n, s, -1)
+    acp = (normalized_mse(pa[:, 0], za[:, 1]) + normalized_mse(pa[:, 1], za[:, 0])).mean()
+    scp_terms, sims = [], []
+    for si in range(s):
+        for i in range(n):
+            best, best_j = -float("inf"), None
+            for j in range(n):
+                if vid[j] == vid[i]:
+                    continue
+                d = float(za[i, si] @ za[j, si])
+                if d > best:
+                    best, best_j = d, j
+            sims.append(best)
+            scp_terms.append(normalized_mse(pm[i, si][None], zm[best_j, si][None])[0])
+    return acp, torch.stack(scp_terms).mean(), sum(sims) / len(sims), za, zm
+
+
+def test_forward_losses_equal_hand_computation_and_bank_filled():
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg(**{"ASCNET.ACP_WEIGHT": 0.5, "ASCNET.SCP_WEIGHT": 2.0}))
+    batch = make_batch()
+    # BatchNorm in train mode: the same batch gives the same outputs in both passes.
+    acp, scp, pos_sim, za, zm = _reference_losses(m, batch)
+    out = m(batch)
+    assert out["loss_acp"].item() == pytest.approx(0.5 * acp.item(), abs=1e-5)
+    assert out["loss_scp"].item() == pytest.approx(2.0 * scp.item(), abs=1e-5)
+    assert out["acp"].item() == pytest.approx(acp.item(), abs=1e-5)
+    assert out["pos_sim"].item() == pytest.approx(pos_sim, abs=1e-5)
+    assert out["scp_from_bank"].item() == 0.0  # bank empty: positives from the batch
+    assert out["bank_fill"].item() == N
+    for si, bank in enumerate(m.banks):
+        assert int(bank.fill) == N and bank.video_id[:N].tolist() == list(range(N))
+        assert torch.allclose(bank.appearance[:N], za[:, si], atol=1e-5)
+        assert torch.allclose(bank.motion[:N], zm[:, si], atol=1e-5)
+    assert not any(v.requires_grad for k, v in out.items() if not k.startswith("loss"))
+
+
+def test_positives_from_bank_once_filled_never_own_video():
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg(**{"ASCNET.BANK_MIN_FILL": 6}))
+    m(make_batch(seed=0, offset=0))  # fill 4 < 6: from the batch
+    out = m(make_batch(seed=1, offset=0))  # fill 4 before the search: still the batch
+    assert out["scp_from_bank"].item() == 0.0
+    # Now 8 entries (videos 0..3 twice): the bank serves every query, never its own video.
+    q = F.normalize(torch.randn(N, 16), dim=1)
+    pos, from_bank = m._positives(0, q, torch.arange(N), _gallery(q))
+    assert from_bank.all()
+    assert not torch.any(m.banks[0].video_id[pos.index] == torch.arange(N))
+    out = m(make_batch(seed=2, offset=0))
+    assert out["scp_from_bank"].item() == 1.0
+
+
+def _gallery(q):
+    from ascnet.sampling.positive import Gallery
+
+    return Gallery(q, q, torch.arange(q.shape[0]))
+
+
+def test_bank_rows_without_valid_entry_fall_back_to_batch():
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg(**{"ASCNET.BANK_MIN_FILL": 1}))
+    bank = m.banks[0]
+    bank.enqueue(torch.randn(3, 16), torch.randn(3, 16), torch.tensor([0, 0, 0]))  # only video 0
+    q = F.normalize(torch.randn(2, 16), dim=1)
+    from ascnet.sampling.positive import Gallery
+
+    batch = Gallery(q, torch.randn(2, 16), torch.tensor([0, 1]))
+    pos, from_bank = m._positives(0, q, torch.tensor([0, 1]), batch)
+    assert from_bank.tolist() == [False, True]
+    assert pos.valid.all()
+    assert torch.allclose(pos.motion[0], batch.motion[1])  # video 0: the batch's other video
+    assert int(bank.video_id[pos.index[1]]) == 0
+
+
+def test_gradients_reach_online_only():
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg())
+    opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1)
+    target_before = [p.clone() for p in m.target.parameters()]
+    for it in range(2):  # the second step uses the bank (BANK_MIN_FILL = one batch)
+        out = m(make_batch(seed=it))
+        opt.zero_grad()
+        (out["loss_acp"] + out["loss_scp"]).backward()
+        assert all(p.grad is None for p in m.target.parameters())
+        for head in (m.online.pred_a, m.online.pred_m, m.online.proj_a, m.online.proj_m, m.online.backbone):
+            assert all(p.grad is not None for p in head.parameters())
+            assert sum(p.grad.abs().sum() for p in head.parameters()) > 0
+        opt.step()
+        assert all(torch.equal(a, b) for a, b in zip(target_before, m.target.parameters()))
+    assert out["scp_from_bank"].item() == 1.0
+    assert m.after_step(0, 10)["ema_tau"] == pytest.approx(0.996)
+    assert not all(torch.equal(a, b) for a, b in zip(target_before, m.target.parameters()))
+
+
+def test_three_speeds_and_eval_features():
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg(**{"ASCNET.SPEEDS": [1, 2, 4]}))
+    batch = make_batch(s=3)
+    out = m(batch)
+    assert len(m.banks) == 3 and all(int(b.fill) == N for b in m.banks)
+    flat = batch["clips"].flatten(0, 1)
+    with torch.no_grad():
+        pa, _ = m.online(flat)
+        za, _ = m.target(flat)
+    ref = ACPLoss()(pa.view(N, 3, -1), za.view(N, 3, -1))
+    assert out["acp"].item() == pytest.approx(ref.item(), abs=1e-5)
+    m.eval()
+    assert not m.target.training
+    feats = m({"clips": batch["clips"]})["features"]
+    assert feats.shape == (N, 3, 32)
+    assert m({"clips": batch["clips"][:, 0]})["features"].shape == (N, 32)
+    with pytest.raises(ValueError, match="ASCNET.SPEEDS"):
+        m.train()(make_batch(s=2))
+
+
+def test_target_bn_mode():
+    m = build_model(tiny_cfg())
+    assert m.target.training
+    m2 = build_model(tiny_cfg(**{"ASCNET.TARGET_BN_MODE": "eval"}))
+    assert m2.training and not m2.target.training and m2.online.training
+
+
+def test_random_same_speed_reproducible_per_iteration():
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg(**{"ASCNET.POSITIVE_SAMPLER": "random_same_speed", "MEMORY_BANK.SIZE": 64}))
+    for it in range(3):
+        m(make_batch(seed=it, offset=10 * it))
+    q = F.normalize(torch.randn(N, 16), dim=1)
+    qv = torch.arange(N)
+    a, _ = m._positives(0, q, qv, _gallery(q))
+    b, _ = m._positives(0, q, qv, _gallery(q))
+    assert torch.equal(a.index, b.index)
+    assert not torch.any(m.banks[0].video_id[a.index] == qv)
+    draws = set()
+    for it in range(5):
+        m.iteration.fill_(it)
+        draws.add(tuple(m._positives(0, q, qv, _gallery(q))[0].index.tolist()))
+    assert len(draws) > 1
+
+
+def test_state_dict_keys_independent_of_wrapping():
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg())
+    keys = set(m.state_dict())
+    assert any(k.startswith("online.backbone.") for k in keys)
+    assert {"banks.0.ptr", "banks.1.fill", "iteration"} <= keys
+    m.wrap_ddp(nn.DataParallel)  # stands in for DDP: same `.module` layout, works on CPU
+    assert isinstance(m.online, nn.DataParallel)
+    sd = m.state_dict()
+    assert set(sd) == keys
+    fresh = build_model(tiny_cfg())
+    fresh.wrap_ddp(nn.DataParallel)
+    fresh.load_state_dict(sd)
+    plain = build_model(tiny_cfg())
+    plain.load_state_dict(sd)
+    for k, v in plain.state_dict().items():
+        assert torch.equal(v, sd[k]), k
+    assert m.backbone is m.online.module.backbone
+
+
+# ----------------------------------------------------------------------------------------------
+# Two-process gloo DDP
+# ----------------------------------------------------------------------------------------------
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, out_dir):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(100 + rank)  # different init per rank, as a launcher seeding seed + rank
+        m = build_model(tiny_cfg(**{"MEMORY_BANK.SIZE": 7, "TRAIN.BATCH_SIZE": 2 * world}))
+        m.wrap_ddp(lambda mod: nn.parallel.DistributedDataParallel(mod))
+        opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.05, momentum=0.9)
+        for it in range(3):
+            # different data and video ids on each rank
+            out = m(make_batch(n=2, seed=1000 * rank + it, offset=100 * rank + 2 * it))
+            opt.zero_grad()
+            (out["loss_acp"] + out["loss_scp"]).backward()
+            opt.step()
+            m.after_step(it, 3)
+        state = {k: v for k, v in m.state_dict().items()}
+        state["_scp_from_bank"] = out["scp_from_bank"]
+        state["_acp"] = out["acp"]
+        torch.save(state, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_processes_keep_banks_and_weights_identical():
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as d:
+        mp.spawn(_ddp_worker, args=(2, _free_port(), d), nprocs=2, join=True)
+        s0 = torch.load(os.path.join(d, "rank0.pt"), weights_only=True)
+        s1 = torch.load(os.path.join(d, "rank1.pt"), weights_only=True)
+    assert s0["_scp_from_bank"].item() == 1.0  # later iterations used the bank
+    # Banks: 3 iterations x 2 ranks x 2 clips = 12 entries through a 7-entry ring.
+    assert int(s0["banks.0.fill"]) == 7 and int(s0["banks.0.ptr"]) == 12 % 7
+    # The last global batch (ids 4, 5 of rank 0 then 104, 105 of rank 1) sits before the pointer.
+    assert s0["banks.0.video_id"].tolist()[1:5] == [4, 5, 104, 105]
+    for k in s0:
+        if k.startswith(("online.", "target.", "banks.")) and not ("running_" in k or "num_batches" in k):
+            assert torch.allclose(s0[k], s1[k], atol=1e-6), k
+    # the ranks did see different data: their local losses differ
+    assert s0["_acp"].item() != pytest.approx(s1["_acp"].item(), abs=1e-6)
