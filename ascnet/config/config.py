@@ -320,6 +320,9 @@ def validate_cfg(cfg: CfgNode) -> None:
             raise ConfigError(f"AUG.*_PROB values must be probabilities in [0, 1], got {p}.")
     if not 0.0 <= cfg.DATA.MAX_FAILURE_RATIO <= 1.0:
         raise ConfigError("DATA.MAX_FAILURE_RATIO must be in [0, 1].")
+    # Data: how short videos are handled and which container the generated dataset uses.
+    _choice(cfg, "DATA.SHORT_VIDEO_POLICY", ("fail", "loop", "clamp"))
+    _choice(cfg, "DATA.SYNTHETIC.FORMAT", (".avi", ".mp4"))
 
 
 def save_config(cfg: CfgNode, path: str) -> None:

@@ -1,0 +1,56 @@
+"""HMDB-51 in its official layout.
+
+::
+
+    <DATA.PATH_TO_DATA_DIR>/
+        testTrainMulti_7030_splits/<class>_test_split{1,2,3}.txt   "<name>.avi 1" per line
+        videos/<class>/<name>.avi
+
+In a split file, tag 1 marks a training video, 2 a test video and 0 an unused one. Classes are
+the sorted class names of the split files (stable indices 0..50). Videos are looked up under
+``DATA.PATH_PREFIX`` when set, else ``<root>/videos`` (or ``<root>`` itself when it holds
+the class folders). ``DATA.SPLIT_ID`` picks the split; "train" reads tag 1, "val"/"test" tag 2.
+"""
+import re
+from typing import List, Tuple
+
+from iopath.common.file_io import g_pathmgr
+
+from ..build import DATASET_REGISTRY
+from ..utils import join_path
+from .base import VideoDataset
+from .ucf101 import find_video_dir
+
+HMDB_SPLIT_DIR = "testTrainMulti_7030_splits"
+
+
+@DATASET_REGISTRY.register()
+class HMDB51(VideoDataset):
+    """HMDB-51 (official layout, see the module docstring); ``VideoDataset`` arguments."""
+
+    def _load_index(self) -> Tuple[List[str], List[int], List[str]]:
+        root = self.cfg.DATA.PATH_TO_DATA_DIR
+        sid = int(self.cfg.DATA.SPLIT_ID)
+        if sid not in (1, 2, 3):
+            raise ValueError(f"DATA.SPLIT_ID must be 1, 2 or 3 for HMDB51, got {sid}.")
+        tag = {"train": "1", "val": "2", "test": "2"}.get(self.split)
+        if tag is None:
+            raise ValueError(f"Unknown split {self.split!r}; choose train, val or test.")
+        split_dir = join_path(root, HMDB_SPLIT_DIR)
+        if not g_pathmgr.isdir(split_dir):
+            raise FileNotFoundError(f"HMDB-51 split folder {split_dir!r} not found. Check DATA.PATH_TO_DATA_DIR.")
+        pattern = re.compile(rf"^(.+)_test_split{sid}\.txt$")
+        files = sorted(f for f in g_pathmgr.ls(split_dir) if pattern.match(f))
+        if not files:
+            raise FileNotFoundError(f"No '<class>_test_split{sid}.txt' files in {split_dir!r}.")
+        class_names = [pattern.match(f).group(1) for f in files]
+        video_dir = find_video_dir(self.cfg, root, candidates=("videos", ""))
+        paths, labels = [], []
+        for label, (cls, fname) in enumerate(zip(class_names, files)):
+            with g_pathmgr.open(join_path(split_dir, fname), "r") as f:
+                for ln in f:
+                    parts = ln.split()
+                    if len(parts) >= 2 and parts[1] == tag:
+                        paths.append(join_path(video_dir, f"{cls}/{parts[0]}"))
+                        labels.append(label)
+        return paths, labels, class_names

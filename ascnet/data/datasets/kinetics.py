@@ -1,0 +1,157 @@
+"""Kinetics (400/600/700): the official release layout or PySlowFast's list files.
+
+Official layout (cvdfoundation/kinetics-dataset)::
+
+    <root>/annotations/{train,val,test}.csv    label,youtube_id,time_start,time_end,split[,is_cc]
+    <root>/<split>/<youtube_id>_<start:06d>_<end:06d>.mp4             (flat, as extracted)
+    <root>/<split>/<class name>/<youtube_id>_<start:06d>_<end:06d>.mp4 (or one folder per class;
+                                                    spaces in class folders may be underscores)
+
+The video folder of split "val" may be ``val`` or ``validate`` (older releases; same for
+``validate.csv``). Rows whose video is absent (removed from YouTube) are dropped once when the
+index is built, with a logged count. Classes are the sorted label names of ``train.csv`` (this
+split's CSV when there is no train.csv), so indices are stable across splits.
+
+PySlowFast list format: ``<root>/<split>.csv`` with ``<path> <label>`` lines (space separated;
+integer labels; paths relative to ``DATA.PATH_PREFIX``). Class names are then the label numbers
+as strings, unless ``<root>/classnames.txt`` lists one name per line.
+
+The official layout is used when ``<root>/annotations/<split>.csv`` exists, the list format when
+``<root>/<split>.csv`` exists (a root CSV with the official header is read as official too).
+"""
+import csv
+import io
+import logging
+import os
+from typing import Dict, List, Optional, Tuple
+
+from iopath.common.file_io import g_pathmgr
+
+from ..build import DATASET_REGISTRY
+from ..utils import join_path
+from .base import VideoDataset
+
+logger = logging.getLogger(__name__)
+
+_SPLIT_ALIASES = {"train": ("train",), "val": ("val", "validate"), "test": ("test",)}
+
+
+def _read_text(path: str) -> str:
+    with g_pathmgr.open(path, "r") as f:
+        return f.read()
+
+
+def _is_official_csv(text: str) -> bool:
+    head = text.lstrip().split("\n", 1)[0].lower()
+    return "youtube_id" in head and "label" in head
+
+
+def _official_rows(text: str) -> List[Dict[str, str]]:
+    return [r for r in csv.DictReader(io.StringIO(text)) if r.get("youtube_id")]
+
+
+def _clip_stem(row: Dict[str, str]) -> str:
+    return f"{row['youtube_id']}_{int(float(row['time_start'])):06d}_{int(float(row['time_end'])):06d}"
+
+
+@DATASET_REGISTRY.register()
+class Kinetics(VideoDataset):
+    """Kinetics (see the module docstring for the layouts); ``VideoDataset`` arguments."""
+
+    def _find(self, root: str, names: Tuple[str, ...], fmt: str) -> Optional[str]:
+        for n in names:
+            p = join_path(root, fmt.format(n))
+            if g_pathmgr.exists(p):
+                return p
+        return None
+
+    def _load_index(self) -> Tuple[List[str], List[int], List[str]]:
+        root = self.cfg.DATA.PATH_TO_DATA_DIR
+        names = _SPLIT_ALIASES.get(self.split)
+        if names is None:
+            raise ValueError(f"Unknown split {self.split!r}; choose train, val or test.")
+        official = self._find(root, names, "annotations/{}.csv")
+        listed = self._find(root, names, "{}.csv")
+        if official is None and listed is not None and _is_official_csv(_read_text(listed)):
+            official = listed
+        if official is not None:
+            return self._load_official(root, official, names)
+        if listed is not None:
+            return self._load_list(root, listed)
+        raise FileNotFoundError(
+            f"Kinetics annotations for split {self.split!r} not found: expected "
+            f"{join_path(root, 'annotations/' + names[0] + '.csv')} (official release) or "
+            f"{join_path(root, names[0] + '.csv')} (PySlowFast 'path label' list). Check DATA.PATH_TO_DATA_DIR."
+        )
+
+    # -- official release ----------------------------------------------------------------------
+    def _index_video_dir(self, video_dir: str) -> Dict[str, str]:
+        """Map ``<clip stem>`` -> relative path for every video file under the split folder."""
+        exts = tuple(e.lower() for e in self.cfg.DATA.EXTENSIONS)
+        out: Dict[str, str] = {}
+        for entry in g_pathmgr.ls(video_dir):
+            full = join_path(video_dir, entry)
+            if entry.lower().endswith(exts):
+                out.setdefault(os.path.splitext(entry)[0], entry)
+            elif g_pathmgr.isdir(full):
+                for f in g_pathmgr.ls(full):
+                    if f.lower().endswith(exts):
+                        out.setdefault(os.path.splitext(f)[0], f"{entry}/{f}")
+        return out
+
+    def _load_official(self, root: str, csv_path: str, names) -> Tuple[List[str], List[int], List[str]]:
+        rows = _official_rows(_read_text(csv_path))
+        train_csv = self._find(root, ("train",), "annotations/{}.csv")
+        label_rows = _official_rows(_read_text(train_csv)) if train_csv and train_csv != csv_path else rows
+        class_names = sorted({r["label"] for r in label_rows if r.get("label")})
+        by_name = {n: i for i, n in enumerate(class_names)}
+        prefix = self.cfg.DATA.PATH_PREFIX or root
+        video_dir = None
+        for n in names:
+            d = join_path(prefix, n)
+            if g_pathmgr.isdir(d):
+                video_dir = d
+                break
+        if video_dir is None:
+            raise FileNotFoundError(
+                f"Kinetics video folder for split {self.split!r} not found under {prefix!r} "
+                f"(tried {list(names)}). Set DATA.PATH_PREFIX to the folder holding the split folders."
+            )
+        files = self._index_video_dir(video_dir)
+        paths, labels, missing = [], [], 0
+        for r in rows:
+            rel = files.get(_clip_stem(r))
+            if rel is None:
+                missing += 1
+                continue
+            paths.append(join_path(video_dir, rel))
+            labels.append(by_name.get(r.get("label", ""), -1))
+        if missing:
+            logger.warning(
+                "Kinetics %s: %d of %d annotated videos are not in %s and were left out.",
+                self.split, missing, len(rows), video_dir,
+            )
+        return paths, labels, class_names
+
+    # -- PySlowFast list ------------------------------------------------------------------------
+    def _load_list(self, root: str, list_path: str) -> Tuple[List[str], List[int], List[str]]:
+        prefix = self.cfg.DATA.PATH_PREFIX or root
+        paths, labels = [], []
+        for k, ln in enumerate(_read_text(list_path).splitlines()):
+            if not ln.strip():
+                continue
+            parts = ln.strip().rsplit(maxsplit=1)
+            if len(parts) != 2:
+                raise ValueError(f"{list_path!r} line {k + 1}: expected '<path> <label>', got {ln!r}.")
+            try:
+                label = int(parts[1])
+            except ValueError:
+                raise ValueError(f"{list_path!r} line {k + 1}: label {parts[1]!r} is not an integer.") from None
+            paths.append(join_path(prefix, parts[0]))
+            labels.append(label)
+        names_file = join_path(root, "classnames.txt")
+        if g_pathmgr.exists(names_file):
+            class_names = [ln.strip() for ln in _read_text(names_file).splitlines() if ln.strip()]
+        else:
+            class_names = [str(i) for i in range(max(labels) + 1 if labels else 0)]
+        return paths, labels, class_names

@@ -1,0 +1,93 @@
+"""Decoder: the frames decoded are exactly the frames the sampler asked for."""
+import os
+
+import pytest
+import torch
+from video_helpers import read_index, tiny_cfg
+
+from ascnet.data.decoder import VideoDecodeError, decode_all, decode_clips, probe_video
+from ascnet.sampling.clip import PlaybackSpeedSampler, UniformMultiViewSampler, VideoTooShortError
+
+
+def decoded_indices(clip: torch.Tensor):
+    """(T, 3, H, W) uint8 -> list of the indices encoded in its frames."""
+    return [read_index(f.numpy()) for f in clip]
+
+
+@pytest.mark.parametrize("ext", [".avi", ".mp4"])
+def test_speed2_clip_spans_twice_the_frames(index_video, ext):
+    path = index_video(60, ext)
+    sampler = PlaybackSpeedSampler(tiny_cfg(), "pretrain")
+    gen = torch.Generator().manual_seed(3)
+    clips, info = decode_clips(path, sampler, gen)
+    assert info.num_frames == 60 and info.fps == 25
+    assert [tuple(c.shape) for c in clips] == [(8, 3, 64, 64)] * 2 and clips[0].dtype == torch.uint8
+    i1, i2 = decoded_indices(clips[0]), decoded_indices(clips[1])
+    # The decoded pixels say which frames came out: strides 1 and 2, spans 7 and 14.
+    assert [b - a for a, b in zip(i1, i1[1:])] == [1] * 7
+    assert [b - a for a, b in zip(i2, i2[1:])] == [2] * 7
+    assert i2[-1] - i2[0] == 2 * (i1[-1] - i1[0])
+    # ... and they are the frames the sampler picked with the same seed.
+    expected = sampler(60, 25.0, torch.Generator().manual_seed(3))
+    assert i1 == expected[0].tolist() and i2 == expected[1].tolist()
+
+
+@pytest.mark.parametrize("ext", [".avi", ".mp4"])
+def test_seek_decodes_the_right_frames_late_in_a_long_video(index_video, ext):
+    path = index_video(250, ext)
+    cfg = tiny_cfg(TEST__NUM_ENSEMBLE_VIEWS=5)
+    clips, _ = decode_clips(path, UniformMultiViewSampler(cfg, "test"))
+    starts = [decoded_indices(c)[0] for c in clips]
+    assert starts == [0, 60, 121, 182, 242]  # uniform, first at 0, last ends at frame 249
+    for c in clips:
+        idx = decoded_indices(c)
+        assert idx == list(range(idx[0], idx[0] + 8))
+
+
+def test_target_fps_resamples_before_striding(index_video):
+    path = index_video(100, fps=50)
+    cfg = tiny_cfg(DATA__TARGET_FPS=25, ASCNET__SPEEDS=[1, 2])
+    clips, _ = decode_clips(path, PlaybackSpeedSampler(cfg, "pretrain"), torch.Generator().manual_seed(0))
+    i1, i2 = decoded_indices(clips[0]), decoded_indices(clips[1])
+    # 50 fps resampled to 25: speed 1 takes every 2nd native frame, speed 2 every 4th.
+    assert {b - a for a, b in zip(i1, i1[1:])} == {2}
+    assert {b - a for a, b in zip(i2, i2[1:])} == {4}
+
+
+def test_short_video_policies(index_video):
+    path = index_video(10)
+    with pytest.raises(VideoTooShortError, match="SHORT_VIDEO_POLICY"):
+        decode_clips(path, PlaybackSpeedSampler(tiny_cfg(), "pretrain"))
+    clips, _ = decode_clips(path, PlaybackSpeedSampler(tiny_cfg(DATA__SHORT_VIDEO_POLICY="loop"), "pretrain"))
+    assert decoded_indices(clips[1]) == [0, 2, 4, 6, 8, 0, 2, 4]
+    clips, _ = decode_clips(path, PlaybackSpeedSampler(tiny_cfg(DATA__SHORT_VIDEO_POLICY="clamp"), "pretrain"))
+    assert decoded_indices(clips[1]) == [0, 2, 4, 6, 8, 9, 9, 9]
+
+
+def test_bad_files_raise_decode_errors(tmp_path, index_video):
+    sampler = PlaybackSpeedSampler(tiny_cfg(), "pretrain")
+    with pytest.raises(VideoDecodeError, match="Cannot open"):
+        decode_clips(str(tmp_path / "missing.avi"), sampler)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(VideoDecodeError):
+        decode_clips(str(empty), sampler)
+    junk = tmp_path / "junk.avi"
+    junk.write_bytes(os.urandom(5000))
+    with pytest.raises(VideoDecodeError):
+        probe_video(str(junk))
+    # A truncated file: the header promises 200 frames, the data stops early.
+    good = index_video(200, ".avi", name="long")
+    data = open(good, "rb").read()
+    cut = tmp_path / "truncated.avi"
+    cut.write_bytes(data[: len(data) // 3])
+    late = UniformMultiViewSampler(tiny_cfg(TEST__NUM_ENSEMBLE_VIEWS=2), "test")
+    with pytest.raises(VideoDecodeError):
+        decode_clips(str(cut), late)
+
+
+def test_decode_all_reads_every_frame(index_video):
+    frames, info = decode_all(index_video(20, ".mp4"))
+    assert frames.shape == (20, 3, 64, 64)
+    assert [read_index(f.numpy()) for f in frames] == list(range(20))
+    assert info.duration == pytest.approx(0.8)
