@@ -64,6 +64,8 @@ _C.TRAIN.CHECKPOINT_PERIOD = 1
 # Also save a checkpoint every CHECKPOINT_ITERS iterations (0 = off). Mid-epoch checkpoints
 # resume at the next batch of the same epoch ordering.
 _C.TRAIN.CHECKPOINT_ITERS = 0
+# Keep only the newest N checkpoint files a run writes (0 = keep all).
+_C.TRAIN.CHECKPOINT_MAX_KEEP = 0
 # Resume from the last checkpoint in OUTPUT_DIR when there is one.
 _C.TRAIN.AUTO_RESUME = True
 # Weights to initialise from (a pretraining or downstream checkpoint); "" = random init.
