@@ -1,0 +1,124 @@
+"""SLURM options, sizing, sbatch script (--slurm-dry-run) and rendezvous port; no cluster needed."""
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("submitit")
+
+from ascnet.config.config import ConfigError, load_config  # noqa: E402
+from ascnet.engine import slurm  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _args(*argv):
+    return slurm.add_slurm_args(argparse.ArgumentParser()).parse_args(list(argv))
+
+
+def _cfg(tmp_path, *opts):
+    base = ["OUTPUT_DIR", str(tmp_path / "out"), "TRAIN.BATCH_SIZE", "64", "TEST.BATCH_SIZE", "16",
+            "RETRIEVAL.BATCH_SIZE", "16"]
+    return load_config(None, base + list(opts))
+
+
+def _sbatch_flags(text):
+    return dict(re.findall(r"^#SBATCH --([\w-]+)=?(.*)$", text, flags=re.M))
+
+
+def test_dry_run_gpu_script_has_requested_resources(tmp_path, capsys):
+    args = _args("--slurm-dry-run", "--partition", "learnfair", "--nodes", "2", "--gpus-per-node", "8",
+                 "--timeout-min", "600", "--mem-gb", "480", "--account", "vid", "--constraint", "volta32gb",
+                 "--signal-delay-s", "90", "--cpus-per-task", "10")
+    assert slurm.submit(args, _cfg(tmp_path)) is None
+    out = capsys.readouterr().out
+    flags = _sbatch_flags(out)
+    assert flags["partition"] == "learnfair"
+    assert flags["nodes"] == "2"
+    assert flags["ntasks-per-node"] == "8"
+    assert flags["gpus-per-node"] == "8"
+    assert flags["time"] == "600"
+    assert flags["mem"] == "480GB"
+    assert flags["account"] == "vid" and flags["constraint"] == "volta32gb"
+    assert flags["cpus-per-task"] == "10"
+    assert flags["signal"] == "USR2@90"
+    assert flags["job-name"] == "ascnet-pretrain"
+    # Logs and pickles under OUTPUT_DIR/slurm/<stamp>; one srun task per process.
+    folder = str(tmp_path / "out" / "slurm")
+    assert flags["output"].startswith(folder) and flags["output"].endswith("%j_0_log.out")
+    assert re.search(r"^srun --unbuffered .*-m submitit.core._submit " + re.escape(folder), out, flags=re.M)
+    assert not (tmp_path / "out").exists()  # a dry run writes nothing
+
+
+def test_dry_run_cpu_follows_config_and_tasks_per_node(tmp_path, capsys):
+    cfg = _cfg(tmp_path, "NUM_CPU_PROCESSES", "2", "NUM_SHARDS", "1", "DATA_LOADER.NUM_WORKERS", "3")
+    slurm.submit(_args("--slurm-dry-run", "--timeout-min", "11"), cfg)
+    flags = _sbatch_flags(capsys.readouterr().out)
+    assert (flags["nodes"], flags["ntasks-per-node"], flags["time"]) == ("1", "2", "11")
+    assert flags["cpus-per-task"] == "4"  # NUM_WORKERS + 1
+    assert "gpus-per-node" not in flags and "partition" not in flags
+    slurm.submit(_args("--slurm-dry-run", "--tasks-per-node", "4", "--nodes", "2"), cfg)
+    flags = _sbatch_flags(capsys.readouterr().out)
+    assert (flags["nodes"], flags["ntasks-per-node"]) == ("2", "4")
+
+
+def test_adapt_cfg_sets_layout_and_auto_resume(tmp_path):
+    cfg = _cfg(tmp_path, "TRAIN.AUTO_RESUME", "False")
+    nodes, gpus, tasks = slurm.allocation_from_args(_args("--nodes", "2", "--gpus-per-node", "4"), cfg)
+    assert (nodes, gpus, tasks) == (2, 4, 4)
+    out = slurm.adapt_cfg_to_allocation(cfg, nodes, gpus, tasks)
+    assert (out.NUM_SHARDS, out.NUM_GPUS, out.TRAIN.AUTO_RESUME) == (2, 4, True)
+    assert cfg.TRAIN.AUTO_RESUME is False  # the caller's config is untouched
+
+
+def test_user_mistakes_raise_clear_errors(tmp_path):
+    cfg = _cfg(tmp_path)
+    with pytest.raises(ConfigError, match="--tasks-per-node .* must equal --gpus-per-node"):
+        slurm.allocation_from_args(_args("--gpus-per-node", "8", "--tasks-per-node", "2"), cfg)
+    with pytest.raises(ConfigError, match="--nodes must be >= 1"):
+        slurm.allocation_from_args(_args("--nodes", "0"), cfg)
+    # 3 x 8 processes do not divide the global batch of 64: named, with the fix.
+    with pytest.raises(ConfigError, match=r"3 node\(s\) x 8 task\(s\).*TRAIN.BATCH_SIZE \(64\)"):
+        slurm.submit(_args("--slurm-dry-run", "--nodes", "3", "--gpus-per-node", "8"), cfg)
+    with pytest.raises(ConfigError, match="--signal-delay-s"):
+        slurm.submit(_args("--slurm-dry-run", "--timeout-min", "1", "--signal-delay-s", "90"), cfg)
+    remote = load_config(None, ["OUTPUT_DIR", "manifold://bucket/run", "TRAIN.BATCH_SIZE", "8",
+                                "TEST.BATCH_SIZE", "8", "RETRIEVAL.BATCH_SIZE", "8"])
+    with pytest.raises(ConfigError, match="--slurm-folder"):
+        slurm.submit(_args("--slurm-dry-run"), remote)
+
+
+def test_submit_without_slurm_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch/srun here
+    with pytest.raises(ConfigError, match="sbatch and srun"):
+        slurm.submit(_args("--slurm"), _cfg(tmp_path))
+
+
+def test_rendezvous_port_same_per_run_fresh_per_restart():
+    ports = [slurm.rendezvous_port("1234", r) for r in range(4)]
+    assert ports[0] == slurm.rendezvous_port("1234", 0)  # every task of one run agrees
+    assert len(set(ports)) == 4  # each restart rendezvous elsewhere
+    assert all(20000 <= p <= 60000 for p in ports)
+
+
+def test_slurm_executor_parameters_translation():
+    params = {"name": "x", "timeout_min": 30, "mem_gb": 1.5, "tasks_per_node": 2, "nodes": 1,
+              "slurm_partition": "p", "slurm_signal_delay_s": 60}
+    assert slurm.to_slurm_executor_parameters(params) == {
+        "job_name": "x", "time": 30, "mem": "1536MB", "ntasks_per_node": 2, "nodes": 1,
+        "partition": "p", "signal_delay_s": 60}
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(REPO, "tools", "run_net.py")), reason="tools/run_net.py not present")
+def test_run_net_dry_run_prints_script(tmp_path):
+    cmd = [sys.executable, os.path.join(REPO, "tools", "run_net.py"), "--slurm-dry-run", "--partition", "dev",
+           "--nodes", "1", "--tasks-per-node", "2", "--timeout-min", "15",
+           "--opts", "OUTPUT_DIR", str(tmp_path / "out"), "TRAIN.BATCH_SIZE", "2", "TEST.BATCH_SIZE", "2",
+           "RETRIEVAL.BATCH_SIZE", "2"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert res.returncode == 0, res.stdout + res.stderr
+    flags = _sbatch_flags(res.stdout)
+    assert (flags["partition"], flags["nodes"], flags["ntasks-per-node"], flags["time"]) == ("dev", "1", "2", "15")
