@@ -2,16 +2,18 @@
 
 Evaluation must count every video once: no ``drop_last``, and no padding of the per-rank
 shards (``DistributedSampler`` pads the last shard by repeating videos, which would count
-them twice). Each rank takes the videos ``rank, rank + world, ...``, the per-rank outputs are
-gathered with their video indices, and the result is checked to hold each index of
-``range(len(dataset))`` exactly once and put in index order.
+them twice). Each rank takes its block of videos from ``EvalDistributedSampler`` (no padding),
+the per-rank outputs are gathered with their video indices, and the result is checked to hold
+each index of ``range(len(dataset))`` exactly once and put in index order.
 """
 import logging
 from typing import Callable, Dict, Iterator, Optional
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
+
+from ascnet.data.loader import EvalDistributedSampler, collate_clips, worker_init_fn
 
 logger = logging.getLogger(__name__)
 
@@ -26,29 +28,13 @@ def _world() -> tuple:
     return 0, 1
 
 
-class ShardSampler(Sampler):
-    """Yields ``rank, rank + world, ...`` < ``size``: disjoint shards, no padding, fixed order.
-
-    Written here rather than using ``DistributedSampler`` because that one pads the shards to
-    equal length by repeating videos (and ``drop_last`` would drop them instead).
-    """
-
-    def __init__(self, size: int, rank: int = 0, world_size: int = 1):
-        self.size, self.rank, self.world_size = int(size), int(rank), int(world_size)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.size, self.world_size))
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.size, self.world_size))
-
-
 def _gather_objects(obj):
     rank, world = _world()
     if world == 1:
         return [obj]
     out = [None] * world
-    # Object gather (pickled): works on gloo and nccl and with unequal shard sizes.
+    # Object gather (pickled) rather than all_gather_cat: a rank may hold no video at all (more
+    # ranks than videos), and then it cannot know the other dimensions of the outputs.
     dist.all_gather_object(out, obj)
     return out
 
@@ -109,8 +95,10 @@ def inference_on_dataset(
     loader = DataLoader(
         dataset,
         batch_size=per_rank,
-        sampler=ShardSampler(len(dataset), rank, world),
+        sampler=EvalDistributedSampler(dataset, num_replicas=world, rank=rank),
         num_workers=num_workers,
+        collate_fn=collate_clips,
+        worker_init_fn=worker_init_fn,
         drop_last=False,  # every video counts
         pin_memory=device.type == "cuda",
     )

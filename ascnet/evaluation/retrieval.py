@@ -286,7 +286,8 @@ def build_retrieval_backbone(cfg: CfgNode) -> Tuple[torch.nn.Module, str, Dict[s
     """The backbone with the checkpoint's weights (or seeded random weights).
 
     Returns:
-        (backbone in eval mode, weights id ``"sha256:<hex>"`` or ``"random-init"``, load report).
+        (backbone + IdentityHead in eval mode: (N, C, T, H, W) -> (N, D), weights id
+        ``"sha256:<hex>"`` or ``"random-init"``, load report).
     """
     from ascnet.modeling import build_backbone
 
@@ -306,7 +307,11 @@ def build_retrieval_backbone(cfg: CfgNode) -> Tuple[torch.nn.Module, str, Dict[s
         weights_id = "sha256:" + file_sha256(path)
     else:
         weights_id = "random-init"
-    return backbone.eval(), weights_id, report
+    from ascnet.modeling.heads import build_head
+
+    # Table 1: retrieval uses the raw backbone output (identity head, D -> D).
+    model = torch.nn.Sequential(backbone, build_head("IdentityHead", backbone.out_dim, backbone.out_dim))
+    return model.eval(), weights_id, report
 
 
 def _as_report(r) -> Dict[str, object]:
@@ -315,6 +320,8 @@ def _as_report(r) -> Dict[str, object]:
     if isinstance(r, dict):
         return {k: (list(v) if isinstance(v, (list, tuple, set)) else v) for k, v in r.items()}
     out = {}
+    if hasattr(r, "loaded"):
+        out["num_loaded"] = len(r.loaded)
     for k in ("missing_keys", "unexpected_keys", "missing", "unexpected"):
         if hasattr(r, k):
             out[k] = list(getattr(r, k))

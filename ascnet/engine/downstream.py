@@ -1,0 +1,278 @@
+"""Downstream tasks: fine-tuning, the linear protocol, multi-view testing (method.md section 2).
+
+- ``run_finetune(cfg)``: Classifier (backbone from ``TRAIN.CHECKPOINT_FILE_PATH``, projections
+  dropped; random init when empty), every layer trained with the ``FINETUNE.*`` recipe, then
+  tested when ``TEST.ENABLE``.
+- ``run_linear(cfg)``: the same with a frozen backbone (``requires_grad=False``, BatchNorm in
+  eval mode for the whole run) and the ``LINEAR.*`` recipe of the supplementary (100 epochs,
+  lr 0.1, SGD, weight decay 0); only the linear layer is given to the optimiser.
+- ``run_test(cfg)``: multi-view testing of a trained classifier (``TEST.CHECKPOINT_FILE_PATH``,
+  else the last checkpoint in ``OUTPUT_DIR``): ``TEST.NUM_ENSEMBLE_VIEWS`` uniformly spaced clips
+  x ``TEST.NUM_SPATIAL_CROPS`` crops per video, softmax averaged per video, top-1 / top-5 over
+  every video of the split exactly once (checked), written to
+  ``OUTPUT_DIR/test_results_split<DATA.SPLIT_ID>.json``.
+
+Task recipes: ``run_linear`` / ``run_finetune`` copy ``LINEAR.*`` / ``FINETUNE.*`` (BASE_LR,
+WEIGHT_DECAY, MAX_EPOCH, WARMUP_EPOCHS) into ``SOLVER.*`` before anything is built, so each
+task has its own defaults from one defaults file; set the task's keys to change them.
+"""
+import json
+import logging
+import os
+from typing import Dict, Optional
+
+import torch
+from fvcore.common.config import CfgNode
+from iopath.common.file_io import g_pathmgr
+
+from ascnet.evaluation.inference import inference_on_dataset
+from ascnet.evaluation.metrics import classification_topk
+from ascnet.modeling.meta_arch import build_model
+from ascnet.modeling.meta_arch import classifier as _classifier  # noqa: F401  (registers Classifier)
+
+logger = logging.getLogger(__name__)
+
+# Keys each downstream task copies into SOLVER.* (task group -> SOLVER key of the same name).
+RECIPE_KEYS = ("BASE_LR", "WEIGHT_DECAY", "MAX_EPOCH", "WARMUP_EPOCHS")
+TEST_RESULTS = "test_results_split{split_id}.json"
+
+
+class DownstreamError(ValueError):
+    """A downstream run is misconfigured; the message says which key to change."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Config
+# ------------------------------------------------------------------------------------------------
+def apply_task_recipe(cfg: CfgNode, task: str) -> CfgNode:
+    """Return a copy of ``cfg`` with ``MODEL.META_ARCH = Classifier`` and the task's recipe.
+
+    Args:
+        cfg: the run config.
+        task: "linear" (copies ``LINEAR.*``) or "finetune" (``FINETUNE.*``) into ``SOLVER.*``.
+
+    Returns:
+        A new frozen config; ``cfg`` is not modified.
+    """
+    from ascnet.config import get_cfg
+
+    group = {"linear": "LINEAR", "finetune": "FINETUNE"}[task]
+    defaults = get_cfg().SOLVER
+    out = cfg.clone()
+    out.defrost()
+    out.TASK = task
+    if out.MODEL.META_ARCH != "Classifier":
+        logger.info("TASK %s: MODEL.META_ARCH %s -> Classifier.", task, out.MODEL.META_ARCH)
+        out.MODEL.META_ARCH = "Classifier"
+    for key in RECIPE_KEYS:
+        if cfg.SOLVER[key] != defaults[key] and cfg.SOLVER[key] != cfg[group][key]:
+            logger.warning(
+                "TASK %s ignores SOLVER.%s=%s and uses %s.%s=%s; set %s.%s to change it.",
+                task, key, cfg.SOLVER[key], group, key, cfg[group][key], group, key,
+            )
+        out.SOLVER[key] = cfg[group][key]
+    out.freeze()
+    return out
+
+
+def _device(cfg: CfgNode) -> torch.device:
+    if cfg.NUM_GPUS > 0 and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _is_main() -> bool:
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Testing
+# ------------------------------------------------------------------------------------------------
+def build_test_dataset(cfg: CfgNode, split: Optional[str] = None):
+    """The test-mode dataset of ``split`` (default ``TEST.SPLIT``) with the ``TEST`` view counts."""
+    from ascnet.data import build_dataset
+
+    return build_dataset(cfg, split or cfg.TEST.SPLIT, "test")
+
+
+def evaluate_classifier(cfg: CfgNode, model: torch.nn.Module, dataset=None, split: Optional[str] = None) -> Dict:
+    """Multi-view evaluation: top-1 / top-5 (%) over every video of the split exactly once.
+
+    Args:
+        cfg: the run config (``TEST.*``, ``DATA_LOADER.NUM_WORKERS``).
+        model: a Classifier (possibly DDP-wrapped); put in eval mode here, restored after.
+        dataset: test-mode dataset; default ``build_test_dataset(cfg, split)``.
+
+    Returns:
+        ``{"top1", "top5", "num_videos", "num_views"}`` on every rank.
+    """
+    from ascnet.utils.distributed import unwrap
+
+    net = unwrap(model)
+    ds = dataset if dataset is not None else build_test_dataset(cfg, split)
+    was_training = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    try:
+        with torch.no_grad():
+            out = inference_on_dataset(
+                lambda b: {"probs": net(b)["probs"]},
+                ds,
+                cfg.TEST.BATCH_SIZE,
+                num_workers=cfg.DATA_LOADER.NUM_WORKERS,
+                device=device,
+                log_period=cfg.LOG_PERIOD,
+            )
+    finally:
+        net.train(was_training)
+    res = classification_topk(out["probs"], out["label"], ks=(1, 5))
+    res["num_views"] = int(getattr(ds, "num_views", cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS))
+    return res
+
+
+def load_classifier_checkpoint(model: torch.nn.Module, path: str) -> None:
+    """Load a trained classifier (backbone AND linear layer) for testing.
+
+    Raises:
+        DownstreamError: the checkpoint holds no classifier head (e.g. a pretraining checkpoint).
+    """
+    from ascnet.utils.checkpoint import Checkpointer, load_model_state_dict
+
+    data = Checkpointer.read(path)
+    state = data.get("model", data)
+    if not any(k.split(".")[0] == "head" or ".head." in k for k in state):
+        raise DownstreamError(
+            f"{path!r} holds no classifier head (keys like {list(state)[:3]}): it is not a fine-tuned or "
+            "linear-protocol checkpoint. Train one first (TASK finetune / linear) or give its path in "
+            "TEST.CHECKPOINT_FILE_PATH."
+        )
+    load_model_state_dict(model, state, strict=True)
+
+
+def _test_checkpoint(cfg: CfgNode) -> str:
+    if cfg.TEST.CHECKPOINT_FILE_PATH:
+        return cfg.TEST.CHECKPOINT_FILE_PATH
+    from ascnet.utils.checkpoint import Checkpointer
+
+    path = Checkpointer(cfg.OUTPUT_DIR, torch.nn.Identity()).get_checkpoint_file()
+    if not path:
+        raise DownstreamError(
+            f"TASK test needs weights: TEST.CHECKPOINT_FILE_PATH is empty and {cfg.OUTPUT_DIR!r} holds no "
+            "checkpoint. Give TEST.CHECKPOINT_FILE_PATH or the OUTPUT_DIR of a finetune/linear run."
+        )
+    return path
+
+
+def write_test_results(cfg: CfgNode, res: Dict, checkpoint: str = "") -> str:
+    """Write the test results with their protocol to ``OUTPUT_DIR/test_results_split<ID>.json``."""
+    from ascnet.utils.io import atomic_write_bytes
+
+    payload = {
+        "results": {k: res[k] for k in ("top1", "top5", "num_videos")},
+        "protocol": {
+            "dataset": cfg.TEST.DATASET,
+            "split_id": cfg.DATA.SPLIT_ID,
+            "split": cfg.TEST.SPLIT,
+            "clips": cfg.TEST.NUM_ENSEMBLE_VIEWS,
+            "crops": cfg.TEST.NUM_SPATIAL_CROPS,
+            "views": res.get("num_views"),
+            "aggregation": "softmax averaged over views",
+            "checkpoint": checkpoint,
+        },
+    }
+    path = os.path.join(cfg.OUTPUT_DIR, TEST_RESULTS.format(split_id=cfg.DATA.SPLIT_ID))
+    atomic_write_bytes(path, json.dumps(payload, indent=2, sort_keys=True).encode())
+    return path
+
+
+def _report(cfg: CfgNode, res: Dict, checkpoint: str) -> None:
+    if not _is_main():
+        return
+    path = write_test_results(cfg, res, checkpoint)
+    line = (
+        f"TEST {cfg.TEST.DATASET} split{cfg.DATA.SPLIT_ID} ({cfg.TEST.SPLIT}, {res['num_videos']} videos, "
+        f"{cfg.TEST.NUM_ENSEMBLE_VIEWS} clips x {cfg.TEST.NUM_SPATIAL_CROPS} crops, softmax averaged): "
+        f"top1 {res['top1']:.2f}  top5 {res['top5']:.2f}"
+    )
+    logger.info("%s -> %s", line, path)
+    print(line, flush=True)
+
+
+def run_test(cfg: CfgNode) -> Dict:
+    """TASK ``test``: multi-view testing of a trained classifier (see the module docstring).
+
+    Returns:
+        ``{"top1", "top5", "num_videos", "num_views"}``.
+    """
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.META_ARCH = "Classifier"
+    cfg.freeze()
+    path = _test_checkpoint(cfg)
+    model = build_model(cfg)
+    load_classifier_checkpoint(model, path)
+    model.to(_device(cfg))
+    res = evaluate_classifier(cfg, model)
+    _report(cfg, res, path)
+    return res
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+# ------------------------------------------------------------------------------------------------
+def _train_then_test(cfg: CfgNode, task: str) -> Dict:
+    from ascnet.engine.trainer import Trainer
+
+    cfg = apply_task_recipe(cfg, task)
+    res: Dict = {}
+
+    class DownstreamTrainer(Trainer):
+        """The shared training loop with a Classifier: backbone-only initial weights, and
+        multi-view evaluation every ``TRAIN.EVAL_PERIOD`` epochs."""
+
+        def load_initial_weights(self, path: str):
+            from ascnet.utils.distributed import unwrap
+
+            return unwrap(self.model).load_pretrained(path)
+
+        def after_epoch(self, epoch: int):
+            out = super().after_epoch(epoch)
+            period = self.cfg.TRAIN.EVAL_PERIOD
+            if period and (epoch + 1) % period == 0:
+                r = evaluate_classifier(self.cfg, self.model)
+                if _is_main():
+                    logger.info("epoch %d: test top1 %.2f top5 %.2f", epoch + 1, r["top1"], r["top5"])
+            return out
+
+    if cfg.TRAIN.ENABLE:
+        if not cfg.TRAIN.CHECKPOINT_FILE_PATH:
+            logger.warning(
+                "TASK %s: TRAIN.CHECKPOINT_FILE_PATH is empty: the backbone starts from RANDOM weights.", task
+            )
+        trainer = DownstreamTrainer(cfg)
+        trainer.train()
+        model = trainer.model
+    else:
+        model = None
+    if cfg.TEST.ENABLE:
+        if model is None:
+            res = run_test(cfg)
+        else:
+            from ascnet.utils.checkpoint import Checkpointer
+
+            path = Checkpointer(cfg.OUTPUT_DIR, torch.nn.Identity()).get_checkpoint_file()
+            res = evaluate_classifier(cfg, model)
+            _report(cfg, res, path)
+    return res
+
+
+def run_finetune(cfg: CfgNode) -> Dict:
+    """TASK ``finetune``: train every layer with the ``FINETUNE.*`` recipe, then test."""
+    return _train_then_test(cfg, "finetune")
+
+
+def run_linear(cfg: CfgNode) -> Dict:
+    """TASK ``linear``: frozen backbone, train the linear layer with ``LINEAR.*``, then test."""
+    return _train_then_test(cfg, "linear")
