@@ -247,10 +247,12 @@ def _current_trainer() -> Any:
     return trainer_module.get_current_trainer()
 
 
-def _init_distributed(rank: int, world_size: int, local_rank: int, backend: str, url: str) -> None:
-    from ascnet.engine.launch import init_distributed  # local: heavy, and only used in jobs
+def _run_task(cfg: CfgNode) -> None:
+    """Run in every process by launch(): log the process group, then run ``cfg.TASK``."""
+    from ascnet.engine.tasks import get_task
 
-    init_distributed(rank, world_size, local_rank, backend, url)
+    ASCNetJob._log_process_group()
+    get_task(cfg.TASK)(cfg)
 
 
 def _restart_count() -> int:
@@ -291,12 +293,15 @@ class ASCNetJob(submitit.helpers.Checkpointable):
         else:
             cfg.NUM_CPU_PROCESSES = per_node
         cfg.TRAIN.AUTO_RESUME = True  # a requeued job must continue, never start over
+        if cfg.DIST_URL != "auto":
+            _log(f"DIST_URL {cfg.DIST_URL!r} ignored: on SLURM the rendezvous comes from the allocation.")
+            cfg.DIST_URL = "auto"
         validate_cfg(cfg)
         cfg.freeze()
         return cfg
 
     def __call__(self) -> None:
-        from ascnet.engine.tasks import get_task
+        from ascnet.engine.launch import launch
         from ascnet.utils.plugins import import_plugins
 
         job_env = submitit.JobEnvironment()
@@ -307,35 +312,29 @@ class ASCNetJob(submitit.helpers.Checkpointable):
         dist_env = submitit.helpers.TorchDistributedEnvironment()
         if "MASTER_PORT" not in os.environ:
             dist_env.master_port = rendezvous_port(job_env.job_id, _restart_count())
-        # CUDA_VISIBLE_DEVICES stays as SLURM set it (all GPUs of the node): the process picks
-        # cuda:local_rank itself, which keeps NCCL's peer-to-peer paths between local GPUs.
+        # MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE for launch()'s join
+        # mode. CUDA_VISIBLE_DEVICES stays as SLURM set it (all GPUs of the node): each process
+        # selects cuda:LOCAL_RANK, which keeps NCCL's peer-to-peer paths between local GPUs.
         dist_env.export(set_cuda_visible_devices=False, overwrite=True)
-        if cfg.DIST_BACKEND != "auto":
-            backend = cfg.DIST_BACKEND
-        else:
-            backend = "nccl" if cfg.NUM_GPUS > 0 else "gloo"
-        url = f"tcp://{dist_env.master_addr}:{dist_env.master_port}"
+        backend = cfg.DIST_BACKEND if cfg.DIST_BACKEND != "auto" else ("nccl" if cfg.NUM_GPUS > 0 else "gloo")
         _log(
             f"job {job_env.job_id} (restart {_restart_count()}) on {socket.gethostname()}: "
             f"rank {dist_env.rank} of world size {dist_env.world_size} (node {job_env.node} of "
-            f"{job_env.num_nodes}, local rank {dist_env.local_rank}), backend {backend}, rendezvous {url}"
+            f"{job_env.num_nodes}, local rank {dist_env.local_rank}), backend {backend}, "
+            f"rendezvous {dist_env.master_addr}:{dist_env.master_port}"
         )
-        _init_distributed(dist_env.rank, dist_env.world_size, dist_env.local_rank, backend, url)
-        self._log_process_group(dist_env.world_size)
-        get_task(cfg.TASK)(cfg)
+        # launch() joins the world described by the environment: init_distributed, seeds
+        # RNG_SEED + rank, DETERMINISTIC, logging; it destroys the process group at the end.
+        launch(cfg, _run_task)
         _log(f"rank {dist_env.rank}: task {cfg.TASK!r} finished")
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
 
     @staticmethod
-    def _log_process_group(world_size: int) -> None:
+    def _log_process_group() -> None:
         """Log every rank of the group as seen by this process (proves they all joined)."""
         import torch.distributed as dist
 
         if not (dist.is_available() and dist.is_initialized()):
-            _log(f"process group: none (world size {world_size})")
+            _log("process group: none (world size 1)")
             return
         members: List[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(members, (dist.get_rank(), socket.gethostname()))

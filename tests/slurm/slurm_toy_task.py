@@ -105,12 +105,6 @@ def run_toy(cfg):
         _TRAINER = None
 
 
-def _init_distributed(rank, world_size, local_rank, backend, url):
-    print(f"[toy] init_process_group rank={rank} world_size={world_size} backend={backend} url={url}", flush=True)
-    dist.init_process_group(backend, init_method=url, rank=rank, world_size=world_size)
-
-
 register_task("slurm_toy", "slurm_toy_task:run_toy")
-# Stand-ins for the engine's trainer registry and process-group set-up, used by ASCNetJob.
+# Stand-in for the engine's trainer registry (ascnet.engine.trainer.get_current_trainer).
 slurm._current_trainer = lambda: _TRAINER
-slurm._init_distributed = _init_distributed
