@@ -1,0 +1,44 @@
+"""HMDB-51 official layout: per-class split files with tags 0/1/2."""
+import os
+
+import pytest
+from video_helpers import tiny_cfg, write_index_video
+
+from ascnet.data import build_dataset
+
+CLASSES = ["brush_hair", "cartwheel", "wave"]
+
+
+def make_hmdb(root):
+    split_dir = os.path.join(root, "testTrainMulti_7030_splits")
+    os.makedirs(split_dir, exist_ok=True)
+    for ci, c in enumerate(CLASSES):
+        names = [f"{c}_clip_{k}_f_cm_np1_ri_med_{k}.avi" for k in range(4)]
+        for k, n in enumerate(names):
+            write_index_video(os.path.join(root, "videos", c, n), 16, offset=ci * 4 + k)
+        for sid in (1, 2, 3):
+            tags = [1, 1, 2, 0] if sid == 1 else [2, 1, 1, 0]
+            with open(os.path.join(split_dir, f"{c}_test_split{sid}.txt"), "w") as f:
+                f.writelines(f"{n} {t} \n" for n, t in zip(names, tags))
+    return root
+
+
+def test_hmdb51_splits_and_labels(tmp_path):
+    root = make_hmdb(str(tmp_path))
+    cfg = tiny_cfg(root)
+    train = build_dataset(cfg, "train", "train", name="HMDB51")
+    test = build_dataset(cfg, "test", "test", name="HMDB51")
+    assert train.class_names == CLASSES
+    assert len(train) == 6 and len(test) == 3
+    assert train.labels == [0, 0, 1, 1, 2, 2] and test.labels == [0, 1, 2]
+    assert all("_clip_2_" in p for p in test.paths)  # tag 2 -> test; tag 0 unused
+    assert not any("_clip_3_" in p for p in train.paths + test.paths)
+    assert train[(1, 5)]["clips"].shape == (3, 8, 56, 56)
+    assert test[2]["clips"].shape == (6, 3, 8, 56, 56) and test[2]["label"] == 2
+    split2 = build_dataset(tiny_cfg(root, DATA__SPLIT_ID=2), "test", "test", name="HMDB51")
+    assert all("_clip_0_" in p for p in split2.paths)
+
+
+def test_hmdb51_missing_split_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="testTrainMulti_7030_splits"):
+        build_dataset(tiny_cfg(str(tmp_path)), "train", "train", name="HMDB51")

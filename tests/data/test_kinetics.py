@@ -1,0 +1,64 @@
+"""Kinetics: official CSV layout (flat or class folders) and PySlowFast path/label lists."""
+import os
+
+import pytest
+from video_helpers import tiny_cfg, write_index_video
+
+from ascnet.data import build_dataset
+
+ROWS = [  # label, youtube_id, start, end, split
+    ("abseiling", "aaaaaaaaaaa", 4, 14, "train"),
+    ("air drumming", "bbbbbbbbbbb", 0, 10, "train"),
+    ("abseiling", "ccccccccccc", 12, 22, "train"),
+    ("zumba", "ddddddddddd", 30, 40, "train"),
+    ("air drumming", "eeeeeeeeeee", 1, 11, "val"),
+    ("zumba", "fffffffffff", 2, 12, "val"),
+]
+
+
+def make_kinetics(root, class_folders: bool, missing=("ddddddddddd",)):
+    os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
+    for split in ("train", "val"):
+        with open(os.path.join(root, "annotations", f"{split}.csv"), "w") as f:
+            f.write("label,youtube_id,time_start,time_end,split,is_cc\n")
+            for k, (label, yid, s, e, sp) in enumerate(ROWS):
+                if sp == split:
+                    lab = f'"{label}"' if " " in label else label
+                    f.write(f"{lab},{yid},{s},{e},{sp},0\n")
+                    if yid in missing:
+                        continue
+                    folder = label.replace(" ", "_") if class_folders else ""
+                    name = f"{yid}_{s:06d}_{e:06d}.mp4"
+                    write_index_video(os.path.join(root, split, folder, name), 16, offset=k)
+    return root
+
+
+@pytest.mark.parametrize("class_folders", [False, True])
+def test_kinetics_official_layout(tmp_path, class_folders):
+    root = make_kinetics(str(tmp_path), class_folders)
+    train = build_dataset(tiny_cfg(root), "train", "pretrain", name="Kinetics")
+    val = build_dataset(tiny_cfg(root), "val", "test", name="Kinetics")
+    assert train.class_names == ["abseiling", "air drumming", "zumba"]
+    assert val.class_names == train.class_names
+    assert len(train) == 3  # the missing video is left out
+    assert [os.path.basename(p)[:3] for p in train.paths] == ["aaa", "bbb", "ccc"]
+    assert train.labels == [0, 1, 0] and val.labels == [1, 2]
+    assert train[(2, 0)]["clips"].shape == (2, 3, 8, 56, 56)
+    assert val[0]["clips"].shape == (6, 3, 8, 56, 56)
+
+
+def test_kinetics_pyslowfast_list(tmp_path):
+    root = str(tmp_path)
+    for k in range(3):
+        write_index_video(os.path.join(root, "vids", f"x{k}.avi"), 16, offset=k)
+    with open(os.path.join(root, "train.csv"), "w") as f:
+        f.write("vids/x0.avi 4\nvids/x1.avi 0\n\nvids/x2.avi 4\n")
+    ds = build_dataset(tiny_cfg(root), "train", "train", name="Kinetics")
+    assert ds.labels == [4, 0, 4] and ds.num_classes == 5
+    assert ds.paths[0] == os.path.join(root, "vids/x0.avi")
+    assert ds[(0, 1)]["clips"].shape == (3, 8, 56, 56) and ds[(0, 1)]["label"] == 4
+
+
+def test_kinetics_without_annotations_says_what_it_expects(tmp_path):
+    with pytest.raises(FileNotFoundError, match="annotations/train.csv"):
+        build_dataset(tiny_cfg(str(tmp_path)), "train", "train", name="Kinetics")

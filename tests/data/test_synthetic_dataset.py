@@ -1,0 +1,98 @@
+"""The generated motion dataset: real files, UCF-101 layout, deterministic, generated once."""
+import multiprocessing as mp
+import os
+
+import numpy as np
+import pytest
+import torch
+from video_helpers import tiny_cfg
+
+from ascnet.data import build_dataset
+from ascnet.data.decoder import decode_all
+from ascnet.data.synthetic import (
+    MARKER,
+    MOTIONS,
+    SyntheticSpec,
+    _trajectory,
+    ensure_synthetic_dataset,
+    render_video,
+)
+
+SMALL = dict(num_classes=3, videos_per_class=4, num_frames=16, size=32)
+
+
+def _ensure(root, q):
+    q.put(ensure_synthetic_dataset(root, SyntheticSpec(**SMALL), progress=False))
+
+
+def test_layout_labels_and_split_membership(tmp_path):
+    root = str(tmp_path / "syn")
+    assert ensure_synthetic_dataset(root, SyntheticSpec(**SMALL, format=".mp4"), progress=False)
+    lists = os.path.join(root, "ucfTrainTestlist")
+    assert sorted(os.listdir(lists)) == sorted(
+        ["classInd.txt"] + [f"{k}list0{s}.txt" for k in ("train", "test") for s in (1, 2, 3)]
+    )
+    assert open(os.path.join(lists, "classInd.txt")).read().split() == ["1", MOTIONS[0], "2", MOTIONS[1], "3", MOTIONS[2]]
+    files = sorted(os.listdir(os.path.join(root, "UCF-101", MOTIONS[0])))
+    assert len(files) == 4 and all(f.endswith(".mp4") and f.startswith(f"v_{MOTIONS[0]}_g") for f in files)
+    for sid in (1, 2, 3):
+        cfg = tiny_cfg(root, TRAIN__DATASET="Synthetic", DATA__SPLIT_ID=sid, DATA__SYNTHETIC__NUM_CLASSES=3,
+                       DATA__SYNTHETIC__VIDEOS_PER_CLASS=4, DATA__SYNTHETIC__NUM_FRAMES=16,
+                       DATA__SYNTHETIC__SIZE=32, DATA__SYNTHETIC__FORMAT=".mp4")
+        train = build_dataset(cfg, "train", "train")
+        test = build_dataset(cfg, "test", "test", name="Synthetic")
+        assert len(train) + len(test) == 12 and not set(train.paths) & set(test.paths)
+        assert np.bincount(test.labels).tolist() == [len(test) // 3] * 3
+        assert train.num_classes == 3
+    frames, info = decode_all(train.paths[0])
+    assert frames.shape == (16, 3, 32, 32) and info.fps == 25
+
+
+def test_same_seed_same_frames_other_seed_other_frames(tmp_path):
+    a, b, c = (str(tmp_path / n) for n in "abc")
+    ensure_synthetic_dataset(a, SyntheticSpec(**SMALL, seed=1), progress=False)
+    ensure_synthetic_dataset(b, SyntheticSpec(**SMALL, seed=1), progress=False)
+    ensure_synthetic_dataset(c, SyntheticSpec(**SMALL, seed=2), progress=False)
+    rel = os.path.join("UCF-101", MOTIONS[1], sorted(os.listdir(os.path.join(a, "UCF-101", MOTIONS[1])))[0])
+    fa, fb, fc = (decode_all(os.path.join(r, rel))[0] for r in (a, b, c))
+    assert torch.equal(fa, fb)
+    assert not torch.equal(fa, fc)
+
+
+def test_classes_are_motions_with_flip_invariant_directions():
+    t = np.arange(48, dtype=np.float64)
+    speeds = {}
+    for m in ("HorizontalSlow", "HorizontalFast"):
+        tr = _trajectory(m, np.random.default_rng(0), t)
+        assert np.ptp(tr["cy"]) == 0 and np.ptp(tr["cx"]) > 0  # moves along x only
+        speeds[m] = np.median(np.abs(np.diff(tr["cx"])))
+    assert speeds["HorizontalFast"] == pytest.approx(3 * speeds["HorizontalSlow"])
+    signs = {np.sign(_trajectory("HorizontalSlow", np.random.default_rng(k), t[:2])["cx"][1]
+                     - _trajectory("HorizontalSlow", np.random.default_rng(k), t[:2])["cx"][0]) for k in range(20)}
+    assert signs == {-1.0, 1.0}  # both directions in one class: a horizontal flip keeps the class
+    # The first frame alone does not tell slow from fast: same content/background draw per video.
+    v_slow = render_video(0, seed=0, index=0, num_frames=4, size=32)
+    assert v_slow.shape == (4, 32, 32, 3) and v_slow.dtype == np.uint8
+    assert not np.array_equal(v_slow[0], v_slow[3])  # it moves
+
+
+def test_generated_once_under_concurrency_and_regenerated_when_half_written(tmp_path):
+    root = str(tmp_path / "syn")
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_ensure, args=(root, q)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert sorted(q.get() for _ in procs) == [False, True]
+    # Half-written: no marker -> not taken as complete, regenerated.
+    os.remove(os.path.join(root, MARKER))
+    victim = os.path.join(root, "UCF-101", MOTIONS[0])
+    os.remove(os.path.join(victim, sorted(os.listdir(victim))[0]))
+    assert ensure_synthetic_dataset(root, SyntheticSpec(**SMALL), progress=False)
+    assert len(os.listdir(victim)) == 4
+    with pytest.raises(ValueError, match="other parameters"):
+        ensure_synthetic_dataset(root, SyntheticSpec(**dict(SMALL, num_frames=20)), progress=False)
+    with pytest.raises(FileNotFoundError, match="make_synthetic_dataset"):
+        ensure_synthetic_dataset(str(tmp_path / "none"), SyntheticSpec(**SMALL), auto_generate=False)

@@ -1,0 +1,67 @@
+"""UCF-101 official layout: classInd, train/test lists, labels from the folder for test lists."""
+import os
+
+import pytest
+import torch
+from video_helpers import tiny_cfg, write_index_video
+
+from ascnet.data import build_dataset
+
+CLASSES = ["ApplyEyeMakeup", "HandstandPushups", "YoYo"]
+
+
+def make_ucf(root, video_dir="UCF-101", ext=".avi"):
+    lists = os.path.join(root, "ucfTrainTestlist")
+    os.makedirs(lists, exist_ok=True)
+    with open(os.path.join(lists, "classInd.txt"), "w") as f:
+        f.writelines(f"{i + 1} {c}\n" for i, c in enumerate(CLASSES))
+    entries = []
+    for ci, c in enumerate(CLASSES):
+        for g in (1, 2, 8, 9):
+            # Folder and file names may differ in case from classInd.txt (HandStandPushups).
+            folder = c.replace("Handstand", "HandStand")
+            rel = f"{folder}/v_{folder}_g{g:02d}_c01{ext}"
+            write_index_video(os.path.join(root, video_dir, rel), 16, offset=ci * 20 + g)
+            entries.append((rel, ci + 1, g))
+    for sid in (1, 2, 3):
+        test_groups = {1: (1, 2), 2: (8,), 3: (9,)}[sid]
+        with open(os.path.join(lists, f"trainlist0{sid}.txt"), "w") as f:
+            f.writelines(f"{rel} {n}\r\n" for rel, n, g in entries if g not in test_groups)
+        with open(os.path.join(lists, f"testlist0{sid}.txt"), "w") as f:
+            # Test lists have no label: the class comes from the folder.
+            f.writelines(f"{rel}\r\n" for rel, n, g in entries if g in test_groups)
+    return root
+
+
+@pytest.mark.parametrize("video_dir,ext", [("UCF-101", ".avi"), ("videos", ".mp4")])
+def test_ucf101_splits_labels_and_samples(tmp_path, video_dir, ext):
+    root = make_ucf(str(tmp_path), video_dir, ext)
+    cfg = tiny_cfg(root)
+    train = build_dataset(cfg, "train", "pretrain", name="UCF101")
+    test = build_dataset(cfg, "test", "test", name="UCF101")
+    assert train.class_names == CLASSES and train.num_classes == 3
+    assert len(train) == 6 and len(test) == 6
+    assert sorted(train.labels) == [0, 0, 1, 1, 2, 2] and sorted(test.labels) == [0, 0, 1, 1, 2, 2]
+    assert all("_g08_" in p or "_g09_" in p for p in train.paths)
+    assert all(os.path.exists(p) for p in train.paths + test.paths)
+    assert not set(train.paths) & set(test.paths)
+    s = train[(0, 123)]
+    assert s["clips"].shape == (2, 3, 8, 56, 56) and s["index"] == 0 and s["label"] == train.labels[0]
+    t = test[1]
+    assert t["clips"].shape == (6, 3, 8, 56, 56) and t["label"] == test.labels[1]
+    assert torch.equal(test[1]["clips"], t["clips"])
+
+
+def test_ucf101_split_ids_and_path_prefix(tmp_path):
+    root = make_ucf(str(tmp_path / "data"), "somewhere_else")
+    cfg = tiny_cfg(root, DATA__SPLIT_ID=2, DATA__PATH_PREFIX=os.path.join(root, "somewhere_else"))
+    test = build_dataset(cfg, "test", "train", name="UCF101")
+    assert len(test) == 3 and all("_g08_" in p for p in test.paths)
+    assert test[0]["clips"].shape == (3, 8, 56, 56)
+    with pytest.raises(ValueError, match="SPLIT_ID"):
+        build_dataset(tiny_cfg(root, DATA__SPLIT_ID=4), "train", "train", name="UCF101")
+
+
+def test_ucf101_missing_annotations_name_the_key(tmp_path):
+    with pytest.raises(FileNotFoundError, match="PATH_TO_DATA_DIR"):
+        build_dataset(tiny_cfg(str(tmp_path)), "train", "train", name="UCF101")
