@@ -313,6 +313,12 @@ def validate_cfg(cfg: CfgNode) -> None:
     _choice(cfg, "AMP.DTYPE", ("bfloat16", "float16"))
     _choice(cfg, "DIST_BACKEND", ("auto", "nccl", "gloo"))
     _choice(cfg, "MODEL.BACKBONE.NORM", ("batchnorm", "syncbatchnorm", "groupnorm", "none"))
+    # SyncBatchNorm only runs on CUDA tensors; on CPU it would fail at the first forward.
+    if cfg.MODEL.BACKBONE.NORM == "syncbatchnorm" and cfg.NUM_GPUS == 0:
+        raise ConfigError(
+            "MODEL.BACKBONE.NORM 'syncbatchnorm' needs GPUs (NUM_GPUS > 0); on CPU use 'batchnorm' "
+            "or 'groupnorm'."
+        )
     if cfg.SOLVER.BASE_LR <= 0 or cfg.SOLVER.MAX_EPOCH < 1:
         raise ConfigError("SOLVER.BASE_LR must be > 0 and SOLVER.MAX_EPOCH >= 1.")
     for p in (cfg.AUG.FLIP_PROB, cfg.AUG.COLOR_JITTER_PROB, cfg.AUG.GRAYSCALE_PROB, cfg.AUG.BLUR_PROB):

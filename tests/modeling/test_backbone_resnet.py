@@ -130,3 +130,10 @@ def test_bad_config_errors_name_the_key():
         build_backbone(_cfg("R3D18", WIDTHS=[64, 128]))
     with pytest.raises(ValueError, match="STEM_KERNEL"):
         build_backbone(_cfg("R2Plus1D18", STEM_KERNEL=[3, 7]))
+
+
+def test_syncbatchnorm_on_cpu_is_refused_by_the_config():
+    from ascnet.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="NUM_GPUS"):
+        load_config(None, ["MODEL.BACKBONE.NORM", "syncbatchnorm"])
