@@ -1,0 +1,522 @@
+"""The training loop shared by pretraining and the downstream tasks.
+
+:class:`Trainer` builds the model, optimiser, lr schedule, training loader and checkpointer
+from the config, then runs epochs of iterations: batch to device, forward (AMP autocast on
+CUDA), sum of the ``loss*`` entries, backward, optional gradient clipping, optimiser step,
+scheduler step, ``model.after_step(iteration, max_iter)`` (ASCNet's EMA), logging and
+checkpointing. Tasks customise it by overriding its ``build_*`` methods,
+:meth:`Trainer.load_initial_weights`, :meth:`Trainer.run_step`, :meth:`Trainer.before_train`,
+:meth:`Trainer.after_epoch` (e.g. evaluation every ``TRAIN.EVAL_PERIOD`` epochs) and
+:meth:`Trainer.after_train`.
+
+Counting: ``trainer.iter`` is the number of optimiser steps done so far in the whole run;
+``trainer.epoch`` the current epoch (0-based); ``trainer.epoch_iter`` the batches done in it.
+``model.after_step(k, max_iter)`` receives the 0-based index ``k`` of the step just done.
+
+Resuming: a checkpoint records ``iteration``, ``epoch`` and ``epoch_iter``. With
+``TRAIN.AUTO_RESUME`` the run continues from the last checkpoint in ``OUTPUT_DIR``; a mid-epoch
+checkpoint continues with the next batch of the same epoch ordering (the sampler's
+``set_epoch(epoch, start_iter)``), so a resumed run sees exactly the batches an uninterrupted
+run would have seen.
+
+Preemption contract (SLURM, ``ascnet/engine/slurm.py``):
+
+* while :meth:`Trainer.train` runs, :func:`get_current_trainer` returns the trainer;
+* :meth:`Trainer.save_checkpoint` saves the full state at the current iteration boundary
+  (rank 0 writes; no collective, so it is safe in a signal handler on every rank);
+* every iteration (forward, backward, step, EMA, logging, periodic checkpoint) runs inside
+  :func:`defer_signals`, which blocks SIGUSR2 and SIGTERM with ``signal.pthread_sigmask`` (and
+  holds back their Python handlers, since another thread may take a process-wide signal);
+  they are let through between iterations. A Python signal handler (submitit's) therefore
+  only runs at an iteration boundary and sees a consistent model / optimiser / counter state. The data
+  loader's iterator (its worker processes and pin-memory thread) is also created with the
+  signals blocked, so those inherit the mask: a SIGUSR2 sent to every process of the job is
+  handled by the main process alone instead of killing the workers.
+
+Stopping on divergence: a NaN or Inf loss stops the run with :class:`NonFiniteLossError`
+naming the losses and the iteration; nothing is saved after it, so the last checkpoint on
+disk is the last good state.
+"""
+import contextlib
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from typing import Any, Dict, Iterator, Optional
+
+import torch
+from fvcore.common.config import CfgNode
+from iopath.common.file_io import g_pathmgr
+from torch import nn
+
+from ascnet.config.config import save_config
+from ascnet.solver import build_lr_scheduler, build_optimizer, total_iterations
+from ascnet.utils import distributed as du
+from ascnet.utils.checkpoint import Checkpointer
+from ascnet.utils.events import EventWriter
+from ascnet.utils.logging import setup_logging
+
+logger = logging.getLogger(__name__)
+
+_CURRENT_TRAINER: Optional["Trainer"] = None
+
+# Signals that a cluster sends to ask for a checkpoint (submitit: SIGUSR2) or to stop.
+DEFERRED_SIGNALS = tuple(s for s in (getattr(signal, "SIGUSR2", None), getattr(signal, "SIGTERM", None)) if s)
+
+
+def get_current_trainer() -> Optional["Trainer"]:
+    """The :class:`Trainer` whose :meth:`Trainer.train` is running in this process, or None."""
+    return _CURRENT_TRAINER
+
+
+@contextlib.contextmanager
+def defer_signals(signals=DEFERRED_SIGNALS) -> Iterator[None]:
+    """Hold back ``signals`` (default SIGUSR2, SIGTERM) inside the block; deliver them on exit.
+
+    A signal that arrives inside the block runs its handler right after the block, in the
+    main thread. Two layers, because ``pthread_sigmask`` alone is not enough in a process with
+    other threads (OpenMP, CUDA, NCCL, loader threads): the kernel hands a process-wide signal
+    to any thread that does not block it, and CPython then runs the Python handler in the main
+    thread at once, mid-iteration. So inside the block:
+
+    * the main thread's mask blocks the signals (``signal.pthread_sigmask``), and threads or
+      processes started inside the block inherit that mask;
+    * the Python handlers are swapped for one that only records the signal; on exit the mask
+      and the handlers are restored and every recorded signal is raised again.
+
+    Main thread only; a no-op in other threads. Signals whose handler is SIG_IGN or was not
+    set from Python are left alone.
+    """
+    if not signals or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+
+    def _record(signum, frame):
+        if signum not in pending:
+            pending.append(signum)
+
+    saved = {}
+    for s in signals:
+        h = signal.getsignal(s)
+        if h is None or h is signal.SIG_IGN:
+            continue
+        saved[s] = h
+        signal.signal(s, _record)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals) if hasattr(signal, "pthread_sigmask") else None
+    try:
+        yield
+    finally:
+        if old_mask is not None:
+            # Unblocking delivers kernel-pending signals; CPython runs _record for them here.
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        for s, h in saved.items():
+            if signal.getsignal(s) is _record:
+                signal.signal(s, h)
+        for s in pending:
+            signal.raise_signal(s)  # the real handler runs now, at the boundary
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or Inf; training stopped without saving."""
+
+
+def _set_current(trainer: Optional["Trainer"]) -> None:
+    global _CURRENT_TRAINER
+    _CURRENT_TRAINER = trainer
+
+
+class Trainer:
+    """Epoch/iteration training loop with checkpoints, logging and exact resume.
+
+    Args:
+        cfg: the run config (frozen).
+        mode: dataset mode of the training loader: "pretrain" (S clips per video) or "train"
+            (one clip). Default: "pretrain" for ``TASK pretrain``, else "train".
+
+    Attributes:
+        model: the model on its device (the object whose forward is called: DDP-wrapped when
+            distributed and the model has no ``wrap_ddp``).
+        optimizer, scheduler, scaler, train_loader, checkpointer: built from the config.
+        iters_per_epoch, max_iter: loop lengths.
+        iter, epoch, epoch_iter: progress counters (see the module docstring).
+    """
+
+    def __init__(self, cfg: CfgNode, mode: Optional[str] = None):
+        self.cfg = cfg
+        self.mode = mode or ("pretrain" if cfg.TASK == "pretrain" else "train")
+        setup_logging(cfg.OUTPUT_DIR)  # idempotent; makes sure log.txt is in this run's folder
+        self.device = self.get_device(cfg)
+        if du.is_main_process():
+            g_pathmgr.mkdirs(cfg.OUTPUT_DIR)
+            save_config(cfg, os.path.join(cfg.OUTPUT_DIR, "config.yaml"))
+
+        model = self.build_model(cfg).to(self.device)
+        self.train_loader = self.build_train_loader(cfg)
+        self.sampler = self._find_sampler(self.train_loader)
+        if self.sampler is not None:
+            self.sampler.set_epoch(0, 0)
+        self.iters_per_epoch = len(self.train_loader)
+        self.optimizer = self.build_optimizer(cfg, model)
+        self.scheduler = self.build_lr_scheduler(cfg, self.optimizer, self.iters_per_epoch)
+        self.max_iter = total_iterations(cfg, self.iters_per_epoch)
+        self.amp_dtype = self._amp_dtype(cfg)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.model = self.wrap_distributed(model)
+        self.checkpointer = Checkpointer(
+            cfg.OUTPUT_DIR,
+            self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+            max_to_keep=cfg.TRAIN.CHECKPOINT_MAX_KEEP,
+        )
+        self.iter = 0
+        self.epoch = 0
+        self.epoch_iter = 0
+        self.start_iter = 0
+        self.writer: Optional[EventWriter] = None
+        self._last_saved_iter = -1
+
+    # ------------------------------------------------------------------------------------------
+    # Building blocks (override in subclasses)
+    # ------------------------------------------------------------------------------------------
+    @staticmethod
+    def get_device(cfg: CfgNode) -> torch.device:
+        """``cuda:<local rank>`` when ``NUM_GPUS > 0``, else the CPU."""
+        if cfg.NUM_GPUS > 0:
+            if not torch.cuda.is_available():
+                raise RuntimeError("NUM_GPUS > 0 but CUDA is not available. Set NUM_GPUS 0 to train on CPU.")
+            return torch.device("cuda", du.get_local_rank())
+        return torch.device("cpu")
+
+    def build_model(self, cfg: CfgNode) -> nn.Module:
+        """``build_model(cfg)`` from the MODEL registry (moved to the device by the caller)."""
+        from ascnet.modeling.meta_arch import build_model
+
+        return build_model(cfg)
+
+    def build_train_loader(self, cfg: CfgNode):
+        """``build_loader(cfg, TRAIN.SPLIT, self.mode)``."""
+        from ascnet.data.loader import build_loader
+
+        return build_loader(cfg, cfg.TRAIN.SPLIT, self.mode)
+
+    def build_optimizer(self, cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
+        """:func:`ascnet.solver.build_optimizer`."""
+        return build_optimizer(cfg, model)
+
+    def build_lr_scheduler(self, cfg: CfgNode, optimizer: torch.optim.Optimizer, iters_per_epoch: int):
+        """:func:`ascnet.solver.build_lr_scheduler` (stepped every iteration)."""
+        return build_lr_scheduler(cfg, optimizer, iters_per_epoch)
+
+    def wrap_distributed(self, model: nn.Module) -> nn.Module:
+        """Wrap for DDP when several processes run.
+
+        A model with ``wrap_ddp(fn)`` (ASCNet) chooses what to wrap (its online network); any
+        other model is wrapped whole. Returns the module whose forward the loop calls.
+        """
+        if du.get_world_size() == 1:
+            return model
+        dev = self.device
+
+        def ddp(module: nn.Module) -> nn.Module:
+            return nn.parallel.DistributedDataParallel(
+                module, device_ids=[dev.index] if dev.type == "cuda" else None,
+                output_device=dev.index if dev.type == "cuda" else None,
+            )
+
+        if hasattr(model, "wrap_ddp"):
+            model.wrap_ddp(ddp)
+            return model
+        return ddp(model)
+
+    @staticmethod
+    def _amp_dtype(cfg: CfgNode) -> Optional[torch.dtype]:
+        if cfg.NUM_GPUS > 0 and torch.cuda.is_available() and cfg.AMP.ENABLE:
+            return torch.bfloat16 if cfg.AMP.DTYPE == "bfloat16" else torch.float16
+        return None  # CPU runs in float32
+
+    @staticmethod
+    def _find_sampler(loader) -> Any:
+        for s in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+            if s is not None and hasattr(s, "set_epoch"):
+                return s
+        return None
+
+    # ------------------------------------------------------------------------------------------
+    # Weights and checkpoints
+    # ------------------------------------------------------------------------------------------
+    def load_initial_weights(self, path: str) -> Any:
+        """Initialise the model from ``path`` (``TRAIN.CHECKPOINT_FILE_PATH``) when nothing is
+        resumed. Default: the checkpoint's model weights, non-strict (missing/unexpected keys
+        are logged). Downstream tasks override this (e.g. backbone-only loading)."""
+        return self.checkpointer.load(path, checkpointables=[], strict=False, rng=False)
+
+    def resume_or_load(self) -> None:
+        """Resume from the last checkpoint (``TRAIN.AUTO_RESUME``) or load initial weights."""
+        cfg = self.cfg
+        if cfg.TRAIN.AUTO_RESUME and self.checkpointer.has_checkpoint():
+            path = self.checkpointer.get_checkpoint_file()
+            extra = self.checkpointer.load(path)
+            self.iter = int(extra.get("iteration", 0))
+            self.epoch = int(extra.get("epoch", 0))
+            self.epoch_iter = int(extra.get("epoch_iter", 0))
+            saved_ipe = int(extra.get("iters_per_epoch", self.iters_per_epoch))
+            if saved_ipe != self.iters_per_epoch and self.epoch_iter:
+                logger.warning(
+                    "The checkpoint was written with %d iterations per epoch, this run has %d (batch size "
+                    "or number of processes changed): resuming at the start of epoch %d instead of mid-epoch.",
+                    saved_ipe, self.iters_per_epoch, self.epoch + 2,
+                )
+                self.epoch, self.epoch_iter = self.epoch + 1, 0
+            if self.epoch_iter >= self.iters_per_epoch:
+                self.epoch, self.epoch_iter = self.epoch + 1, 0
+            logger.info(
+                "Resumed from %s: iteration %d, epoch %d, batch %d of the epoch.",
+                path, self.iter, self.epoch + 1, self.epoch_iter,
+            )
+            self._last_saved_iter = self.iter
+        elif cfg.TRAIN.CHECKPOINT_FILE_PATH:
+            logger.info("Initialising weights from %s", cfg.TRAIN.CHECKPOINT_FILE_PATH)
+            self.load_initial_weights(cfg.TRAIN.CHECKPOINT_FILE_PATH)
+        self.start_iter = self.iter
+
+    def _position(self):
+        # A finished epoch is recorded as the start of the next one.
+        if self.epoch_iter >= self.iters_per_epoch:
+            return self.epoch + 1, 0
+        return self.epoch, self.epoch_iter
+
+    def save_checkpoint(self, name: Optional[str] = None) -> Optional[str]:
+        """Save the full state at the current iteration boundary (rank 0 writes).
+
+        Args:
+            name: file name without suffix; default ``checkpoint_iter_<iteration>``.
+
+        Returns:
+            The path written on rank 0, None on other ranks.
+        """
+        epoch, epoch_iter = self._position()
+        name = name or f"checkpoint_iter_{self.iter:07d}"
+        path = self.checkpointer.save(
+            name,
+            iteration=self.iter,
+            epoch=epoch,
+            epoch_iter=epoch_iter,
+            iters_per_epoch=self.iters_per_epoch,
+            cfg=self.cfg.dump(),
+        )
+        self._last_saved_iter = self.iter
+        return path
+
+    # ------------------------------------------------------------------------------------------
+    # Loop
+    # ------------------------------------------------------------------------------------------
+    def train(self) -> None:
+        """Run training from the resumed position to ``max_iter`` / ``SOLVER.MAX_EPOCH``."""
+        cfg = self.cfg
+        self.resume_or_load()
+        with defer_signals():  # TensorBoard's writer thread inherits the blocked mask
+            self.writer = EventWriter(
+                cfg.OUTPUT_DIR, tensorboard=cfg.TENSORBOARD.ENABLE, tensorboard_dir=cfg.TENSORBOARD.LOG_DIR,
+                window=max(cfg.LOG_PERIOD, 1),
+            )
+        logger.info(
+            "Training %s: %d iterations (%d per epoch, %d epochs), from iteration %d on %s.",
+            type(du.unwrap(self.model)).__name__, self.max_iter, self.iters_per_epoch, cfg.SOLVER.MAX_EPOCH,
+            self.iter, self.device,
+        )
+        _set_current(self)
+        try:
+            self.before_train()
+            while self.epoch < cfg.SOLVER.MAX_EPOCH and self.iter < self.max_iter:
+                self.train_epoch(self.epoch, self.epoch_iter)
+                if self.epoch_iter < self.iters_per_epoch:
+                    break  # stopped by MAX_ITERS in the middle of the epoch
+                self.after_epoch(self.epoch)
+                self.epoch, self.epoch_iter = self.epoch + 1, 0
+            if self._last_saved_iter != self.iter:
+                self.save_checkpoint("checkpoint_final")
+            self.after_train()
+        finally:
+            _set_current(None)
+            self.writer.close()
+
+    def train_epoch(self, epoch: int, start_iter: int) -> None:
+        """Run the iterations of ``epoch`` from its batch ``start_iter``."""
+        self.epoch, self.epoch_iter = epoch, start_iter
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch, start_iter)
+        elif start_iter:
+            logger.warning("The training loader's sampler has no set_epoch(): mid-epoch resume replays from the epoch start.")
+        self.model.train()
+        with defer_signals():  # workers and the pin-memory thread inherit the blocked mask
+            data_iter = iter(self.train_loader)
+        t_end = time.perf_counter()
+        while self.epoch_iter < self.iters_per_epoch and self.iter < self.max_iter:
+            try:
+                batch = next(data_iter)
+            except StopIteration:
+                logger.warning("The loader ended after %d of %d batches in epoch %d.", self.epoch_iter, self.iters_per_epoch, epoch + 1)
+                self.epoch_iter = self.iters_per_epoch
+                break
+            data_time = time.perf_counter() - t_end
+            with defer_signals():
+                stats = self.run_step(batch)
+                self.iter += 1
+                self.epoch_iter += 1
+                now = time.perf_counter()
+                stats["data_time"] = data_time
+                stats["time"] = now - t_end
+                self.after_step(stats)
+            t_end = time.perf_counter()
+        del data_iter
+
+    def to_device(self, batch: Any) -> Any:
+        """Move every tensor of a (nested) batch to the device."""
+        if isinstance(batch, torch.Tensor):
+            return batch.to(self.device, non_blocking=True)
+        if isinstance(batch, dict):
+            return {k: self.to_device(v) for k, v in batch.items()}
+        if isinstance(batch, (list, tuple)):
+            return type(batch)(self.to_device(v) for v in batch)
+        return batch
+
+    def autocast(self):
+        """AMP autocast on CUDA (``AMP.*``); no autocast on CPU."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def run_step(self, batch: Dict[str, Any]) -> Dict[str, float]:
+        """One optimiser step on ``batch``; returns this iteration's scalar statistics.
+
+        Raises:
+            NonFiniteLossError: a loss is NaN/Inf (on any rank); the run must stop.
+        """
+        batch = self.to_device(batch)
+        with self.autocast():
+            out = self.model(batch)
+        losses = {k: v for k, v in out.items() if k.startswith("loss")}
+        if not losses:
+            raise ValueError(
+                f"{type(du.unwrap(self.model)).__name__}.forward returned no 'loss*' entry (got {sorted(out)}); "
+                "in training mode a model must return its weighted losses as loss_<name> entries."
+            )
+        total = sum(v.float() for v in losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        clip = self.cfg.SOLVER.CLIP_GRAD_NORM
+        grad_norm = None
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+            if clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                grad_norm = self._clip(clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            total.backward()
+            if clip > 0:
+                grad_norm = self._clip(clip)
+            self.optimizer.step()
+        lr = self.optimizer.param_groups[0]["lr"]
+
+        # One device->host transfer for every scalar of this iteration (a single sync on GPU).
+        names, tensors, stats = [], [], {}
+        for k, v in list(losses.items()) + [("loss", total)] + [(k, v) for k, v in out.items() if not k.startswith("loss")]:
+            if isinstance(v, torch.Tensor) and v.numel() == 1:
+                names.append(k)
+                tensors.append(v.detach().float().reshape(()))
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                stats[k] = float(v)
+        if grad_norm is not None:
+            names.append("grad_norm")
+            tensors.append(grad_norm.detach().float().reshape(()))
+        values = torch.stack([t.to(self.device) for t in tensors]).cpu().tolist()
+        stats.update(zip(names, values))
+        self.check_finite({k: stats[k] for k in list(losses) + ["loss"]})
+
+        stats["lr"] = lr
+        self.scheduler.step()
+        after = getattr(du.unwrap(self.model), "after_step", None)
+        if callable(after):
+            extra = after(self.iter, self.max_iter) or {}
+            for k, v in extra.items():
+                stats[k] = float(v.item() if isinstance(v, torch.Tensor) else v)
+        return stats
+
+    def _clip(self, max_norm: float) -> torch.Tensor:
+        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    def check_finite(self, losses: Dict[str, float]) -> None:
+        """Raise :class:`NonFiniteLossError` when a loss is NaN/Inf here or on another rank."""
+        bad = not all(math.isfinite(v) for v in losses.values())
+        if du.get_world_size() > 1:
+            flag = torch.tensor([1.0 if bad else 0.0], device=self.device if self.device.type == "cuda" else "cpu")
+            bad = du.all_reduce_mean(flag).item() > 0
+        if not bad:
+            return
+        last = self.checkpointer.get_checkpoint_file() or "none yet"
+        values = ", ".join(f"{k}={v:.6g}" for k, v in losses.items())
+        msg = (
+            f"Non-finite loss at iteration {self.iter + 1} (epoch {self.epoch + 1}, rank {du.get_rank()}): {values}. "
+            f"Training stopped without saving; the last good checkpoint is {last}. Lower SOLVER.BASE_LR, set "
+            "SOLVER.CLIP_GRAD_NORM, or use AMP.DTYPE bfloat16, then rerun with TRAIN.AUTO_RESUME True."
+        )
+        logger.error(msg)
+        raise NonFiniteLossError(msg)
+
+    # ------------------------------------------------------------------------------------------
+    # Hooks
+    # ------------------------------------------------------------------------------------------
+    def before_train(self) -> None:
+        """Called once before the first iteration (after resuming)."""
+
+    def after_step(self, stats: Dict[str, float]) -> None:
+        """After every iteration: history, logging every ``LOG_PERIOD``, iteration checkpoints."""
+        cfg = self.cfg
+        self.writer.update_history(stats, self.iter)
+        last = self.iter >= self.max_iter
+        if self.iter % cfg.LOG_PERIOD == 0 or self.iter == self.start_iter + 1 or last:
+            self.log_stats(stats)
+        if cfg.TRAIN.CHECKPOINT_ITERS > 0 and self.iter % cfg.TRAIN.CHECKPOINT_ITERS == 0:
+            self.save_checkpoint()
+
+    def log_stats(self, stats: Dict[str, float]) -> None:
+        """Average ``stats`` over ranks and write them (metrics.json, TensorBoard, log line)."""
+        timing = {k: stats[k] for k in ("time", "data_time") if k in stats}
+        values = du.reduce_dict_mean({k: v for k, v in stats.items() if k not in timing})
+        values.update(timing)
+        rec = {"iteration": self.iter, "epoch": self.epoch, **values,
+               "eta_seconds": self.writer.eta_seconds(self.iter, self.max_iter)}
+        self.writer.write(rec, step=self.iter)
+        self.writer.progress(self.iter, self.max_iter, self.epoch, self.cfg.SOLVER.MAX_EPOCH, values)
+
+    def after_epoch(self, epoch: int) -> None:
+        """After each full epoch: the epoch checkpoint every ``TRAIN.CHECKPOINT_PERIOD`` epochs.
+
+        Subclasses add evaluation here (call ``super().after_epoch(epoch)``).
+        """
+        period = self.cfg.TRAIN.CHECKPOINT_PERIOD
+        if (period > 0 and (epoch + 1) % period == 0) or epoch + 1 == self.cfg.SOLVER.MAX_EPOCH:
+            self.save_checkpoint(f"checkpoint_epoch_{epoch + 1:05d}")
+
+    def after_train(self) -> None:
+        """Called once at the end: says where the checkpoint, logs and TensorBoard files are."""
+        if not du.is_main_process():
+            return
+        out = self.cfg.OUTPUT_DIR
+        lines = [
+            f"Training finished at iteration {self.iter}.",
+            f"  checkpoint:  {self.checkpointer.get_checkpoint_file()}",
+            f"  log:         {os.path.join(out, 'log.txt')}",
+            f"  metrics:     {os.path.join(out, 'metrics.json')}",
+        ]
+        if self.cfg.TENSORBOARD.ENABLE:
+            tb = self.cfg.TENSORBOARD.LOG_DIR or os.path.join(out, "tensorboard")
+            lines.append(f"  tensorboard: {tb}   (tensorboard --logdir {tb})")
+        logger.info("\n".join(lines))

@@ -1,0 +1,238 @@
+"""Trainer with a tiny stand-in model and dataset: loop, logs, checkpoints, exact resume,
+NaN stop, preemption contract (signals deferred to iteration boundaries)."""
+import json
+import os
+import signal
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ascnet.config import get_cfg
+from ascnet.data.build import DATASET_REGISTRY
+from ascnet.engine import trainer as trainer_mod
+from ascnet.engine.trainer import NonFiniteLossError, Trainer, defer_signals, get_current_trainer
+from ascnet.modeling.meta_arch.build import MODEL_REGISTRY
+from ascnet.utils.checkpoint import Checkpointer
+
+
+class _TinyClips(Dataset):
+    """24 'videos'; a sample's clips are drawn from its per-sample seed (as the real datasets)."""
+
+    def __init__(self, cfg, split, mode):
+        self.mode, self.s = mode, len(cfg.ASCNET.SPEEDS)
+
+    def __len__(self):
+        return 24
+
+    def __getitem__(self, key):
+        i, seed = key if isinstance(key, tuple) else (key, key)
+        g = torch.Generator().manual_seed(int(seed))
+        shape = (self.s, 3, 2, 4, 4) if self.mode == "pretrain" else (3, 2, 4, 4)
+        return {"clips": torch.randn(shape, generator=g) + i / 24.0, "index": i, "label": i % 3}
+
+
+class _TinySSL(nn.Module):
+    """Regresses a per-video target from pooled clips; has BN, an EMA-like after_step and stats."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self.nan_at = int(os.environ.get("TINY_NAN_AT", "0"))
+
+    def forward(self, batch):
+        x = batch["clips"].mean(dim=(-3, -2, -1))  # (N, S, C)
+        x = x.flatten(0, 1) if x.ndim == 3 else x
+        y = self.net(x).squeeze(1)
+        target = batch["index"].float().repeat_interleave(x.shape[0] // batch["index"].shape[0]) / 24.0
+        loss = (y - target).pow(2).mean()
+        if self.nan_at and int(self.steps) + 1 == self.nan_at:
+            loss = loss * float("nan")
+        return {"loss_reg": loss, "loss_aux": 0.1 * y.pow(2).mean(), "pos_sim": y.mean().detach(), "vec": y.detach()}
+
+    def after_step(self, iteration, max_iter):
+        self.steps.fill_(iteration + 1)
+        return {"ema_tau": 1.0 - 0.5 * (max_iter - iteration - 1) / max_iter}
+
+
+if "_TinySSL" not in MODEL_REGISTRY.names():
+    MODEL_REGISTRY.register(_TinySSL)
+    DATASET_REGISTRY.register(_TinyClips)
+
+
+def _cfg(out, **kw):
+    cfg = get_cfg()
+    cfg.OUTPUT_DIR = str(out)
+    cfg.MODEL.META_ARCH = "_TinySSL"
+    cfg.TRAIN.DATASET = "_TinyClips"
+    cfg.TRAIN.BATCH_SIZE = 4  # 6 iterations per epoch
+    cfg.DATA_LOADER.NUM_WORKERS = 0
+    cfg.SOLVER.MAX_EPOCH = 2
+    cfg.SOLVER.WARMUP_EPOCHS = 0.5
+    cfg.SOLVER.BASE_LR = 0.05
+    cfg.SOLVER.BASE_BATCH_SIZE = 4
+    cfg.LOG_PERIOD = 1
+    cfg.TENSORBOARD.ENABLE = False
+    cfg.TRAIN.AUTO_RESUME = True
+    cfg.DETERMINISTIC = True
+    for k, v in kw.items():
+        node = cfg
+        *parents, leaf = k.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = v
+    cfg.freeze()
+    return cfg
+
+
+def _metrics(out):
+    recs = {}
+    with open(os.path.join(out, "metrics.json")) as f:
+        for line in f:
+            r = json.loads(line)
+            recs[r["iteration"]] = r  # a resumed iteration appears twice: the later line wins
+    return recs
+
+
+def _weights(trainer):
+    return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+def test_full_run_logs_and_checkpoints(tmp_path):
+    torch.manual_seed(0)
+    t = Trainer(_cfg(tmp_path, **{"TRAIN.CHECKPOINT_ITERS": 4, "TENSORBOARD.ENABLE": True}))
+    assert t.iters_per_epoch == 6 and t.max_iter == 12 and t.mode == "pretrain"
+    t.train()
+    assert t.iter == 12 and get_current_trainer() is None
+    recs = _metrics(tmp_path)
+    assert sorted(recs) == list(range(1, 13))
+    r = recs[12]
+    for key in ("loss", "loss_reg", "loss_aux", "lr", "ema_tau", "pos_sim", "time", "data_time", "eta_seconds"):
+        assert key in r, key
+    assert "vec" not in r  # non-scalar model outputs are not logged
+    assert r["loss"] == pytest.approx(r["loss_reg"] + r["loss_aux"], rel=1e-5)
+    assert r["ema_tau"] == pytest.approx(1.0) and r["epoch"] == 1
+    assert recs[1]["lr"] == pytest.approx(0.0) and recs[2]["lr"] == pytest.approx(0.05 / 3)
+    files = sorted(os.listdir(tmp_path / "checkpoints"))
+    assert files == ["checkpoint_epoch_00001.pyth", "checkpoint_epoch_00002.pyth", "checkpoint_iter_0000004.pyth",
+                     "checkpoint_iter_0000008.pyth", "checkpoint_iter_0000012.pyth", "last_checkpoint"]
+    assert Checkpointer(str(tmp_path), nn.Identity()).get_checkpoint_file().endswith("checkpoint_epoch_00002.pyth")
+    assert (tmp_path / "config.yaml").read_text().count("_TinySSL") == 1
+    assert os.listdir(tmp_path / "tensorboard")
+    log = (tmp_path / "log.txt").read_text()
+    assert "json_stats:" in log and "eta:" in log and "Training finished at iteration 12" in log
+
+
+class _StopAt(Trainer):
+    """Crashes (like a kill) right after iteration `stop` completes."""
+
+    stop = 0
+
+    def after_step(self, stats):
+        super().after_step(stats)
+        if self.iter == self.stop:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def test_exact_resume_mid_epoch(tmp_path):
+    torch.manual_seed(0)
+    ref = Trainer(_cfg(tmp_path / "ref"))
+    ref.train()
+    ref_w, ref_m = _weights(ref), _metrics(tmp_path / "ref")
+
+    torch.manual_seed(0)
+    cfg = _cfg(tmp_path / "run", **{"TRAIN.CHECKPOINT_ITERS": 4})
+    crashed = _StopAt(cfg)
+    crashed.stop = 5  # the last checkpoint is at iteration 4, mid-epoch 1
+    with pytest.raises(KeyboardInterrupt):
+        crashed.train()
+    torch.manual_seed(123)  # a new process would start with other RNG / weights
+    resumed = Trainer(cfg)
+    resumed.train()
+    assert resumed.start_iter == 4 and resumed.iter == 12
+    run_m = _metrics(tmp_path / "run")
+    for it in range(5, 13):
+        for key in ("loss", "loss_reg", "lr", "ema_tau"):
+            assert run_m[it][key] == ref_m[it][key], (it, key)
+    for k, v in _weights(resumed).items():
+        assert torch.equal(v, ref_w[k]), k
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINY_NAN_AT", "6")
+    cfg = _cfg(tmp_path, **{"TRAIN.CHECKPOINT_ITERS": 4})
+    t = Trainer(cfg)
+    with pytest.raises(NonFiniteLossError, match=r"iteration 6 .*loss_reg=nan.*checkpoint_iter_0000004"):
+        t.train()
+    ck = Checkpointer(str(tmp_path), nn.Linear(1, 1))
+    assert ck.get_checkpoint_file().endswith("checkpoint_iter_0000004.pyth")
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["checkpoint_iter_0000004.pyth", "last_checkpoint"]
+    data = Checkpointer.read(ck.get_checkpoint_file())
+    assert data["iteration"] == 4 and all(torch.isfinite(v).all() for v in data["model"].values() if v.is_floating_point())
+    assert "Non-finite loss at iteration 6" in (tmp_path / "log.txt").read_text()
+
+
+def test_initial_weights_when_nothing_to_resume(tmp_path):
+    src = Trainer(_cfg(tmp_path / "src", **{"TRAIN.MAX_ITERS": 3}))
+    src.train()
+    path = Checkpointer(str(tmp_path / "src"), nn.Identity()).get_checkpoint_file()
+
+    class Recording(Trainer):
+        seen = []
+
+        def load_initial_weights(self, p):
+            self.seen.append(p)
+            return super().load_initial_weights(p)
+
+    t = Recording(_cfg(tmp_path / "dst", **{"TRAIN.CHECKPOINT_FILE_PATH": path, "TRAIN.MAX_ITERS": 1}))
+    t.resume_or_load()
+    assert Recording.seen == [path] and t.iter == 0
+    for k, v in t.model.state_dict().items():
+        assert torch.equal(v, src.model.state_dict()[k]), k
+
+
+def test_defer_signals_delays_handler_to_block_exit():
+    import threading
+
+    got = []
+    stop = threading.Event()
+    helper = threading.Thread(target=stop.wait)  # a thread whose mask does not block SIGUSR2
+    helper.start()
+    old = signal.signal(signal.SIGUSR2, lambda s, f: got.append("handled"))
+    try:
+        with defer_signals():
+            os.kill(os.getpid(), signal.SIGUSR2)
+            got.append("still inside")
+        got.append("after")
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+        stop.set()
+        helper.join()
+    assert got == ["still inside", "handled", "after"]
+
+
+def test_preemption_signal_saves_at_iteration_boundary(tmp_path):
+    saved = []
+
+    def handler(signum, frame):
+        tr = get_current_trainer()
+        saved.append((tr.iter, tr.save_checkpoint("preempt")))
+
+    class SignalMidStep(Trainer):
+        def run_step(self, batch):
+            if self.iter == 2:  # inside iteration 3: the handler must wait for its end
+                os.kill(os.getpid(), signal.SIGUSR2)
+            return super().run_step(batch)
+
+    old = signal.signal(signal.SIGUSR2, handler)
+    try:
+        t = SignalMidStep(_cfg(tmp_path, **{"TRAIN.MAX_ITERS": 5}))
+        t.train()
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+    assert len(saved) == 1 and saved[0][0] == 3
+    data = Checkpointer.read(saved[0][1])
+    assert data["iteration"] == 3 and data["epoch"] == 0 and data["epoch_iter"] == 3
+    assert data["scheduler"]["last_epoch"] == 3 and int(data["model"]["steps"]) == 3
