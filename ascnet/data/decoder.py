@@ -206,7 +206,12 @@ def decode_clips(path: str, clip_sampler, generator: torch.Generator = None) -> 
 
 
 def decode_all(path: str) -> Tuple[torch.Tensor, VideoInfo]:
-    """Decode every frame of a video (checks and tests): (T, 3, H, W) uint8 and its info."""
+    """Decode every frame of a video (checks and tests): (T, 3, H, W) uint8 and its info.
+
+    A decoding error after the first frame ends decoding early (the frames so far are returned;
+    compare T with ``info.num_frames`` to detect a truncated file); before it, it raises
+    :class:`VideoDecodeError`.
+    """
     f, container = _open(path)
     try:
         info = _stream_info(path, container.streams.video[0])
@@ -215,7 +220,10 @@ def decode_all(path: str) -> Tuple[torch.Tensor, VideoInfo]:
             for frame in container.decode(container.streams.video[0]):
                 frames.append(frame.reformat(format="rgb24", threads=1).to_ndarray())
         except Exception as e:
-            raise VideoDecodeError(f"Error while decoding {path!r} (after {len(frames)} frames): {e}") from e
+            if not frames:
+                raise VideoDecodeError(f"Error while decoding {path!r}: {e}") from e
+            # A truncated file: keep what decoded; callers compare with info.num_frames.
+            logger.debug("Decoding %s stopped after %d frames: %s", path, len(frames), e)
     finally:
         container.close()
         f.close()
