@@ -112,6 +112,7 @@ def evaluate_classifier(cfg: CfgNode, model: torch.nn.Module, dataset=None, spli
 
     net = unwrap(model)
     ds = dataset if dataset is not None else build_test_dataset(cfg, split)
+    check_num_classes(cfg, ds)
     was_training = net.training
     net.eval()
     device = next(net.parameters()).device
@@ -130,6 +131,16 @@ def evaluate_classifier(cfg: CfgNode, model: torch.nn.Module, dataset=None, spli
     res = classification_topk(out["probs"], out["label"], ks=(1, 5))
     res["num_views"] = int(getattr(ds, "num_views", cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS))
     return res
+
+
+def check_num_classes(cfg: CfgNode, dataset) -> None:
+    """Raise DownstreamError when ``MODEL.NUM_CLASSES`` differs from the dataset's class count."""
+    n = getattr(dataset, "num_classes", None)
+    if n is not None and int(n) != int(cfg.MODEL.NUM_CLASSES):
+        raise DownstreamError(
+            f"MODEL.NUM_CLASSES is {cfg.MODEL.NUM_CLASSES} but the {type(dataset).__name__} dataset has {n} "
+            f"classes. Set MODEL.NUM_CLASSES {n}."
+        )
 
 
 def load_classifier_checkpoint(model: torch.nn.Module, path: str) -> None:
