@@ -308,6 +308,21 @@ def validate_cfg(cfg: CfgNode) -> None:
         )
     _choice(cfg, "RETRIEVAL.BACKEND", ("faiss", "torch"))
     _choice(cfg, "RETRIEVAL.POOLING", ("mean",))
+    # Downstream: view counts, top-k list and the linear/fine-tune recipes.
+    if min(cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS, cfg.RETRIEVAL.NUM_CLIPS, cfg.RETRIEVAL.NUM_CROPS) < 1:
+        raise ConfigError(
+            "TEST.NUM_ENSEMBLE_VIEWS, TEST.NUM_SPATIAL_CROPS, RETRIEVAL.NUM_CLIPS and RETRIEVAL.NUM_CROPS must be >= 1."
+        )
+    if not cfg.RETRIEVAL.TOPK or any(int(k) < 1 for k in cfg.RETRIEVAL.TOPK):
+        raise ConfigError(f"RETRIEVAL.TOPK must be a non-empty list of k >= 1, got {cfg.RETRIEVAL.TOPK}.")
+    if cfg.RETRIEVAL.VIS_NUM_QUERIES < 1:
+        raise ConfigError(f"RETRIEVAL.VIS_NUM_QUERIES must be >= 1, got {cfg.RETRIEVAL.VIS_NUM_QUERIES}.")
+    for grp in ("LINEAR", "FINETUNE"):
+        r = cfg[grp]
+        if r.BASE_LR <= 0 or r.MAX_EPOCH < 1 or r.WEIGHT_DECAY < 0 or r.WARMUP_EPOCHS < 0:
+            raise ConfigError(
+                f"{grp}.BASE_LR must be > 0, {grp}.MAX_EPOCH >= 1, {grp}.WEIGHT_DECAY and {grp}.WARMUP_EPOCHS >= 0."
+            )
     _choice(cfg, "SOLVER.OPTIMIZING_METHOD", ("sgd", "lars"))
     _choice(cfg, "SOLVER.LR_POLICY", ("cosine", "constant"))
     _choice(cfg, "AMP.DTYPE", ("bfloat16", "float16"))
