@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""Forward+backward step time of each built-in backbone (batch 2), on the current machine.
+
+    python benchmarks/backbones.py [--threads 2] [--repeats 3]
+
+Prints a markdown table (median of --repeats steps after one warm-up step) to paste under
+"## Backbones" in docs/benchmarks.md. Sizes: the paper's 3x16x112x112 and the tests' 3x8x64x64.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from ascnet.config import get_cfg  # noqa: E402
+from ascnet.modeling import build_backbone  # noqa: E402
+
+
+def step_time(model: torch.nn.Module, shape, repeats: int) -> float:
+    x = torch.randn(*shape)
+    times = []
+    for i in range(repeats + 1):
+        model.zero_grad(set_to_none=True)
+        t0 = time.perf_counter()
+        model(x).pow(2).mean().backward()
+        if i:  # the first step is a warm-up
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {args.threads} threads, batch 2, median of {args.repeats} steps")
+    print("| backbone | 3x16x112x112 fwd+bwd | 3x8x64x64 fwd+bwd |")
+    print("|---|---|---|")
+    for name in ("R3D18", "R2Plus1D18", "S3DG"):
+        cfg = get_cfg()
+        cfg.MODEL.BACKBONE.NAME = name
+        model = build_backbone(cfg).train()
+        big = step_time(model, (2, 3, 16, 112, 112), args.repeats)
+        small = step_time(model, (2, 3, 8, 64, 64), args.repeats)
+        print(f"| `{name}` | {big:.2f} s | {small:.3f} s |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
