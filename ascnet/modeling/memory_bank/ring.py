@@ -69,9 +69,16 @@ def masked_top1(
         else:
             s = scores_fn(start, stop).float()
         kv = key_video_id[start:stop]
-        invalid = (kv[None, :] == query_video_id[:, None]) | (kv[None, :] < 0)
-        s = s.masked_fill(invalid, float("-inf"))
+        # Unmasked max first; only rows whose best key is invalid (own video or empty slot) pay
+        # for masking, which is as costly as the matmul when done on the whole (B, chunk) block.
         val, arg = s.max(dim=1)
+        bad = (kv[arg] == query_video_id) | (kv[arg] < 0)
+        if bool(bad.any()):
+            rows = bad.nonzero(as_tuple=True)[0]
+            sub = s[rows]
+            invalid = (kv[None, :] == query_video_id[rows, None]) | (kv[None, :] < 0)
+            sub_val, sub_arg = sub.masked_fill(invalid, float("-inf")).max(dim=1)
+            val, arg = val.index_put((rows,), sub_val), arg.index_put((rows,), sub_arg)
         # Strictly greater: an earlier chunk keeps ties; -inf rows (nothing valid) never win.
         better = val > best_score
         best_score = torch.where(better, val, best_score)
