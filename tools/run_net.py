@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         print(
             f"# dry run: TASK {cfg.TASK}, {world} process(es) "
             f"({'NUM_GPUS' if cfg.NUM_GPUS else 'NUM_CPU_PROCESSES'} x NUM_SHARDS), "
-            f"{cfg.TRAIN.BATCH_SIZE // world} clips per process, OUTPUT_DIR {cfg.OUTPUT_DIR}. Nothing was run."
+            f"{cfg.TRAIN.BATCH_SIZE // world} videos per process and step, OUTPUT_DIR {cfg.OUTPUT_DIR}. Nothing was run."
         )
         return 0
 
