@@ -66,19 +66,20 @@ def test_enqueue_batch_larger_than_bank_keeps_last_k():
 
 
 @pytest.mark.parametrize("search", ["torch", "faiss"])
-def test_search_never_returns_own_video_even_when_nearest(search):
+@pytest.mark.parametrize("own", [40, 600])  # 600 > the widest faiss k tried: exact fallback
+def test_search_never_returns_own_video_even_when_nearest(search, own):
     if search == "faiss" and not faiss_available():
         pytest.skip("faiss not installed")
     dim = 8
-    bank = RingMemoryBank(_cfg(64, search, chunk=7), dim=dim)
+    bank = RingMemoryBank(_cfg(own + 10, search, chunk=7), dim=dim)
     g = torch.Generator().manual_seed(0)
-    # 40 entries of video 3 that equal the query exactly, plus 10 random entries of other videos.
+    # `own` entries of video 3 that equal the query exactly, plus 10 entries of other videos.
     q = F.normalize(torch.randn(1, dim, generator=g), dim=1)
     others = torch.randn(10, dim, generator=g)
-    bank.enqueue(q.repeat(40, 1), q.repeat(40, 1), torch.full((40,), 3))
+    bank.enqueue(q.repeat(own, 1), q.repeat(own, 1), torch.full((own,), 3))
     bank.enqueue(others, others, torch.arange(100, 110))
     idx, score = bank.search(q, torch.tensor([3]))
-    ref = (F.normalize(others, dim=1) @ q[0]).argmax() + 40
+    ref = (F.normalize(others, dim=1) @ q[0]).argmax() + own
     assert int(idx) == int(ref)
     assert int(bank.video_id[idx]) != 3
     assert float(score) == pytest.approx(float(bank.appearance[idx] @ q[0]), abs=1e-5)
