@@ -64,45 +64,46 @@ def test_matches_pytorchvideo_x3d_without_head(plugin_path):
 
 
 def _run_net_ready(repo_root):
-    if not os.path.exists(os.path.join(repo_root, "tools", "run_net.py")):
-        return False
-    try:
-        from ascnet.modeling.meta_arch.build import MODEL_REGISTRY
-        import ascnet.modeling  # noqa: F401
-        from ascnet.data.build import DATASET_REGISTRY
+    import importlib.util
 
-        MODEL_REGISTRY.get("ASCNet")
-        DATASET_REGISTRY.get("Synthetic")
-    except Exception:
-        return False
-    return True
+    return os.path.exists(os.path.join(repo_root, "tools", "run_net.py")) and all(
+        importlib.util.find_spec(m) is not None
+        for m in ("ascnet.engine.trainer", "ascnet.engine.pretrain", "ascnet.modeling.meta_arch.ascnet")
+    )
 
 
-def test_plugin_backbone_pretrains_through_run_net(repo_root, tmp_path):
+def test_plugin_backbone_pretrains_through_run_net(repo_root, tmp_path, plugin_path):
     if not _run_net_ready(repo_root):
-        pytest.skip("tools/run_net.py, the ASCNet model or the Synthetic dataset is not available")
+        pytest.skip("tools/run_net.py, the trainer or the ASCNet model is not available")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        [os.path.join(repo_root, "projects", "X3D"), repo_root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+        [plugin_path, repo_root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     )
     out, data = tmp_path / "out", tmp_path / "data"
+    # The project's config as it is, shrunk for CPU time only (smaller X3D, clips and dataset).
     cmd = [
         sys.executable, os.path.join(repo_root, "tools", "run_net.py"), "--cfg", os.path.join(repo_root, CFG),
         "TRAIN.MAX_ITERS", "3", "OUTPUT_DIR", str(out), "DATA.PATH_TO_DATA_DIR", str(data),
-        "TRAIN.BATCH_SIZE", "4", "LOG_PERIOD", "1", "MODEL.X3D.DEPTH_FACTOR", "1.0",
-        "DATA.SYNTHETIC.VIDEOS_PER_CLASS", "2", "DATA.SYNTHETIC.NUM_FRAMES", "24",
+        "TRAIN.BATCH_SIZE", "2", "LOG_PERIOD", "1",
+        "MODEL.X3D.WIDTH_FACTOR", "1.0", "MODEL.X3D.DEPTH_FACTOR", "1.0",
+        "DATA.NUM_FRAMES", "4", "DATA.CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
+        "DATA.SYNTHETIC.VIDEOS_PER_CLASS", "3", "DATA.SYNTHETIC.NUM_FRAMES", "16",
+        "DATA.SYNTHETIC.SIZE", "32",
     ]
     proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    ckpts = [f for _, _, fs in os.walk(out) for f in fs if f.endswith((".pyth", ".pth", ".pt"))]
+    ckpts = sorted(os.path.join(d, f) for d, _, fs in os.walk(out) for f in fs if f.endswith(".pyth"))
     assert ckpts, f"no checkpoint under {out}"
-    metrics = [os.path.join(d, f) for d, _, fs in os.walk(out) for f in fs if f == "metrics.json"]
-    assert metrics, f"no metrics.json under {out}"
-    rows = []
-    with open(metrics[0]) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                rows.append(json.loads(line))
-    losses = [v for r in rows for k, v in r.items() if k.startswith("loss") and isinstance(v, (int, float))]
-    assert losses and all(v == v and abs(v) < float("inf") for v in losses)
+    with open(out / "metrics.json") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    assert [r["iteration"] for r in rows if "loss" in r] == [1, 2, 3]
+    losses = [r[k] for r in rows for k in ("loss", "loss_acp", "loss_scp") if k in r]
+    assert len(losses) >= 9 and all(torch.isfinite(torch.tensor(v)) for v in losses)
+
+    # The trained encoder is the plugin backbone: its weights load into a fresh X3D exactly.
+    from ascnet.modeling import build_backbone
+    from ascnet.modeling.weights import load_backbone_weights
+
+    cfg = load_config(str(out / "config.yaml"))
+    report = load_backbone_weights(build_backbone(cfg), ckpts[-1])
+    assert report.loaded and not report.missing and not report.unexpected
