@@ -7,7 +7,6 @@ Each test uses fresh folders (job ids restart at 1 on a fresh cluster). Preempti
 with ``scancel --signal=USR2`` (what SLURM sends before a time limit or on preemption) and a
 ``--timeout-min`` of 11 or more, so submitit counts it as a preemption, not a time-out.
 """
-import json
 import os
 import re
 import shutil
@@ -16,11 +15,11 @@ import sys
 import time
 
 import pytest
+import torch
 
 pytest.importorskip("submitit")
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOY_DIR = os.path.join(REPO, "tests", "slurm")
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
                 "DEADLINE", "PREEMPTED"}
 
@@ -44,31 +43,9 @@ pytestmark = pytest.mark.skipif(
 
 def _env():
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([REPO, TOY_DIR] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env["PYTHONPATH"] = os.pathsep.join([REPO] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env["OMP_NUM_THREADS"] = "1"
     return env
-
-
-def _submit(out_dir, opts, timeout_min=11, extra_env=None):
-    """Submit through the public entry point; return (job id, job folder)."""
-    script = (
-        "import argparse, sys\n"
-        "from ascnet.config.config import load_config\n"
-        "from ascnet.engine.slurm import add_slurm_args, submit\n"
-        "p = add_slurm_args(argparse.ArgumentParser()); p.add_argument('--opts', nargs='*', default=[])\n"
-        "a = p.parse_args(sys.argv[1:]); submit(a, load_config(None, a.opts))\n"
-    )
-    argv = ["--slurm", "--nodes", "1", "--tasks-per-node", "2", "--cpus-per-task", "1",
-            "--timeout-min", str(timeout_min), "--signal-delay-s", "30", "--job-name", "ascnet-test",
-            "--opts", "OUTPUT_DIR", str(out_dir)] + list(opts)
-    env = _env()
-    env.update(extra_env or {})
-    res = subprocess.run([sys.executable, "-c", script] + argv, capture_output=True, text=True, timeout=120,
-                         cwd=REPO, env=env)
-    assert res.returncode == 0, res.stdout + res.stderr
-    job_id = re.search(r"Submitted SLURM job (\d+)", res.stdout).group(1)
-    folder = re.search(r"job folder: (\S+)", res.stdout).group(1)
-    return job_id, folder
 
 
 def _job_field(job_id, field):
@@ -105,43 +82,118 @@ def _wait_done(job_id, folder, timeout_s=240):
     return _logs(folder, job_id)
 
 
-def _toy_runs(out_dir):
-    path = os.path.join(out_dir, "toy_runs.jsonl")
+# --------------------------------------------------------------------------------------------
+# Real pretraining through tools/run_net.py --slurm
+# --------------------------------------------------------------------------------------------
+CFG = os.path.join(REPO, "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")
+# 2 classes x 8 generated videos -> 2 iterations per epoch at a global batch of 4 (2 per rank).
+EPOCHS = 30
+MAX_ITER = 2 * EPOCHS
+
+
+def _tiny_opts(data_dir):
+    return [
+        "DATA.PATH_TO_DATA_DIR", str(data_dir), "DATA.SYNTHETIC.AUTO_GENERATE", "False",
+        "DATA.SYNTHETIC.NUM_CLASSES", "2", "DATA.SYNTHETIC.VIDEOS_PER_CLASS", "8",
+        "DATA.SYNTHETIC.NUM_FRAMES", "24", "DATA.SYNTHETIC.SIZE", "32",
+        "DATA.NUM_FRAMES", "8", "DATA.CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
+        "MODEL.BACKBONE.WIDTHS", "[8,16,16,32]", "MODEL.BACKBONE.STEM_WIDTH", "8",
+        "MODEL.PROJECTION.HIDDEN_DIM", "32", "MODEL.PROJECTION.OUT_DIM", "16", "MODEL.PREDICTOR.HIDDEN_DIM", "32",
+        "MEMORY_BANK.SIZE", "16", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "2", "RETRIEVAL.BATCH_SIZE", "2",
+        "DATA_LOADER.NUM_WORKERS", "0", "DETERMINISTIC", "True", "TENSORBOARD.ENABLE", "False",
+        "SOLVER.MAX_EPOCH", str(EPOCHS), "TRAIN.CHECKPOINT_PERIOD", "1000", "LOG_PERIOD", "1",
+        "NUM_CPU_PROCESSES", "2",
+    ]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic") / "data"
+    res = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "make_synthetic_dataset.py"), "--cfg", CFG]
+        + _tiny_opts(out), capture_output=True, text=True, timeout=300, cwd=REPO, env=_env())
+    assert res.returncode == 0, res.stdout + res.stderr
+    return out
+
+
+def _run_net_submit(out_dir, data_dir, *extra):
+    argv = [sys.executable, os.path.join(REPO, "tools", "run_net.py"), "--cfg", CFG, "--slurm", "--nodes", "1",
+            "--tasks-per-node", "2", "--cpus-per-task", "1", "--timeout-min", "11", "--signal-delay-s", "30",
+            "--job-name", "ascnet-test"] + _tiny_opts(data_dir) + ["OUTPUT_DIR", str(out_dir)] + list(extra)
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=REPO, env=_env())
+    assert res.returncode == 0, res.stdout + res.stderr
+    job_id = re.search(r"Submitted SLURM job (\d+)", res.stdout).group(1)
+    folder = re.search(r"job folder: (\S+)", res.stdout).group(1)
+    assert "world size 2" in res.stdout, res.stdout
+    return job_id, folder
+
+
+def _iterations_done(out_dir):
+    path = os.path.join(out_dir, "log.txt")
     if not os.path.exists(path):
-        return []
+        return 0
     with open(path) as f:
-        return [json.loads(line) for line in f.read().splitlines() if line.strip()]
+        its = re.findall(r'"iteration": (\d+)', f.read())
+    return max(map(int, its)) if its else 0
 
 
-TOY_OPTS = ["PLUGINS", "['slurm_toy_task']", "TASK", "slurm_toy", "TRAIN.BATCH_SIZE", "2", "TEST.BATCH_SIZE", "2",
-            "RETRIEVAL.BATCH_SIZE", "2"]
+def _final_model(out_dir):
+    from ascnet.utils.checkpoint import Checkpointer
+
+    with open(os.path.join(out_dir, "checkpoints", "last_checkpoint")) as f:
+        name = f.read().strip()
+    return Checkpointer.read(os.path.join(out_dir, "checkpoints", name))
 
 
-def test_toy_preemption_checkpoints_requeues_and_resumes(tmp_path):
-    out = tmp_path / "out"
-    max_iters = 60
-    job_id, folder = _submit(out, TOY_OPTS + ["TRAIN.MAX_ITERS", str(max_iters)], extra_env={"TOY_SLEEP_S": "0.2"})
-    _wait(lambda: len(_toy_runs(out)) >= 5, 120, "5 iterations", lambda: _logs(folder, job_id))
+def _run_log(out_dir):
+    with open(os.path.join(out_dir, "log.txt")) as f:
+        return f.read()
+
+
+def test_pretrain_preempted_resumes_exactly(tmp_path, data_dir):
+    out = tmp_path / "slurm_run"
+    job_id, folder = _run_net_submit(out, data_dir)
+    _wait(lambda: _iterations_done(out) >= 3, 180, "3 iterations", lambda: _logs(folder, job_id))
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
+    # The same run without interruption, on this machine (2 gloo processes), while SLURM requeues.
+    ref_out = tmp_path / "reference"
+    env = _env()
+    ref = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "tools", "run_net.py"), "--cfg", CFG] + _tiny_opts(data_dir)
+        + ["OUTPUT_DIR", str(ref_out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env)
     logs = _wait_done(job_id, folder)
+    ref_log, _ = ref.communicate(timeout=300)
+    assert ref.returncode == 0, ref_log
+
+    # Both ranks trained in one process group, before and after the requeue.
+    for rank in (0, 1):
+        assert logs.count(f"rank {rank} of world size 2") == 2, logs
+    assert logs.count("process group ready: world size 2, ranks [0, 1]") == 4, logs
+    # USR2 -> checkpoint() at an iteration boundary -> requeue -> resume from that iteration.
     assert "this job is preempted" in logs, logs
     saved = int(re.search(r"SIGUSR2: saved a checkpoint at iteration (\d+)", logs).group(1))
-    assert 5 <= saved < max_iters
-    assert f"resumed from iteration {saved}" in logs
-    assert "(restart 1)" in logs
-    assert logs.count("process group ready: world size 2, ranks [0, 1]") == 4, logs  # 2 ranks x 2 runs
-    runs = _toy_runs(out)
-    assert [r["iter"] for r in runs if r["resumed_from"] == saved] == list(range(saved + 1, max_iters + 1))
+    assert 3 <= saved < MAX_ITER, logs
+    assert "(restart 1)" in logs and "Requeued job" in logs, logs
+    run_log = _run_log(out)
+    assert re.search(rf"Resumed from \S+: iteration {saved}\b", run_log), run_log
+    # Final weights (and every other model buffer, e.g. the memory banks) equal the reference.
+    got, want = _final_model(out), _final_model(ref_out)
+    assert got["iteration"] == want["iteration"] == MAX_ITER
+    assert got["model"].keys() == want["model"].keys()
+    different = [k for k in want["model"] if not torch.equal(got["model"][k], want["model"][k])]
+    assert not different, f"{len(different)} tensors differ after the resume, e.g. {different[:5]}"
 
 
-def test_toy_admin_requeue_resumes_from_periodic_checkpoint(tmp_path):
-    out = tmp_path / "out"
-    max_iters = 60
-    job_id, folder = _submit(out, TOY_OPTS + ["TRAIN.MAX_ITERS", str(max_iters), "TRAIN.CHECKPOINT_ITERS", "4"],
-                             extra_env={"TOY_SLEEP_S": "0.2"})
-    _wait(lambda: len(_toy_runs(out)) >= 6, 120, "6 iterations", lambda: _logs(folder, job_id))
+def test_admin_requeue_resumes_from_periodic_checkpoint(tmp_path, data_dir):
+    out = tmp_path / "slurm_run"
+    job_id, folder = _run_net_submit(out, data_dir, "TRAIN.CHECKPOINT_ITERS", "3")
+    _wait(lambda: _iterations_done(out) >= 4, 180, "4 iterations", lambda: _logs(folder, job_id))
+    # No signal to submitit: SIGTERM (ignored), then SIGKILL; the job restarts from its original pickle.
     subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
     logs = _wait_done(job_id, folder)
-    resumed = int(re.search(r"resumed from iteration (\d+)", logs).group(1))
-    assert resumed > 0 and resumed % 4 == 0, logs
-    assert "SIGUSR2" not in logs  # nothing was saved on the way out: the periodic checkpoint served
+    assert "(restart 1)" in logs and "SIGUSR2" not in logs, logs
+    m = re.search(r"Resumed from \S+checkpoint_iter_(\d+)\S*: iteration (\d+)", _run_log(out))
+    assert m, _run_log(out)
+    resumed = int(m.group(2))
+    assert 3 <= resumed and resumed % 3 == 0, _run_log(out)
+    assert _final_model(out)["iteration"] == MAX_ITER
