@@ -114,11 +114,13 @@ def test_slurm_executor_parameters_translation():
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(REPO, "tools", "run_net.py")), reason="tools/run_net.py not present")
 def test_run_net_dry_run_prints_script(tmp_path):
-    cmd = [sys.executable, os.path.join(REPO, "tools", "run_net.py"), "--slurm-dry-run", "--partition", "dev",
-           "--nodes", "1", "--tasks-per-node", "2", "--timeout-min", "15",
-           "--opts", "OUTPUT_DIR", str(tmp_path / "out"), "TRAIN.BATCH_SIZE", "2", "TEST.BATCH_SIZE", "2",
+    cfg = os.path.join(REPO, "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")
+    cmd = [sys.executable, os.path.join(REPO, "tools", "run_net.py"), "--cfg", cfg, "--slurm-dry-run",
+           "--partition", "dev", "--nodes", "1", "--tasks-per-node", "2", "--timeout-min", "15",
+           "OUTPUT_DIR", str(tmp_path / "out"), "TRAIN.BATCH_SIZE", "2", "TEST.BATCH_SIZE", "2",
            "RETRIEVAL.BATCH_SIZE", "2"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert res.returncode == 0, res.stdout + res.stderr
     flags = _sbatch_flags(res.stdout)
     assert (flags["partition"], flags["nodes"], flags["ntasks-per-node"], flags["time"]) == ("dev", "1", "2", "15")
+    assert "gpus-per-node" not in flags and not (tmp_path / "out").exists()
