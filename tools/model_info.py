@@ -14,8 +14,10 @@ FLOPs are counted by fvcore's ``FlopCountAnalysis`` on one clip (batch 1), in fv
 convention: one multiply-add = one FLOP (the convention of the video papers' GFLOPs columns).
 """
 import argparse
+import importlib
 import logging
 import os
+import pkgutil
 import sys
 from typing import Any, Dict
 
@@ -53,6 +55,14 @@ def backbone_flops(backbone: torch.nn.Module, num_frames: int, crop_size: int, c
         backbone.train(was_training)
 
 
+def _import_meta_archs() -> None:
+    """Import every module of ascnet.modeling.meta_arch so its models are registered."""
+    import ascnet.modeling.meta_arch as meta_arch
+
+    for mod in pkgutil.iter_modules(meta_arch.__path__):
+        importlib.import_module(f"{meta_arch.__name__}.{mod.name}")
+
+
 def model_info(cfg) -> Dict[str, Any]:
     """Sizes of the configured backbone and (when buildable) of the whole model.
 
@@ -71,6 +81,7 @@ def model_info(cfg) -> Dict[str, Any]:
         "backbone_gflops": backbone_flops(backbone, t, s, cfg.DATA.INPUT_CHANNEL_NUM) / 1e9,
     }
     try:
+        _import_meta_archs()
         model = build_model(cfg)
     except Exception as e:  # the meta-architecture may need data or plugins: report, don't fail
         info["model_error"] = f"{type(e).__name__}: {e}"

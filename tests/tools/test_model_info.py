@@ -50,6 +50,8 @@ def test_model_info_counts_tiny_backbone(repo_root, capsys):
     assert info["backbone_gflops"] * 1e9 > 4 * 8 * 32 * 32 * 3 * 343
     assert info["backbone_params"] == n and info["out_dim"] == 16
     assert ("model_params" in info) != ("model_error" in info)
+    if "model_params" in info:  # ASCNet: online = backbone + 2 projections + 2 predictors
+        assert info["model_parts"]["online"] > n and info["model_trainable"] == info["model_parts"]["online"]
     backbone.train()
     assert tool.backbone_flops(backbone, 8, 64) == int(info["backbone_gflops"] * 1e9 + 0.5)
     assert backbone.training  # the count runs in eval mode and restores the mode
