@@ -1,8 +1,8 @@
 """Video decoding with PyAV: only the frames a sample needs, converted on one thread.
 
-torchvision 0.29 has no video I/O, so decoding goes straight through PyAV (FFmpeg). Files are
-opened through iopath's ``g_pathmgr`` (local paths or any registered URI). Audio is never
-decoded.
+torchvision 0.29 has no video I/O, so decoding goes straight through PyAV (FFmpeg). Local paths
+are opened by FFmpeg directly; any other iopath URI is streamed through ``g_pathmgr.open``.
+Audio is never decoded.
 
 Two choices matter for speed (docs/benchmarks.md "Data throughput"):
 
@@ -15,6 +15,7 @@ Two choices matter for speed (docs/benchmarks.md "Data throughput"):
 """
 import logging
 import math
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Dict, List, Sequence, Tuple
@@ -57,13 +58,32 @@ class VideoInfo:
         return self.num_frames / self.fps if self.fps > 0 else 0.0
 
 
+class _NoFile:
+    """Stands in for the Python file object when FFmpeg reads a local path itself."""
+
+    def close(self) -> None:
+        pass
+
+
 def _open(path: str):
+    """Open ``path`` with PyAV: (file object to close, container).
+
+    Local files are handed to FFmpeg by name (its own buffered I/O, faster than reading through
+    a Python file object); other iopath URIs are read through ``g_pathmgr.open``.
+    """
+    local = path[len("file://") :] if path.startswith("file://") else path
+    is_local = "://" not in local
     try:
-        f = g_pathmgr.open(path, "rb")
+        if is_local:
+            if not os.path.isfile(local):
+                raise FileNotFoundError(f"No such file: {local!r}")
+            f = _NoFile()
+        else:
+            f = g_pathmgr.open(path, "rb")
     except (FileNotFoundError, OSError) as e:
         raise VideoDecodeError(f"Cannot open video {path!r}: {e}") from e
     try:
-        container = av.open(f, mode="r", metadata_errors="ignore")
+        container = av.open(local if is_local else f, mode="r", metadata_errors="ignore")
     except Exception as e:  # PyAV raises many FFmpeg error types (InvalidDataError, EOFError, ...)
         f.close()
         raise VideoDecodeError(f"Cannot read video {path!r} (not a video or corrupt): {e}") from e

@@ -48,6 +48,110 @@ class VideoRandomGrayscale(torch.nn.Module):
         return F.rgb_to_grayscale(plain, num_output_channels=plain.shape[-3])
 
 
+def adjust_hue(clip: torch.Tensor, hue_factor: float) -> torch.Tensor:
+    """Exact HSV hue rotation of a float clip in [0, 1]: (..., 3, H, W) -> same shape.
+
+    Same result as ``torchvision.transforms.v2.functional.adjust_hue`` (tested to 1e-5), 3-6x
+    faster on a 16 x 112 x 112 clip: torchvision converts to HSV and back through many
+    intermediate tensors (the most expensive op of the augmentation); here value V = max and
+    chroma C = max - min are kept, only the hue angle is computed and shifted, and RGB comes
+    back from the closed form ``V - C * clamp(min(k, 4 - k), 0, 1)``.
+
+    Args:
+        clip: float tensor in [0, 1] with channels at dim -3.
+        hue_factor: shift in [-0.5, 0.5] (fraction of a full turn).
+    """
+    r, g, b = clip.unbind(dim=-3)
+    maxc = clip.amax(dim=-3)
+    chroma = maxc - clip.amin(dim=-3)
+    inv = 1.0 / torch.where(chroma > 0, chroma, 1.0)
+    max_r = maxc == r
+    max_g = (maxc == g) & ~max_r
+    # Hue in sixths of a turn: the channel holding the max decides the sector.
+    h = torch.where(max_r, (g - b) * inv, torch.where(max_g, (b - r) * inv + 2.0, (r - g) * inv + 4.0))
+    h = h.add_(6.0 * hue_factor + 6.0)  # > 0 before the modulo
+    out = torch.empty_like(clip)
+    for c, n in enumerate((5.0, 3.0, 1.0)):  # R, G, B
+        k = torch.remainder(h + n, 6.0)
+        torch.minimum(k, 4.0 - k, out=k)
+        k.clamp_(0.0, 1.0)
+        torch.sub(maxc, chroma * k, out=out[..., c, :, :])
+    return out
+
+
+class VideoColorJitter(torch.nn.Module):
+    """``v2.ColorJitter`` for float clips with the fast exact hue (:func:`adjust_hue`).
+
+    Same parameter distribution as torchvision: factors uniform in [1 - x, 1 + x] (hue in
+    [-h, h]), applied in a random order; one draw per call (per clip).
+    """
+
+    def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.1):
+        super().__init__()
+        if not 0 <= hue <= 0.5:
+            raise ValueError(f"AUG.COLOR_JITTER hue must be in [0, 0.5], got {hue}.")
+        self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
+
+    @staticmethod
+    def _factor(x: float, centre: float = 1.0) -> float:
+        return float(torch.empty(1).uniform_(max(centre - x, 0.0) if centre else -x, centre + x))
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        for i in torch.randperm(4).tolist():
+            if i == 0 and self.brightness > 0:
+                clip = F.adjust_brightness(clip, self._factor(self.brightness))
+            elif i == 1 and self.contrast > 0:
+                clip = F.adjust_contrast(clip, self._factor(self.contrast))
+            elif i == 2 and self.saturation > 0:
+                clip = F.adjust_saturation(clip, self._factor(self.saturation))
+            elif i == 3 and self.hue > 0:
+                clip = adjust_hue(clip, self._factor(self.hue, centre=0.0))
+        return clip
+
+
+def _reflect_blur_matrix(n: int, k1: torch.Tensor) -> torch.Tensor:
+    """(n, n) matrix M with ``M @ x`` = 1-D convolution of x with k1 under reflect padding."""
+    k = k1.numel()
+    i = torch.arange(n).view(-1, 1)
+    src = (i + torch.arange(k).view(1, -1) - k // 2).abs()
+    src = torch.where(src >= n, 2 * (n - 1) - src, src)
+    return torch.zeros(n, n, dtype=k1.dtype).scatter_add_(1, src, k1.expand(n, k).contiguous())
+
+
+class SeparableGaussianBlur(torch.nn.Module):
+    """Gaussian blur with a random sigma, as two matrix products (reflect padding).
+
+    Same output as ``v2.GaussianBlur`` (tested), several times faster: torchvision convolves
+    every plane with the full k x k kernel (121 taps for k = 11, and single-threaded conv2d is
+    slow on small planes); the blur is separable and, with reflect padding folded in, each 1-D
+    pass is a product with an (n, n) banded matrix, which BLAS runs at full speed.
+
+    Args:
+        kernel_size: odd kernel size.
+        sigma: (min, max) range of the standard deviation, one draw per call.
+    """
+
+    def __init__(self, kernel_size: int, sigma: Sequence[float] = (0.1, 2.0)):
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"The blur kernel size must be odd, got {kernel_size}.")
+        self.kernel_size = int(kernel_size)
+        self.sigma = (float(sigma[0]), float(sigma[1]))
+
+    def blur(self, clip: torch.Tensor, sigma: float) -> torch.Tensor:
+        """Blur (..., H, W) float ``clip`` with a fixed ``sigma``."""
+        h, w = clip.shape[-2:]
+        half = (self.kernel_size - 1) * 0.5
+        x = torch.linspace(-half, half, steps=self.kernel_size, dtype=clip.dtype)
+        k1 = torch.softmax(-0.5 * (x / sigma).pow(2), dim=0)  # normalised 1-D gaussian
+        mw = _reflect_blur_matrix(w, k1).T.contiguous()
+        out = (clip.reshape(-1, w) @ mw).view(-1, h, w)
+        return torch.matmul(_reflect_blur_matrix(h, k1), out).view(clip.shape)
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        return self.blur(clip, float(torch.empty(1).uniform_(self.sigma[0], self.sigma[1])))
+
+
 def _blur_kernel(crop_size: int) -> int:
     k = max(int(0.1 * crop_size), 3)
     return k if k % 2 else k + 1
@@ -70,7 +174,9 @@ def create_train_transform(
 
     The crop comes first; the colour ops then see only the S x S crop. The clip is converted to
     float once, right after the crop, so jitter, grayscale and blur work in float32 instead of
-    each converting uint8 <-> float on its own.
+    each converting uint8 <-> float on its own. Hue and blur use our faster equivalents of the
+    torchvision kernels (:func:`adjust_hue`, :class:`SeparableGaussianBlur`): those two were
+    about 90% of the augmentation time.
     """
     ops = [
         v2.RandomResizedCrop(crop_size, scale=tuple(scale), ratio=tuple(ratio), antialias=True),
@@ -80,11 +186,11 @@ def create_train_transform(
         ops.append(v2.RandomHorizontalFlip(flip_prob))
     if color_jitter_prob > 0 and any(c > 0 for c in color_jitter):
         b, c, s, h = color_jitter
-        ops.append(v2.RandomApply([v2.ColorJitter(b, c, s, h)], p=color_jitter_prob))
+        ops.append(v2.RandomApply([VideoColorJitter(b, c, s, h)], p=color_jitter_prob))
     if grayscale_prob > 0:
         ops.append(VideoRandomGrayscale(grayscale_prob))
     if blur_prob > 0:
-        ops.append(v2.RandomApply([v2.GaussianBlur(_blur_kernel(crop_size), sigma=tuple(blur_sigma))], p=blur_prob))
+        ops.append(v2.RandomApply([SeparableGaussianBlur(_blur_kernel(crop_size), sigma=blur_sigma)], p=blur_prob))
     ops.append(v2.Normalize(list(mean), list(std)))
     return v2.Compose(ops)
 
