@@ -1,7 +1,7 @@
 """Downstream tasks: fine-tuning, the linear protocol, multi-view testing (method.md section 2).
 
-- ``run_finetune(cfg)``: Classifier (backbone from ``TRAIN.CHECKPOINT_FILE_PATH``, projections
-  dropped; random init when empty), every layer trained with the ``FINETUNE.*`` recipe, then
+- ``run_finetune(cfg)``: Classifier (backbone from ``TRAIN.CHECKPOINT_FILE_PATH``, a checkpoint
+  file or a pretraining run's OUTPUT_DIR; projections dropped; random init when empty), every layer trained with the ``FINETUNE.*`` recipe, then
   tested when ``TEST.ENABLE``.
 - ``run_linear(cfg)``: the same with a frozen backbone (``requires_grad=False``, BatchNorm in
   eval mode for the whole run) and the ``LINEAR.*`` recipe of the supplementary (100 epochs,
@@ -164,7 +164,9 @@ def load_classifier_checkpoint(model: torch.nn.Module, path: str) -> None:
 
 def _test_checkpoint(cfg: CfgNode) -> str:
     if cfg.TEST.CHECKPOINT_FILE_PATH:
-        return cfg.TEST.CHECKPOINT_FILE_PATH
+        from ascnet.evaluation.paths import resolve_checkpoint_path
+
+        return resolve_checkpoint_path(cfg.TEST.CHECKPOINT_FILE_PATH, "TEST.CHECKPOINT_FILE_PATH")
     from ascnet.utils.checkpoint import Checkpointer
 
     path = Checkpointer(cfg.OUTPUT_DIR, torch.nn.Identity()).get_checkpoint_file()
@@ -244,8 +246,11 @@ def _train_then_test(cfg: CfgNode, task: str) -> Dict:
         multi-view evaluation every ``TRAIN.EVAL_PERIOD`` epochs."""
 
         def load_initial_weights(self, path: str):
+            from ascnet.evaluation.paths import resolve_checkpoint_path
             from ascnet.utils.distributed import unwrap
 
+            path = resolve_checkpoint_path(path, "TRAIN.CHECKPOINT_FILE_PATH")
+            logger.info("Backbone weights from %s (projections and predictors dropped).", path)
             return unwrap(self.model).load_pretrained(path)
 
         def after_epoch(self, epoch: int):

@@ -107,7 +107,7 @@ def retrieval_map(
     """Mean average precision (%) of retrieval over the FULL ranked gallery.
 
     For each query the whole gallery is ranked by decreasing dot-product similarity (cosine for
-    L2-normalised features), ties broken by increasing gallery index; a gallery video is
+    L2-normalised features, computed in float64), ties broken by increasing gallery index; a gallery video is
     relevant when it has the query's class. AP is computed as in
     :func:`average_precision_from_ranking` (queries with no relevant gallery video count as
     AP = 0), and mAP is the mean of AP over all queries.
@@ -123,9 +123,9 @@ def retrieval_map(
         mAP in percent.
     """
     aps = []
-    g = gallery_feats.float()
+    g = gallery_feats.double()  # float64 scores: the same ranking as the retrieval search
     for s in range(0, query_feats.shape[0], chunk_size):
-        sims = query_feats[s : s + chunk_size].float() @ g.T  # (q, G)
+        sims = query_feats[s : s + chunk_size].double() @ g.T  # (q, G)
         order = stable_rank(sims)
         rel = gallery_labels[order] == query_labels[s : s + chunk_size].view(-1, 1)
         aps.append(average_precision_from_ranking(rel))

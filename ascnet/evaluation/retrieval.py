@@ -46,6 +46,28 @@ _FAISS_GPU_MAX_K = 2048
 # ------------------------------------------------------------------------------------------------
 # Search
 # ------------------------------------------------------------------------------------------------
+def _rescore(queries: torch.Tensor, gallery: torch.Tensor, idx: torch.Tensor, chunk_size: int = 256) -> torch.Tensor:
+    """Exact float64 inner products of each query with its candidate gallery rows.
+
+    Backends compute float32 scores with different kernels (BLAS blocking, GPU reductions), so
+    two near-equal scores may swap from one backend to the other. Rescoring the candidates the
+    same way for every backend makes the final order backend-independent.
+
+    Args:
+        queries: (Q, D); gallery: (G, D); idx: (Q, K) candidate gallery rows.
+
+    Returns:
+        (Q, K) float64 scores.
+    """
+    out = torch.empty(idx.shape, dtype=torch.float64, device=idx.device)
+    g64 = gallery.double()
+    for s in range(0, idx.shape[0], chunk_size):
+        q = queries[s : s + chunk_size].double().unsqueeze(2)  # (q, D, 1)
+        cand = g64[idx[s : s + chunk_size]]  # (q, K, D)
+        out[s : s + chunk_size] = torch.bmm(cand, q).squeeze(2)
+    return out
+
+
 def _sort_candidates(scores: torch.Tensor, idx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Order each row's candidates by decreasing score, ties by increasing gallery index."""
     o = torch.argsort(idx, dim=1)  # indices are unique within a row
@@ -82,10 +104,11 @@ def _faiss_search_fn(gallery: torch.Tensor) -> Callable:
 def knn(queries: torch.Tensor, gallery: torch.Tensor, k: int, backend: str = "faiss") -> Tuple[torch.Tensor, torch.Tensor]:
     """Deterministic exact inner-product k-nearest-neighbour search.
 
-    Neighbours are ordered by decreasing inner product; equal scores are ordered by increasing
-    gallery index, including at the k-th position: when the k-th score is tied with candidates
-    beyond it, the search is widened until the whole tie group is seen, so the result does not
-    depend on the backend's internal tie order.
+    The backend proposes ``k + margin`` candidates per query; their scores are recomputed in
+    float64 (:func:`_rescore`) and they are ordered by decreasing score, equal scores by
+    increasing gallery index, including at the k-th position: when the k-th score is tied with
+    the last candidate, the search is widened until the whole tie group is seen. So the result
+    depends neither on the backend's float32 rounding nor on its internal tie order.
 
     Args:
         queries: (Q, D) float32.
@@ -95,7 +118,7 @@ def knn(queries: torch.Tensor, gallery: torch.Tensor, k: int, backend: str = "fa
             or "torch" (chunked matmul + topk).
 
     Returns:
-        (scores, indices): (Q, min(k, G)) float32 and int64, nearest first.
+        (scores, indices): (Q, min(k, G)) float64 and int64, nearest first.
     """
     if backend not in ("faiss", "torch"):
         raise ValueError(f"Unknown retrieval backend {backend!r}; use 'faiss' or 'torch' (RETRIEVAL.BACKEND).")
@@ -105,13 +128,14 @@ def knn(queries: torch.Tensor, gallery: torch.Tensor, k: int, backend: str = "fa
         raise ValueError("The gallery is empty: RETRIEVAL.GALLERY_SPLIT has no videos.")
     k = min(int(k), n_gallery)
     fn = _faiss_search_fn(gallery) if backend == "faiss" else _torch_search_fn(gallery)
-    out_s = torch.empty(queries.shape[0], k, dtype=torch.float32, device=queries.device)
+    out_s = torch.empty(queries.shape[0], k, dtype=torch.float64, device=queries.device)
     out_i = torch.empty(queries.shape[0], k, dtype=torch.int64, device=queries.device)
     rows = torch.arange(queries.shape[0], device=queries.device)
-    ks = min(n_gallery, k + max(4, k // 4))
+    ks = min(n_gallery, k + max(8, k // 4))
     while rows.numel():
-        s, i = fn(queries[rows], ks)
-        s, i = _sort_candidates(s.float(), i.long())
+        _, i = fn(queries[rows], ks)
+        i = i.long()
+        s, i = _sort_candidates(_rescore(queries[rows], gallery, i), i)
         if ks < n_gallery:
             # The k-th score is tied with the last candidate: the tie group may go further.
             open_rows = s[:, ks - 1] == s[:, k - 1]
@@ -285,6 +309,9 @@ def _barrier() -> None:
 def build_retrieval_backbone(cfg: CfgNode) -> Tuple[torch.nn.Module, str, Dict[str, object]]:
     """The backbone with the checkpoint's weights (or seeded random weights).
 
+    ``RETRIEVAL.CHECKPOINT_FILE_PATH`` may be a checkpoint file or a run's OUTPUT_DIR (its
+    newest checkpoint is used); the sha256 is that of the file actually read.
+
     Returns:
         (backbone + IdentityHead in eval mode: (N, C, T, H, W) -> (N, D), weights id
         ``"sha256:<hex>"`` or ``"random-init"``, load report).
@@ -296,14 +323,14 @@ def build_retrieval_backbone(cfg: CfgNode) -> Tuple[torch.nn.Module, str, Dict[s
     backbone = build_backbone(cfg)
     report: Dict[str, object] = {}
     if path:
-        if not g_pathmgr.exists(path):
-            raise FileNotFoundError(
-                f"RETRIEVAL.CHECKPOINT_FILE_PATH (--checkpoint) {path!r} does not exist; give a "
-                "pretraining checkpoint, or leave it empty to evaluate random weights."
-            )
         from ascnet.modeling.weights import load_backbone_weights
 
+        from .paths import resolve_checkpoint_path
+
+        path = resolve_checkpoint_path(path, "RETRIEVAL.CHECKPOINT_FILE_PATH (--checkpoint)")
+
         report = _as_report(load_backbone_weights(backbone, path))
+        report["file"] = path
         weights_id = "sha256:" + file_sha256(path)
     else:
         weights_id = "random-init"
@@ -504,6 +531,7 @@ def run_retrieval(cfg: CfgNode) -> Dict[str, object]:
     """
     device = torch.device("cuda") if cfg.NUM_GPUS > 0 and torch.cuda.is_available() else torch.device("cpu")
     backbone, weights_id, report = build_retrieval_backbone(cfg)
+    checkpoint_file = report.pop("file", None)
     backbone.to(device)
     if weights_id == "random-init":
         msg = RANDOM_INIT_WARNING.format(seed=cfg.RNG_SEED)
@@ -526,7 +554,7 @@ def run_retrieval(cfg: CfgNode) -> Dict[str, object]:
     )
     neighbors = res.pop("neighbors")
     full_protocol = dict(protocol, center=cfg.RETRIEVAL.CENTER, backend=cfg.RETRIEVAL.BACKEND,
-                         topk=list(cfg.RETRIEVAL.TOPK), checkpoint=cfg.RETRIEVAL.CHECKPOINT_FILE_PATH or None,
+                         topk=list(cfg.RETRIEVAL.TOPK), checkpoint=checkpoint_file,
                          num_queries=int(qf.shape[0]), num_gallery=int(gf.shape[0]),
                          features_from_cache=bool(q_hit and g_hit))
     table = format_table(res, full_protocol, cfg.RETRIEVAL.TOPK)
