@@ -91,3 +91,42 @@ def test_decode_all_reads_every_frame(index_video):
     assert frames.shape == (20, 3, 64, 64)
     assert [read_index(f.numpy()) for f in frames] == list(range(20))
     assert info.duration == pytest.approx(0.8)
+
+
+def test_long_video_decodes_only_near_the_clip(index_video, monkeypatch):
+    import ascnet.data.decoder as dec
+
+    path = index_video(400, ".avi")  # MPEG-4 part 2: a key frame every 12 frames
+    calls = []
+    real = dec._frame_index
+    monkeypatch.setattr(dec, "_frame_index", lambda *a: calls.append(1) or real(*a))
+    cfg = tiny_cfg(TEST__NUM_ENSEMBLE_VIEWS=1)
+    clips, _ = decode_clips(path, UniformMultiViewSampler(cfg, "test"))
+    assert decoded_indices(clips[0]) == list(range(196, 204))
+    assert len(calls) < 40  # seeked to the key frame before 196, not decoded from frame 0
+
+
+def test_iopath_uris_are_read_through_the_path_manager(tmp_path, index_video):
+    from iopath.common.file_io import PathHandler, g_pathmgr
+
+    local = index_video(20, ".mp4")
+
+    class MemHandler(PathHandler):
+        PREFIX = "ascnettest://"
+
+        def _get_supported_prefixes(self):
+            return [self.PREFIX]
+
+        def _open(self, path, mode="r", **kwargs):
+            return open(str(tmp_path / path[len(self.PREFIX):]), mode)
+
+        def _exists(self, path, **kwargs):
+            return (tmp_path / path[len(self.PREFIX):]).exists()
+
+    if MemHandler.PREFIX not in g_pathmgr._path_handlers:
+        g_pathmgr.register_handler(MemHandler())
+    uri = MemHandler.PREFIX + os.path.basename(local)
+    clips, info = decode_clips(uri, PlaybackSpeedSampler(tiny_cfg(), "pretrain"), torch.Generator().manual_seed(0))
+    assert info.num_frames == 20 and decoded_indices(clips[1])[1] - decoded_indices(clips[1])[0] == 2
+    with pytest.raises(VideoDecodeError):
+        decode_clips(MemHandler.PREFIX + "nope.mp4", PlaybackSpeedSampler(tiny_cfg(), "pretrain"))
