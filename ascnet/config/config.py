@@ -344,6 +344,12 @@ def validate_cfg(cfg: CfgNode) -> None:
     # Data: how short videos are handled and which container the generated dataset uses.
     _choice(cfg, "DATA.SHORT_VIDEO_POLICY", ("fail", "loop", "clamp"))
     _choice(cfg, "DATA.SYNTHETIC.FORMAT", (".avi", ".mp4"))
+    # Augmentation ranges: the lengths the transforms unpack.
+    for key, n in (("RRC_SCALE", 2), ("RRC_RATIO", 2), ("COLOR_JITTER", 4), ("BLUR_SIGMA", 2)):
+        if len(cfg.AUG[key]) != n:
+            raise ConfigError(f"AUG.{key} needs {n} numbers, got {list(cfg.AUG[key])}.")
+    if not 0.0 <= cfg.AUG.COLOR_JITTER[3] <= 0.5:
+        raise ConfigError(f"The hue jitter AUG.COLOR_JITTER[3] must be in [0, 0.5], got {cfg.AUG.COLOR_JITTER[3]}.")
 
 
 def save_config(cfg: CfgNode, path: str) -> None:
