@@ -196,6 +196,9 @@ def slurm_parameters(args: argparse.Namespace, cfg: CfgNode) -> Dict[str, Any]:
         "tasks_per_node": tasks,
         "cpus_per_task": cpus,
         "slurm_signal_delay_s": args.signal_delay_s,
+        # Requeue-able whatever the cluster's JobRequeue default: submitit's requeue after
+        # USR2 needs it, and a node failure then requeues the job too (it resumes from OUTPUT_DIR).
+        "slurm_additional_parameters": {"requeue": True},
     }
     if gpus > 0:
         params["gpus_per_node"] = gpus

@@ -46,6 +46,7 @@ def test_dry_run_gpu_script_has_requested_resources(tmp_path, capsys):
     assert flags["cpus-per-task"] == "10"
     assert flags["signal"] == "USR2@90"
     assert flags["job-name"] == "ascnet-pretrain"
+    assert re.search(r"^#SBATCH --requeue$", out, flags=re.M)
     # Logs and pickles under OUTPUT_DIR/slurm/<stamp>; one srun task per process.
     folder = str(tmp_path / "out" / "slurm")
     assert flags["output"].startswith(folder) and flags["output"].endswith("%j_0_log.out")
@@ -104,6 +105,38 @@ def test_rendezvous_port_same_per_run_fresh_per_restart():
     assert all(20000 <= p <= 60000 for p in ports)
 
 
+class _FakeTrainer:
+    iter = 7
+
+    def __init__(self):
+        self.saved = []
+
+    def save_checkpoint(self, name=None):
+        self.saved.append(name)
+        return "/out/checkpoints/checkpoint_iter_0000007.pyth"
+
+
+def test_checkpoint_saves_through_the_running_trainer(tmp_path, capsys):
+    from ascnet.engine import trainer as trainer_module
+
+    cfg = _cfg(tmp_path)
+    job = slurm.ASCNetJob(cfg)
+    fake = _FakeTrainer()
+    trainer_module._set_current(fake)
+    try:
+        delayed = job.checkpoint()
+    finally:
+        trainer_module._set_current(None)
+    assert fake.saved == [None]
+    assert "saved a checkpoint at iteration 7" in capsys.readouterr().out
+    # A fresh job with the same config: the requeued run resumes through TRAIN.AUTO_RESUME.
+    assert type(delayed.function) is slurm.ASCNetJob and delayed.function is not job
+    assert delayed.function.cfg == cfg
+    # No trainer running (start-up, or after training): nothing saved, still requeued.
+    assert job.checkpoint().function.cfg == cfg
+    assert fake.saved == [None] and "no trainer is running" in capsys.readouterr().out
+
+
 def test_slurm_executor_parameters_translation():
     params = {"name": "x", "timeout_min": 30, "mem_gb": 1.5, "tasks_per_node": 2, "nodes": 1,
               "slurm_partition": "p", "slurm_signal_delay_s": 60}
@@ -124,3 +157,21 @@ def test_run_net_dry_run_prints_script(tmp_path):
     flags = _sbatch_flags(res.stdout)
     assert (flags["partition"], flags["nodes"], flags["ntasks-per-node"], flags["time"]) == ("dev", "1", "2", "15")
     assert "gpus-per-node" not in flags and not (tmp_path / "out").exists()
+
+
+class _FakeJobEnv:
+    def __init__(self, num_tasks, num_nodes, node):
+        self.num_tasks, self.num_nodes, self.node = num_tasks, num_nodes, node
+
+
+def test_job_cfg_follows_the_live_allocation(tmp_path, capsys):
+    cfg = _cfg(tmp_path, "NUM_CPU_PROCESSES", "2", "TRAIN.AUTO_RESUME", "False", "DIST_URL", "tcp://h:1234")
+    job = slurm.ASCNetJob(cfg)
+    out = job._job_cfg(_FakeJobEnv(num_tasks=4, num_nodes=2, node=1))
+    assert (out.NUM_SHARDS, out.SHARD_ID, out.NUM_CPU_PROCESSES, out.NUM_GPUS) == (2, 1, 2, 0)
+    assert out.TRAIN.AUTO_RESUME is True and out.DIST_URL == "auto"
+    assert "asks for 2 processes but the allocation has 4 tasks" in capsys.readouterr().out
+    gpu = slurm.ASCNetJob(_cfg(tmp_path, "NUM_GPUS", "8"))._job_cfg(_FakeJobEnv(num_tasks=16, num_nodes=2, node=0))
+    assert (gpu.NUM_SHARDS, gpu.SHARD_ID, gpu.NUM_GPUS) == (2, 0, 8)
+    with pytest.raises(ConfigError, match="uneven"):
+        job._job_cfg(_FakeJobEnv(num_tasks=3, num_nodes=2, node=0))
