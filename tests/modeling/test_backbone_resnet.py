@@ -137,3 +137,12 @@ def test_syncbatchnorm_on_cpu_is_refused_by_the_config():
 
     with pytest.raises(ConfigError, match="NUM_GPUS"):
         load_config(None, ["MODEL.BACKBONE.NORM", "syncbatchnorm"])
+
+
+def test_registry_has_the_paper_backbones_and_suggests_names():
+    from ascnet.modeling.backbone import BACKBONE_REGISTRY
+    from ascnet.utils.registry import RegistryError
+
+    assert {"R3D18", "R2Plus1D18", "S3DG"} <= set(BACKBONE_REGISTRY.names())
+    with pytest.raises(RegistryError, match="R3D18"):
+        build_backbone(_cfg("R3D_18"))
