@@ -95,3 +95,15 @@ def test_visualization_html_images_exist(data_root, tmp_path):
     for s in srcs:
         assert os.path.isfile(os.path.join(os.path.dirname(page), s)), s
     assert "(right)" in html or "(wrong)" in html
+
+
+def test_two_processes_give_the_single_process_result(data_root, tmp_path):
+    from ascnet.engine.launch import launch
+
+    single = run_retrieval(load_config(None, tiny_opts(data_root, tmp_path / "one") + ["RETRIEVAL.BATCH_SIZE", "4"]))
+    cfg2 = load_config(None, tiny_opts(data_root, tmp_path / "two") + ["RETRIEVAL.BATCH_SIZE", "4", "NUM_CPU_PROCESSES", "2"])
+    launch(cfg2, run_retrieval)  # 2 gloo processes: sharded extraction, gathered on rank 0
+    with open(tmp_path / "two" / os.path.basename(single["json"])) as f:
+        saved = json.load(f)
+    assert saved["results"] == pytest.approx(single["results"])
+    assert saved["protocol"]["num_queries"] == single["protocol"]["num_queries"]
