@@ -10,6 +10,8 @@ Examples::
         --out /tmp/ucf_report.json DATA.SPLIT_ID 2
     # a quick header-only pass (open + stream info, no frame decoding)
     python tools/check_dataset.py --cfg X.yaml --probe-only
+    # Kinetics-400 on a 32-core node
+    python tools/check_dataset.py --cfg configs/Kinetics/ASCNet_R3D18.yaml --workers 32
 
 A video is bad when it is missing, empty, unreadable, truncated (fewer decodable frames than
 its header promises), or shorter than a clip under DATA.SHORT_VIDEO_POLICY "fail" (the largest
@@ -18,11 +20,13 @@ playback speed of ASCNET.SPEEDS is used). The report (JSON, default
 a summary is printed. Exit status 1 when a video is bad.
 """
 import argparse
+import functools
 import json
+import multiprocessing as mp
 import os
 import sys
 import time
-from typing import Any, Dict, Optional
+from typing import Dict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -31,37 +35,8 @@ from tqdm import tqdm  # noqa: E402
 
 from ascnet.config import load_config  # noqa: E402
 from ascnet.data.build import DATASET_REGISTRY  # noqa: E402
-from ascnet.data.decoder import VideoDecodeError, decode_all, probe_video  # noqa: E402
-from ascnet.sampling.clip import resampled_length  # noqa: E402
+from ascnet.data.check import check_video  # noqa: E402
 from ascnet.utils.io import atomic_write_bytes  # noqa: E402
-
-
-def check_video(path: str, needed: int, target_fps: float, probe_only: bool = False) -> Optional[Dict[str, Any]]:
-    """None when the video is fine, else ``{"path", "reason", ...}``.
-
-    Args:
-        path: the video.
-        needed: resampled frames the longest clip needs (``(NUM_FRAMES - 1) * stride + 1``);
-            0 skips the length check.
-        target_fps: DATA.TARGET_FPS (0 = native).
-        probe_only: read the header only.
-    """
-    try:
-        if probe_only:
-            info = probe_video(path)
-            decoded = info.num_frames
-        else:
-            frames, info = decode_all(path)
-            decoded = int(frames.shape[0])
-            # Headers may round the count by a frame or two; more missing frames = truncated.
-            if decoded < info.num_frames - 2:
-                return {"path": path, "reason": "truncated", "frames": decoded, "header_frames": info.num_frames}
-    except VideoDecodeError as e:
-        return {"path": path, "reason": "unreadable", "error": str(e)}
-    length = resampled_length(decoded, info.fps, target_fps)
-    if needed and length < needed:
-        return {"path": path, "reason": "too_short", "frames": length, "needed": needed, "fps": info.fps}
-    return None
 
 
 def main(argv=None) -> int:
@@ -71,6 +46,7 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default=None, help="dataset name (default TRAIN.DATASET)")
     p.add_argument("--out", default=None, help="JSON report path")
     p.add_argument("--probe-only", action="store_true", help="open each file and read its header only")
+    p.add_argument("--workers", type=int, default=1, help="decoding processes (e.g. the number of cores)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -81,10 +57,17 @@ def main(argv=None) -> int:
     stride = max(cfg.ASCNET.SPEEDS) * cfg.DATA.SAMPLING_RATE
     needed = (cfg.DATA.NUM_FRAMES - 1) * stride + 1 if cfg.DATA.SHORT_VIDEO_POLICY == "fail" else 0
     bad, t0 = [], time.time()
-    for path in tqdm(ds.paths, desc=f"Checking {name}/{split}", unit="video"):
-        r = check_video(path, needed, cfg.DATA.TARGET_FPS, args.probe_only)
-        if r is not None:
-            bad.append(r)
+    check = functools.partial(check_video, needed=needed, target_fps=cfg.DATA.TARGET_FPS, probe_only=args.probe_only)
+    progress = dict(total=len(ds.paths), desc=f"Checking {name}/{split}", unit="video")
+    if args.workers > 1:
+        # One process per core, each decoding on one thread (see environment notes on FFmpeg
+        # threading); imap keeps the report in dataset order.
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"  # like DataLoader workers
+        with mp.get_context(method).Pool(args.workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            results = list(tqdm(pool.imap(check, ds.paths, chunksize=4), **progress))
+    else:
+        results = [check(p) for p in tqdm(ds.paths, **progress)]
+    bad = [r for r in results if r is not None]
     reasons: Dict[str, int] = {}
     for r in bad:
         reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1

@@ -33,7 +33,7 @@ def test_check_dataset_reports_every_bad_video(tmp_path, capsys):
         f"TRAIN:\n  DATASET: Kinetics\nDATA:\n  PATH_TO_DATA_DIR: {root}\n  NUM_FRAMES: 8\n  TARGET_FPS: 0\n"
         f"OUTPUT_DIR: {tmp_path / 'out'}\n"
     )
-    rc = load_tool("check_dataset").main(["--cfg", str(cfg)])
+    rc = load_tool("check_dataset").main(["--cfg", str(cfg), "--workers", "2"])
     assert rc == 1
     report = json.load(open(tmp_path / "out" / "dataset_check_Kinetics_train.json"))
     bad = {os.path.basename(r["path"]): r["reason"] for r in report["bad_videos"]}
