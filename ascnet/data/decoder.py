@@ -13,6 +13,7 @@ Two choices matter for speed (docs/benchmarks.md "Data throughput"):
 * YUV -> RGB conversion runs with ``threads=1``: when a process may use several cores, FFmpeg's
   multithreaded swscale makes decode + convert about 3x slower (environment.md).
 """
+import bisect
 import logging
 import math
 import os
@@ -145,21 +146,37 @@ def _decode_frames(path: str, container, info: VideoInfo, wanted: Sequence[int])
     wanted_set = set(wanted)
     out: Dict[int, np.ndarray] = {}
 
+    def convert(frame) -> np.ndarray:
+        # threads=1: see the module docstring (FFmpeg's 3x threading trap).
+        return frame.reformat(format="rgb24", threads=1).to_ndarray()
+
     def run(seek_to: int) -> Tuple[int, int]:
         """Decode from ``seek_to``; return (index of the first decoded frame, last index)."""
         if seek_to > 0:
             pts = info.start_pts + int(seek_to / info.fps / info.time_base)
             container.seek(pts, stream=stream, backward=True, any_frame=False)
-        first_seen, idx = None, -1
+        first_seen, idx, prev, prev_idx = None, -1, None, -1
         for frame in container.decode(stream):
+            if frame.pts is None and seek_to > 0:
+                return -1, -1  # no timestamps: positions after a seek are unknown; caller restarts
             idx = _frame_index(frame, info, idx)
             if first_seen is None:
                 first_seen = idx
+            if prev is not None and idx > prev_idx + 1:
+                # A timestamp gap (variable frame rate, dropped frames): at the skipped times the
+                # previous frame is on screen, so it stands for the wanted indices in the gap.
+                lo, hi = bisect.bisect_right(wanted, prev_idx), bisect.bisect_left(wanted, idx)
+                gap = [w for w in wanted[lo:hi] if w not in out]
+                if gap:
+                    arr = out.get(prev_idx)
+                    arr = convert(prev) if arr is None else arr
+                    for w in gap:
+                        out[w] = arr
             if idx in wanted_set and idx not in out:
-                # threads=1: see the module docstring (FFmpeg's 3x threading trap).
-                out[idx] = frame.reformat(format="rgb24", threads=1).to_ndarray()
+                out[idx] = convert(frame)
             if idx >= last:
                 break
+            prev, prev_idx = frame, idx
         return (first_seen if first_seen is not None else -1), idx
 
     try:
