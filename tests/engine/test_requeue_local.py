@@ -55,14 +55,16 @@ def test_adapt_forces_auto_resume(tmp_path, toy_plugin):
 
 def test_local_timeout_checkpoints_requeues_and_resumes(tmp_path, toy_plugin, monkeypatch):
     out = tmp_path / "out"
-    max_iters = 200
+    max_iters = 400
     cfg = _toy_cfg(out, toy_plugin, max_iters)
-    # Slow iterations before the requeue so the signal lands mid-run, full speed after it.
+    # Slow iterations before the requeue (0.2 s each: the signal surely lands mid-run), full
+    # speed after it (400 tiny steps take about a second).
     monkeypatch.setenv("TOY_SLEEP_S", "0.2")
     executor = submitit.LocalExecutor(tmp_path / "job", max_num_timeout=1)
-    # USR2 at 30 - 15 = 15 s after each start (start-up alone can take 8 s on 2 busy cores); the
-    # resumed run must finish within its own 15 s, or it times out a second time and fails.
-    executor.update_parameters(timeout_min=30 / 60, signal_delay_s=15, tasks_per_node=2, nodes=1)
+    # USR2 at 55 - 15 = 40 s after each start: start-up (imports, process group) takes 5 to 30 s
+    # on 2 shared cores and must be over by then; the resumed run must finish within its own
+    # 40 s, or it times out a second time and fails.
+    executor.update_parameters(timeout_min=55 / 60, signal_delay_s=15, tasks_per_node=2, nodes=1)
     job = executor.submit(ASCNetJob(cfg))
     job.wait()
     logs = _read(job.paths.stdout) + _read(job.paths.stderr)
