@@ -155,11 +155,13 @@ class RingMemoryBank(nn.Module):
     def resolve_backend(self, num_queries: int) -> str:
         """The backend a search of ``num_queries`` queries uses ("faiss" or "torch").
 
-        ``auto`` picks torch everywhere. Measured (docs/benchmarks.md, "Memory-bank search"):
-        on CPU the chunked torch matmul + masked max beats faiss IndexFlatIP / faiss.knn (which
-        also has to copy and over-fetch to filter own-video hits) at K=32768, d=256 for every
-        batch from 64 to 1024 queries; on a GPU the bank and queries are already on the device and
-        a matmul + max is a single kernel pair, while faiss would need k > 1 plus filtering.
+        ``auto`` picks torch everywhere. Measured (docs/benchmarks.md, "Memory-bank search",
+        K=32768, d=256, CPU): torch is 3-5x cheaper than faiss.knn up to 256 queries; faiss is
+        1.3-1.5x cheaper from 512 queries on only when single-threaded, and loses that lead with
+        two threads on a shared machine. A bank is searched with one rank's batch per speed
+        (<= 64 clips per GPU in the paper recipes), well inside torch's range. On a GPU the bank
+        and queries already live on the device and matmul + max needs no k > 1 over-fetch and
+        filtering (GPU timings: not measured yet; ``benchmarks/memory_bank.py --device cuda``).
         """
         if self.search_backend == "torch":
             return "torch"
