@@ -1,5 +1,4 @@
 """SCP positive samplers."""
-import pytest
 import torch
 import torch.nn.functional as F
 

@@ -199,6 +199,13 @@ class RingMemoryBank(nn.Module):
         if not faiss_available():
             raise ImportError("MEMORY_BANK.SEARCH is 'faiss' but faiss is not installed; use 'torch' or 'auto'.")
         use_gpu = query.is_cuda and faiss_has_gpu()
+        if query.is_cuda and not use_gpu and not getattr(self, "_warned_cpu_faiss", False):
+            logger.warning(
+                "MEMORY_BANK.SEARCH is 'faiss' and the bank is on a GPU, but the installed faiss has no "
+                "GPU support: every search copies the bank to the host. Use MEMORY_BANK.SEARCH auto "
+                "(torch on the GPU) or install faiss-gpu."
+            )
+            self._warned_cpu_faiss = True
         b, n = query.shape[0], keys.shape[0]
         best_idx = torch.full((b,), -1, dtype=torch.long, device=query.device)
         best_score = torch.full((b,), float("-inf"), device=query.device)

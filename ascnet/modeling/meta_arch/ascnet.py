@@ -24,7 +24,7 @@ Choices of ours [D] documented here and in the config:
 """
 import copy
 import math
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 import numpy as np
 import torch
