@@ -158,3 +158,20 @@ def test_nan_loss_stops_and_previous_checkpoint_stays_loadable(tmp_path, repo_ro
     assert data["iteration"] == 4
     assert all(torch.isfinite(v).all() for v in data["model"].values() if v.is_floating_point())
     assert "Non-finite loss at iteration 5" in (out / "log.txt").read_text()
+
+
+def test_two_cpu_processes_with_ddp(tmp_path, repo_root, data_root):
+    # The distributed path on CPU: 2 gloo processes, ASCNet's online network under DDP, the
+    # global batch all-gathered into the banks, stats averaged over ranks, rank 0 writes.
+    out = tmp_path / "run"
+    cmd = _cmd(repo_root, out, data_root, "NUM_CPU_PROCESSES", "2", "TRAIN.MAX_ITERS", "4")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=repo_root, env=_env())
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    m = _metrics(out)
+    assert sorted(m) == [1, 2, 3, 4]
+    assert m[4]["bank_fill"] == 16.0  # 4 steps x global batch 4, all-gathered on every rank
+    data = _final_model(out)
+    assert data["iteration"] == 4
+    assert not any(".module." in k for k in data["model"])  # DDP-free names
+    assert sorted(os.listdir(out)) == ["checkpoints", "config.yaml", "log.txt", "log.txt.rank1", "metrics.json"]
+    assert "json_stats" not in (out / "log.txt.rank1").read_text()  # other ranks log warnings only
