@@ -5,8 +5,9 @@ Examples::
 
     # the default backbone (R3D18) at DATA.NUM_FRAMES x DATA.CROP_SIZE (16 x 112)
     python tools/model_info.py
-    # S3D-G at 16 x 224
-    python tools/model_info.py --cfg configs/Kinetics/ASCNet_S3DG.yaml DATA.CROP_SIZE 224
+    # S3D-G at 16 x 224, and the same network at 112 px
+    python tools/model_info.py --cfg configs/Kinetics/ASCNet_S3DG_16x224.yaml
+    python tools/model_info.py --cfg configs/Kinetics/ASCNet_S3DG_16x224.yaml DATA.CROP_SIZE 112
     # a plugin backbone
     PYTHONPATH=projects/X3D python tools/model_info.py --cfg projects/X3D/configs/ASCNet_X3D_XS_quickstart.yaml
 
