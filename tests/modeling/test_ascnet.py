@@ -1,4 +1,5 @@
 """ASCNet meta-architecture: EMA, losses against hand computations, gradients, banks, DDP."""
+import copy
 import math
 import os
 import socket
@@ -313,3 +314,35 @@ def test_ddp_two_processes_keep_banks_and_weights_identical():
             assert torch.allclose(s0[k], s1[k], atol=1e-6), k
     # the ranks did see different data: their local losses differ
     assert s0["_acp"].item() != pytest.approx(s1["_acp"].item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("sampler", ["appearance_retrieval", "random_same_speed"])
+def test_resume_from_state_dict_replays_the_next_step_exactly(sampler):
+    cfg = tiny_cfg(**{"ASCNET.POSITIVE_SAMPLER": sampler, "MEMORY_BANK.SIZE": 6})
+
+    def step(m, opt, it):
+        out = m(make_batch(seed=it, offset=3 * it))
+        opt.zero_grad()
+        (out["loss_acp"] + out["loss_scp"]).backward()
+        opt.step()
+        m.after_step(it, 10)
+        return out
+
+    torch.manual_seed(0)
+    a = build_model(cfg)
+    opt_a = torch.optim.SGD([p for p in a.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
+    for it in range(3):
+        step(a, opt_a, it)
+    saved_model, saved_opt = a.state_dict(), copy.deepcopy(opt_a.state_dict())  # as a file would
+    saved_model = {k: v.clone() for k, v in saved_model.items()}
+
+    torch.manual_seed(123)  # a different init: everything must come from the checkpoint
+    b = build_model(cfg)
+    b.load_state_dict(saved_model)
+    opt_b = torch.optim.SGD([p for p in b.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
+    opt_b.load_state_dict(saved_opt)
+    out_a, out_b = step(a, opt_a, 3), step(b, opt_b, 3)
+    for k in ("loss_acp", "loss_scp", "pos_sim"):
+        assert torch.equal(out_a[k], out_b[k]), k
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
