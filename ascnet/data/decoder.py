@@ -138,8 +138,12 @@ def _frame_index(frame, info: VideoInfo, previous: int) -> int:
     return int(round(seconds * info.fps))
 
 
-def _decode_frames(path: str, container, info: VideoInfo, wanted: Sequence[int]) -> Dict[int, np.ndarray]:
-    """Decode the frames ``wanted`` (sorted unique native indices) -> {index: (H, W, 3) uint8}."""
+def _decode_frames(path: str, container, info: VideoInfo, wanted: Sequence[int]) -> Tuple[Dict[int, np.ndarray], int]:
+    """Decode the frames ``wanted`` (sorted unique native indices).
+
+    Returns:
+        ({index: (H, W, 3) uint8}, index of the last frame decoded).
+    """
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"  # frame threading in the decoder; conversion is single-threaded below
     first, last = wanted[0], wanted[-1]
@@ -179,20 +183,21 @@ def _decode_frames(path: str, container, info: VideoInfo, wanted: Sequence[int])
             prev, prev_idx = frame, idx
         return (first_seen if first_seen is not None else -1), idx
 
+    last_seen = -1
     try:
         seek_to = first if first >= _SEEK_MIN_FRAME else 0
-        first_seen, _ = run(seek_to)
+        first_seen, last_seen = run(seek_to)
         if seek_to > 0 and (first_seen < 0 or first_seen > first):
             # The seek overshot (inexact index or timestamps): decode from the start instead.
             container.seek(0, stream=stream, backward=True, any_frame=False)
-            run(0)
+            _, last_seen = run(0)
     except VideoDecodeError:
         raise
     except Exception as e:  # FFmpeg errors surface as many exception types
         if not out:
             raise VideoDecodeError(f"Error while decoding {path!r}: {e}") from e
         logger.debug("Decoding %s stopped early: %s", path, e)
-    return out
+    return out, last_seen
 
 
 def decode_clips(path: str, clip_sampler, generator: torch.Generator = None) -> Tuple[List[torch.Tensor], VideoInfo]:
@@ -212,28 +217,37 @@ def decode_clips(path: str, clip_sampler, generator: torch.Generator = None) -> 
         VideoDecodeError: missing/unreadable/truncated file, or frames that cannot be decoded.
         ascnet.sampling.clip.VideoTooShortError: the video is shorter than a clip (policy "fail").
     """
-    f, container = _open(path)
-    try:
-        info = _stream_info(path, container.streams.video[0])
-        clip_indices = clip_sampler(info.num_frames, info.fps, generator)
-        wanted = sorted({int(i) for idx in clip_indices for i in idx.tolist()})
-        frames = _decode_frames(path, container, info, wanted)
-    finally:
-        container.close()
-        f.close()
-    missing = [i for i in wanted if i not in frames]
-    if missing:
-        got = max(frames) + 1 if frames else 0
-        # A frame count read from the header can overshoot by a frame or two (rounded durations);
-        # repeat the last decoded frame then. More missing frames means a truncated file.
-        if frames and len(missing) <= 2 and min(missing) >= got - 1:
-            for i in missing:
-                frames[i] = frames[max(frames)]
-        else:
-            raise VideoDecodeError(
-                f"Video {path!r} is truncated or corrupt: frames {missing[:5]}{'...' if len(missing) > 5 else ''} "
-                f"could not be decoded (decoded up to frame {got - 1} of {info.num_frames})."
-            )
+    state = generator.get_state() if generator is not None else None
+    num_frames = None
+    for attempt in range(2):
+        f, container = _open(path)
+        try:
+            info = _stream_info(path, container.streams.video[0])
+            if num_frames is not None:
+                info.num_frames = num_frames
+            clip_indices = clip_sampler(info.num_frames, info.fps, generator)
+            wanted = sorted({int(i) for idx in clip_indices for i in idx.tolist()})
+            frames, last_seen = _decode_frames(path, container, info, wanted)
+        finally:
+            container.close()
+            f.close()
+        missing = [i for i in wanted if i not in frames]
+        if not missing:
+            break
+        # Headers often promise a few frames more than the stream holds (rounded durations,
+        # an edit list). When only the tail is missing and at least 90% of the promised frames
+        # decoded, sample again with the true length (same random draws), so the clips keep
+        # their exact strides. Otherwise the file is truncated or corrupt.
+        tail_only = last_seen >= 0 and min(missing) > last_seen
+        if attempt == 0 and tail_only and last_seen + 1 >= 0.9 * info.num_frames:
+            num_frames = last_seen + 1
+            if state is not None:
+                generator.set_state(state)
+            continue
+        raise VideoDecodeError(
+            f"Video {path!r} is truncated or corrupt: frames {missing[:5]}{'...' if len(missing) > 5 else ''} "
+            f"could not be decoded (decoded up to frame {last_seen} of {info.num_frames})."
+        )
     # One (T, H, W, 3) stack per clip, then (T, 3, H, W) for torchvision.transforms.v2.
     clips = [
         torch.from_numpy(np.stack([frames[int(i)] for i in idx.tolist()])).permute(0, 3, 1, 2)

@@ -183,3 +183,21 @@ def test_real_h264_with_audio_decodes_at_full_resolution():
     clips, info = decode_clips(path, PlaybackSpeedSampler(cfg, "pretrain"), torch.Generator().manual_seed(0))
     assert [tuple(c.shape) for c in clips] == [(8, 3, 720, 1280)] * 2
     assert info.fps > 0 and clips[0].float().std() > 5
+
+
+def test_header_promising_a_few_frames_too_many_resamples_with_the_true_length(tmp_path, index_video):
+    data = open(index_video(100, ".avi"), "rb").read()
+    path = tmp_path / "short_tail.avi"
+    for keep in (0.9, 0.87, 0.85, 0.83, 0.8):  # cut the end until a few frames are gone
+        path.write_bytes(data[: int(len(data) * keep)])
+        real = decode_all(str(path))[0].shape[0]
+        if real < 100:
+            break
+    assert probe_video(str(path)).num_frames == 100 and 90 <= real < 100
+    cfg = tiny_cfg(TEST__NUM_ENSEMBLE_VIEWS=2)
+    clips, info = decode_clips(str(path), UniformMultiViewSampler(cfg, "test"))
+    assert info.num_frames == real
+    assert decoded_indices(clips[1]) == list(range(real - 8, real))  # the last clip ends at the true end
+    gen = torch.Generator().manual_seed(11)
+    clips, _ = decode_clips(str(path), PlaybackSpeedSampler(tiny_cfg(), "pretrain"), gen)
+    assert {b - a for a, b in zip(decoded_indices(clips[1]), decoded_indices(clips[1])[1:])} == {2}
