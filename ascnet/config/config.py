@@ -317,6 +317,7 @@ def validate_cfg(cfg: CfgNode) -> None:
         raise ConfigError(f"RETRIEVAL.TOPK must be a non-empty list of k >= 1, got {cfg.RETRIEVAL.TOPK}.")
     if cfg.RETRIEVAL.VIS_NUM_QUERIES < 1:
         raise ConfigError(f"RETRIEVAL.VIS_NUM_QUERIES must be >= 1, got {cfg.RETRIEVAL.VIS_NUM_QUERIES}.")
+    _choice(cfg, "LINEAR.FEATURE_NORM", ("bn", "none"))
     for grp in ("LINEAR", "FINETUNE"):
         r = cfg[grp]
         if r.BASE_LR <= 0 or r.MAX_EPOCH < 1 or r.WEIGHT_DECAY < 0 or r.WARMUP_EPOCHS < 0:

@@ -342,6 +342,12 @@ _C.LINEAR.BASE_LR = 0.1
 _C.LINEAR.WEIGHT_DECAY = 0.0
 _C.LINEAR.MAX_EPOCH = 100
 _C.LINEAR.WARMUP_EPOCHS = 0.0
+# [D] Standardise the frozen features before the linear layer: "bn" = BatchNorm1d without
+# affine parameters (statistics of the training set; a fixed affine map at test time, so the
+# classifier stays linear in the features), "none" = the raw features. Raw features of a
+# pretrained encoder can be large (norm ~10-30), and lr 0.1 then diverges; "bn" makes the
+# recipe's lr independent of the encoder's feature scale.
+_C.LINEAR.FEATURE_NORM = "bn"
 
 _C.FINETUNE = CfgNode()
 # [D] Fine-tuning of all layers: SGD lr 0.1 (for SOLVER.BASE_BATCH_SIZE, scaled linearly),

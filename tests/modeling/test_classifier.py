@@ -108,3 +108,22 @@ def test_bad_labels_and_shapes_raise_clear_errors():
         model({"clips": torch.randn(2, 3, 8, 32, 32), "label": torch.tensor([0, 4])})
     with pytest.raises(ValueError, match="N, C, T, H, W"):
         model({"clips": torch.randn(3, 8, 32, 32), "label": torch.tensor([0])})
+
+
+def test_linear_feature_norm_is_parameter_free_and_optional():
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg(task="linear"))
+    assert isinstance(model.feat_norm, torch.nn.BatchNorm1d) and not model.feat_norm.affine
+    model.train()
+    model(_batch(n=4))
+    assert model.feat_norm.num_batches_tracked.item() == 1  # statistics of the training features
+    model.eval()
+    with torch.no_grad():
+        b = _batch(n=2)
+        f = model.backbone(b["clips"])
+        ref = model.head((f - model.feat_norm.running_mean) / torch.sqrt(model.feat_norm.running_var + model.feat_norm.eps))
+        assert torch.allclose(model(b)["logits"], ref, atol=1e-5)  # a fixed affine map: still linear
+    cfg = tiny_cfg(task="linear")
+    cfg.LINEAR.FEATURE_NORM = "none"
+    assert isinstance(build_model(cfg).feat_norm, torch.nn.Identity)
+    assert isinstance(build_model(tiny_cfg(task="finetune")).feat_norm, torch.nn.Identity)

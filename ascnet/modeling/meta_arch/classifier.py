@@ -26,6 +26,11 @@ logger = logging.getLogger(__name__)
 class Classifier(nn.Module):
     """Backbone f + ``MODEL.CLS_HEAD`` (Linear(D, MODEL.NUM_CLASSES)).
 
+    With a frozen backbone and ``LINEAR.FEATURE_NORM: bn`` (the default of the linear
+    protocol), the features pass through ``BatchNorm1d(D, affine=False)`` before the linear
+    layer: no trained parameters, running statistics of the training features, a fixed affine
+    map at test time.
+
     Args:
         cfg: the config (``MODEL.BACKBONE.*``, ``MODEL.CLS_HEAD.*``, ``MODEL.NUM_CLASSES``).
         freeze_backbone: linear protocol (frozen backbone, BN in eval mode). None = frozen
@@ -46,6 +51,12 @@ class Classifier(nn.Module):
         self.head = build_cls_head(cfg, self.backbone.out_dim)
         self.num_classes = int(cfg.MODEL.NUM_CLASSES)
         self.freeze_backbone = (cfg.TASK == "linear") if freeze_backbone is None else bool(freeze_backbone)
+        # Linear protocol [D]: parameter-free standardisation of the frozen features
+        # (LINEAR.FEATURE_NORM); an affine map in eval mode, so the classifier stays linear.
+        if self.freeze_backbone and cfg.LINEAR.FEATURE_NORM == "bn":
+            self.feat_norm = nn.BatchNorm1d(self.backbone.out_dim, affine=False)
+        else:
+            self.feat_norm = nn.Identity()
         if self.freeze_backbone:
             for p in self.backbone.parameters():
                 p.requires_grad_(False)
@@ -92,7 +103,7 @@ class Classifier(nn.Module):
             raise ValueError(
                 f"Classifier expects clips of shape (N, C, T, H, W) or (N, V, C, T, H, W), got {tuple(clips.shape)}."
             )
-        logits = self.head(self.features(clips))  # (N * V, K)
+        logits = self.head(self.feat_norm(self.features(clips)))  # (N * V, K)
         if self.training:
             labels = batch["label"].to(logits.device).long()
             if v > 1:
