@@ -23,8 +23,9 @@ def check_video(path: str, needed: int, target_fps: float, probe_only: bool = Fa
         else:
             frames, info = decode_all(path)
             decoded = int(frames.shape[0])
-            # Headers may round the count by a frame or two; more missing frames = truncated.
-            if decoded < info.num_frames - 2:
+            # Same rule as the decoder: a header may promise a few frames too many (the loader
+            # then uses the true length); fewer than 90% of them decodable means truncated.
+            if decoded < 0.9 * info.num_frames:
                 return {"path": path, "reason": "truncated", "frames": decoded, "header_frames": info.num_frames}
     except VideoDecodeError as e:
         return {"path": path, "reason": "unreadable", "error": str(e)}
