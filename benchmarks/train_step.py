@@ -1,0 +1,150 @@
+#!/usr/bin/env python
+"""Cost of a full ASCNet training iteration against its compute floor, in the same run.
+
+* full: ``Trainer.run_step`` + ``Trainer.after_step`` on a fixed batch: online forward and
+  backward, target forward, memory-bank search and enqueue, loss sum, optimiser and scheduler
+  steps, EMA update, statistics transfer, logging every ``LOG_PERIOD`` (to a temporary folder);
+* floor: the online network's forward + backward of the same clips through backbone,
+  projections and predictors, plus the target network's forward (no bank, EMA, optimiser,
+  logging).
+
+Both are timed alternately (one full step, one floor step per round) so that load from other
+processes hits both alike; medians are reported. On CPU the primary measure is the process's
+CPU time (run with ``--threads 1`` on a shared machine); on CUDA the wall time between
+synchronisations. Target: full / floor <= 1.15.
+
+    python benchmarks/train_step.py                                  # CPU, quickstart sizes
+    python benchmarks/train_step.py --device cuda --cfg configs/Kinetics/ASCNet_R3D18_16x112.yaml \\
+        TRAIN.BATCH_SIZE 32                                          # one GPU, paper sizes
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+import torch  # noqa: E402
+
+from ascnet.config import load_config  # noqa: E402
+from ascnet.engine.trainer import Trainer  # noqa: E402
+from ascnet.modeling.meta_arch import ascnet as _ascnet  # noqa: E402,F401  (registers ASCNet)
+from ascnet.utils.events import EventWriter  # noqa: E402
+from ascnet.utils.logging import setup_logging  # noqa: E402
+
+
+class _FixedBatches(list):
+    """A stand-in 'loader': the same batches every epoch (no decoding in the measurement)."""
+
+
+class BenchTrainer(Trainer):
+    """The real Trainer with a loader of fixed random batches."""
+
+    def build_train_loader(self, cfg):
+        n = cfg.TRAIN.BATCH_SIZE
+        s = len(cfg.ASCNET.SPEEDS)
+        g = torch.Generator().manual_seed(0)
+        shape = (n, s, cfg.DATA.INPUT_CHANNEL_NUM, cfg.DATA.NUM_FRAMES, cfg.DATA.CROP_SIZE, cfg.DATA.CROP_SIZE)
+        return _FixedBatches(
+            {"clips": torch.randn(shape, generator=g), "index": torch.arange(n) + k * n, "label": torch.zeros(n, dtype=torch.long)}
+            for k in range(64)
+        )
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def floor_step(trainer: BenchTrainer, batch) -> None:
+    """Online forward + backward of the clips, plus the target forward (the compute floor)."""
+    model = trainer.model
+    clips = batch["clips"].to(trainer.device, non_blocking=True).flatten(0, 1)
+    with trainer.autocast():
+        pred_a, pred_m = model.online(clips)
+        with torch.no_grad():
+            model.target(clips)
+    loss = pred_a.float().pow(2).mean() + pred_m.float().pow(2).mean()
+    trainer.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cfg", default=os.path.join(_REPO, "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml"))
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--rounds", type=int, default=20, help="Timed rounds (one full + one floor step each).")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0 = torch's default).")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides.")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    tmp = tempfile.mkdtemp(prefix="ascnet_bench_")
+    dev_opts = ["NUM_GPUS", "1" if args.device == "cuda" else "0", "NUM_CPU_PROCESSES", "1"]
+    cfg = load_config(args.cfg, list(args.opts) + dev_opts + ["OUTPUT_DIR", tmp, "TENSORBOARD.ENABLE", "False",
+                                                              "TRAIN.AUTO_RESUME", "False"])
+    setup_logging(None)
+    trainer = BenchTrainer(cfg, mode="pretrain")
+    setup_logging(None)  # keep the benchmark's output short: log lines go to the console only
+    trainer.writer = EventWriter(tmp, tensorboard=False)
+    trainer.model.train()
+    batches = trainer.train_loader
+    dev = trainer.device
+
+    def full(k):
+        stats = trainer.run_step(batches[k % len(batches)])
+        trainer.iter += 1
+        trainer.epoch_iter = (trainer.epoch_iter + 1) % trainer.iters_per_epoch
+        stats["time"], stats["data_time"] = 0.0, 0.0
+        trainer.after_step(stats)
+
+    import logging
+
+    logging.getLogger("ascnet").setLevel(logging.WARNING)  # progress lines would add console I/O noise
+    for k in range(args.warmup):
+        full(k)
+        floor_step(trainer, batches[k % len(batches)])
+    t_full, t_floor, c_full, c_floor = [], [], [], []
+    for k in range(args.rounds):
+        b = batches[(k + args.warmup) % len(batches)]
+        _sync(dev)
+        t0, c0 = time.perf_counter(), time.process_time()
+        full(k + args.warmup)
+        _sync(dev)
+        t1, c1 = time.perf_counter(), time.process_time()
+        floor_step(trainer, b)
+        _sync(dev)
+        t2, c2 = time.perf_counter(), time.process_time()
+        t_full.append(t1 - t0)
+        t_floor.append(t2 - t1)
+        c_full.append(c1 - c0)
+        c_floor.append(c2 - c1)
+    trainer.writer.close()
+    mf, ml = statistics.median(t_full), statistics.median(t_floor)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device: {name}")
+    print(f"config: {args.cfg} {' '.join(args.opts)}")
+    print(
+        f"batch: {cfg.TRAIN.BATCH_SIZE} videos x {len(cfg.ASCNET.SPEEDS)} speeds, {cfg.DATA.NUM_FRAMES}x"
+        f"{cfg.DATA.CROP_SIZE}x{cfg.DATA.CROP_SIZE}, backbone {cfg.MODEL.BACKBONE.NAME} {list(cfg.MODEL.BACKBONE.WIDTHS)}, "
+        f"bank {cfg.MEMORY_BANK.SIZE}, AMP {trainer.amp_dtype}"
+    )
+    print(f"wall time   full iteration {mf * 1000:.1f} ms, floor {ml * 1000:.1f} ms (medians), ratio {mf / ml:.3f}")
+    if dev.type == "cpu":
+        # CPU time of this process: on a shared machine it does not count the time other jobs
+        # held the cores (exact with --threads 1), so it is the primary measure on CPU.
+        cf, cl = statistics.median(c_full), statistics.median(c_floor)
+        print(f"CPU time    full iteration {cf * 1000:.1f} ms, floor {cl * 1000:.1f} ms (medians), ratio {cf / cl:.3f}")
+        ratio = cf / cl
+    else:
+        ratio = mf / ml
+    print(f"ratio full / floor: {ratio:.3f} (target <= 1.15)")
+
+if __name__ == "__main__":
+    main()
