@@ -346,3 +346,27 @@ def test_resume_from_state_dict_replays_the_next_step_exactly(sampler):
         assert torch.equal(out_a[k], out_b[k]), k
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(va, vb), k
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("search", ["torch", "faiss"])
+@pytest.mark.parametrize("sampler", ["appearance_retrieval", "random_same_speed"])
+def test_cuda_steps_with_amp(search, sampler):
+    if search == "faiss":
+        pytest.importorskip("faiss")
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg(**{"MEMORY_BANK.SEARCH": search, "ASCNET.POSITIVE_SAMPLER": sampler})).cuda()
+    opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1)
+    for it in range(3):
+        batch = {k: v.cuda() for k, v in make_batch(seed=it, offset=N * it).items()}
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = m(batch)
+        opt.zero_grad()
+        (out["loss_acp"] + out["loss_scp"]).backward()
+        opt.step()
+        m.after_step(it, 3)
+        assert torch.isfinite(out["loss_acp"]) and torch.isfinite(out["loss_scp"])
+    assert out["scp_from_bank"].item() == 1.0
+    assert m.banks[0].appearance.is_cuda and int(m.banks[0].fill) == 10
+    idx, _ = m.banks[0].search(m.banks[1].appearance[:4], torch.arange(4, device="cuda"))
+    assert not torch.any(m.banks[0].video_id[idx] == torch.arange(4, device="cuda"))
