@@ -186,7 +186,9 @@ def test_pretrain_preempted_resumes_exactly(tmp_path, data_dir):
 
 def test_admin_requeue_resumes_from_periodic_checkpoint(tmp_path, data_dir):
     out = tmp_path / "slurm_run"
-    job_id, folder = _run_net_submit(out, data_dir, "TRAIN.CHECKPOINT_ITERS", "3")
+    # Longer than the other test: the job keeps training until SIGKILL (KillWait after SIGTERM).
+    epochs = 60
+    job_id, folder = _run_net_submit(out, data_dir, "TRAIN.CHECKPOINT_ITERS", "3", "SOLVER.MAX_EPOCH", str(epochs))
     _wait(lambda: _iterations_done(out) >= 4, 180, "4 iterations", lambda: _logs(folder, job_id))
     # No signal to submitit: SIGTERM (ignored), then SIGKILL; the job restarts from its original pickle.
     subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
@@ -195,5 +197,6 @@ def test_admin_requeue_resumes_from_periodic_checkpoint(tmp_path, data_dir):
     m = re.search(r"Resumed from \S+checkpoint_iter_(\d+)\S*: iteration (\d+)", _run_log(out))
     assert m, _run_log(out)
     resumed = int(m.group(2))
-    assert 3 <= resumed and resumed % 3 == 0, _run_log(out)
-    assert _final_model(out)["iteration"] == MAX_ITER
+    # Resumed mid-run, from a periodic checkpoint (a multiple of 3), not from scratch.
+    assert 3 <= resumed < 2 * epochs and resumed % 3 == 0, _run_log(out)
+    assert _final_model(out)["iteration"] == 2 * epochs
