@@ -105,8 +105,9 @@ class ASCNet(nn.Module):
 
     * ``loss_acp`` = ACP_WEIGHT * L_ACP and ``loss_scp`` = SCP_WEIGHT * L_SCP (scalars with grad);
     * detached scalar statistics: ``acp``, ``scp`` (unweighted), ``pos_sim`` (mean query-positive
-      appearance similarity), ``bank_fill`` (mean entries per speed bank), ``scp_from_bank``
-      (fraction of positives retrieved from the banks rather than the batch).
+      appearance similarity), ``bank_fill`` (mean entries per speed bank after this step's
+      enqueue), ``scp_from_bank`` (fraction of positives retrieved from the banks rather than
+      the batch).
 
     In eval mode it returns ``{"features": online backbone features}``, (N, D) for
     (N, C, T, H, W) clips or (N, V, D) for (N, V, C, T, H, W).
