@@ -9,11 +9,15 @@ DATASET_REGISTRY.__doc__ = """
 Registry for video datasets (map-style).
 
 A registered object is called as ``obj(cfg: CfgNode, split: str, mode: str) -> Dataset`` with
-split in {"train", "val", "test"} and mode in {"pretrain", "train", "test"}. ``dataset[i]``
-returns a dict with ``"clips"`` (a float tensor: (S, C, T, H, W) in pretrain mode, one clip per
-playback speed; (C, T, H, W) in train mode; (V, C, T, H, W) in test mode, V views), ``"index"``
-(the video index i, an int) and ``"label"`` (an int, -1 when unknown). The dataset also
-exposes ``num_classes``, ``labels`` (list of ints) and ``paths`` (list of str).
+split in {"train", "val", "test"} and mode in {"pretrain", "train", "test"}. ``dataset[i]`` or
+``dataset[(i, seed)]`` (the seed drives every random choice of the sample) returns a dict with
+``"clips"`` (a float tensor: (S, C, T, H, W) in pretrain mode, one clip per playback speed;
+(C, T, H, W) in train mode; (V, C, T, H, W) in test mode, V views), ``"index"`` (the video
+index, an int; that of the replacement when a bad video was replaced) and ``"label"`` (an int,
+-1 when unknown). The dataset also exposes ``num_classes``, ``labels`` (list of ints),
+``paths`` (list of str), ``class_names`` and ``failure_stats()``. The built-in datasets derive
+from ``ascnet.data.datasets.VideoDataset`` (a new layout only implements ``_load_index``);
+see docs/data.md.
 """
 
 
