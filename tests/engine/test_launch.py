@@ -92,3 +92,42 @@ def test_distributed_helpers_without_process_group():
     m = torch.nn.Linear(2, 2)
     assert du.unwrap(torch.nn.DataParallel(m)) is m
     du.synchronize()
+
+
+def test_joins_a_torchrun_world_instead_of_spawning(tmp_path):
+    # Under torchrun (RANK / WORLD_SIZE / MASTER_* set), launch() joins that world: the config
+    # asks for one process, yet the job sees two ranks and all-reduces across them.
+    import subprocess
+    import sys
+    import textwrap
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, sys, torch
+        sys.path.insert(0, {repo!r})
+        from ascnet.config import get_cfg
+        from ascnet.engine.launch import launch
+        from ascnet.utils import distributed as du
+
+        def job(cfg):
+            import torch.distributed as dist
+            t = torch.tensor([du.get_rank() + 1.0])
+            dist.all_reduce(t)
+            out = {{"sum": t.item(), "world": du.get_world_size(), "local": du.get_local_rank()}}
+            torch.save(out, os.path.join({str(tmp_path)!r}, f"r{{du.get_rank()}}.pt"))
+
+        cfg = get_cfg()
+        cfg.TRAIN.BATCH_SIZE = 2
+        cfg.OUTPUT_DIR = {str(tmp_path / "out")!r}
+        launch(cfg, job)
+    """))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)],
+                       capture_output=True, text=True, timeout=180, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    for rank in range(2):
+        d = torch.load(tmp_path / f"r{rank}.pt")
+        assert d == {"sum": 3.0, "world": 2, "local": rank}
