@@ -5,7 +5,8 @@ Needs a cluster that answers ``sinfo``; CI starts one with ``bash tests/slurm/st
 
 Each test uses fresh folders (job ids restart at 1 on a fresh cluster). Preemption is simulated
 with ``scancel --signal=USR2`` (what SLURM sends before a time limit or on preemption) and a
-``--timeout-min`` of 11 or more, so submitit counts it as a preemption, not a time-out.
+``--timeout-min`` of 30: submitit counts a USR2 as a time-out, not a preemption, once a run has
+lasted min(80% of the limit, limit - 10 min), which is only 1 minute with an 11-minute limit.
 """
 import os
 import re
@@ -118,7 +119,7 @@ def data_dir(tmp_path_factory):
 
 def _run_net_submit(out_dir, data_dir, *extra):
     argv = [sys.executable, os.path.join(REPO, "tools", "run_net.py"), "--cfg", CFG, "--slurm", "--nodes", "1",
-            "--tasks-per-node", "2", "--cpus-per-task", "1", "--timeout-min", "11", "--signal-delay-s", "30",
+            "--tasks-per-node", "2", "--cpus-per-task", "1", "--timeout-min", "30", "--signal-delay-s", "30",
             "--job-name", "ascnet-test"] + _tiny_opts(data_dir) + ["OUTPUT_DIR", str(out_dir)] + list(extra)
     res = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=REPO, env=_env())
     assert res.returncode == 0, res.stdout + res.stderr
