@@ -351,6 +351,14 @@ def validate_cfg(cfg: CfgNode) -> None:
             raise ConfigError(f"AUG.{key} needs {n} numbers, got {list(cfg.AUG[key])}.")
     if not 0.0 <= cfg.AUG.COLOR_JITTER[3] <= 0.5:
         raise ConfigError(f"The hue jitter AUG.COLOR_JITTER[3] must be in [0, 0.5], got {cfg.AUG.COLOR_JITTER[3]}.")
+    # The generated dataset's parameters (checked before minutes of generation, not after).
+    if "Synthetic" in (cfg.TRAIN.DATASET, cfg.TEST.DATASET):
+        from ascnet.data.synthetic import SyntheticSpec  # local: heavy imports only when used
+
+        try:
+            SyntheticSpec.from_cfg(cfg).check()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 def save_config(cfg: CfgNode, path: str) -> None:
