@@ -96,3 +96,14 @@ def test_generated_once_under_concurrency_and_regenerated_when_half_written(tmp_
         ensure_synthetic_dataset(root, SyntheticSpec(**dict(SMALL, num_frames=20)), progress=False)
     with pytest.raises(FileNotFoundError, match="make_synthetic_dataset"):
         ensure_synthetic_dataset(str(tmp_path / "none"), SyntheticSpec(**SMALL), auto_generate=False)
+
+
+def test_config_rejects_impossible_generated_datasets():
+    from ascnet.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="DATA.SYNTHETIC.SIZE"):
+        load_config(None, ["TRAIN.DATASET", "Synthetic", "DATA.SYNTHETIC.SIZE", "65"])
+    with pytest.raises(ConfigError, match="DATA.SYNTHETIC.NUM_CLASSES"):
+        load_config(None, ["TEST.DATASET", "Synthetic", "DATA.SYNTHETIC.NUM_CLASSES", "11"])
+    with pytest.raises(ConfigError, match="SHORT_VIDEO_POLICY"):
+        load_config(None, ["DATA.SHORT_VIDEO_POLICY", "pad"])
