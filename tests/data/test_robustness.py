@@ -65,3 +65,4 @@ def test_test_mode_refuses_bad_videos(tmp_path):
     assert ds[0]["clips"].shape == (6, 3, 8, 56, 56)
     with pytest.raises(VideoDecodeError, match="check_dataset"):
         ds[3]
+
