@@ -73,6 +73,19 @@ def floor_step(trainer: BenchTrainer, batch) -> None:
     loss.backward()
 
 
+@torch.no_grad()
+def fill_banks(model, size: int, device) -> None:
+    """Fill every memory bank with random unit vectors (video ids far from the batches')."""
+    g = torch.Generator().manual_seed(1)
+    for bank in getattr(model, "banks", []):
+        dim = bank.appearance.shape[1]
+        for start in range(0, size, 4096):
+            n = min(4096, size - start)
+            a = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1).to(device)
+            m = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1).to(device)
+            bank.enqueue(a, m, torch.arange(n, device=device) + 10**7 + start)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cfg", default=os.path.join(_REPO, "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml"))
@@ -80,6 +93,8 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=20, help="Timed rounds (one full + one floor step each).")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0 = torch's default).")
+    p.add_argument("--empty-bank", action="store_true",
+                   help="Start with empty memory banks (default: fill them first, as after the first epochs).")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides.")
     args = p.parse_args(argv)
     if args.threads:
@@ -96,6 +111,8 @@ def main(argv=None) -> None:
     trainer.model.train()
     batches = trainer.train_loader
     dev = trainer.device
+    if not args.empty_bank:
+        fill_banks(trainer.model, int(cfg.MEMORY_BANK.SIZE), dev)
 
     def full(k):
         stats = trainer.run_step(batches[k % len(batches)])
@@ -133,7 +150,7 @@ def main(argv=None) -> None:
     print(
         f"batch: {cfg.TRAIN.BATCH_SIZE} videos x {len(cfg.ASCNET.SPEEDS)} speeds, {cfg.DATA.NUM_FRAMES}x"
         f"{cfg.DATA.CROP_SIZE}x{cfg.DATA.CROP_SIZE}, backbone {cfg.MODEL.BACKBONE.NAME} {list(cfg.MODEL.BACKBONE.WIDTHS)}, "
-        f"bank {cfg.MEMORY_BANK.SIZE}, AMP {trainer.amp_dtype}"
+        f"bank {cfg.MEMORY_BANK.SIZE} ({'empty at start' if args.empty_bank else 'filled'}), AMP {trainer.amp_dtype}"
     )
     print(f"wall time   full iteration {mf * 1000:.1f} ms, floor {ml * 1000:.1f} ms (medians), ratio {mf / ml:.3f}")
     if dev.type == "cpu":
