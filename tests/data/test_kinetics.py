@@ -62,3 +62,15 @@ def test_kinetics_pyslowfast_list(tmp_path):
 def test_kinetics_without_annotations_says_what_it_expects(tmp_path):
     with pytest.raises(FileNotFoundError, match="annotations/train.csv"):
         build_dataset(tiny_cfg(str(tmp_path)), "train", "train", name="Kinetics")
+
+
+def test_kinetics_validate_alias_and_path_prefix(tmp_path):
+    root = str(tmp_path / "k400")
+    os.makedirs(os.path.join(root, "annotations"))
+    with open(os.path.join(root, "annotations", "validate.csv"), "w") as f:
+        f.write("label,youtube_id,time_start,time_end,split\nzumba,zzzzzzzzzzz,3,13,val\n")
+    videos = str(tmp_path / "elsewhere")
+    write_index_video(os.path.join(videos, "validate", "zzzzzzzzzzz_000003_000013.mp4"), 16)
+    ds = build_dataset(tiny_cfg(root, DATA__PATH_PREFIX=videos), "val", "train", name="Kinetics")
+    assert ds.paths == [os.path.join(videos, "validate", "zzzzzzzzzzz_000003_000013.mp4")]
+    assert ds.class_names == ["zumba"] and ds.labels == [0]
