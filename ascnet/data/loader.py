@@ -212,6 +212,12 @@ def build_loader(
             drop_last=drop,
             batch_size=per_process,
         )
+        if drop and sampler.num_samples < per_process:
+            raise ValueError(
+                f"The {split!r} split has {len(dataset)} videos: fewer than one batch of {per_process} per "
+                f"process ({world} processes), so an epoch would have no iteration. Lower "
+                "TRAIN.BATCH_SIZE or use more videos."
+            )
     else:
         drop = False if drop_last is None else drop_last
         sampler = EvalDistributedSampler(dataset, num_replicas=world, rank=rank)

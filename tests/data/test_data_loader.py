@@ -97,3 +97,13 @@ def test_test_loader_keeps_every_video(tmp_path):
     out = list(loader)
     assert [b["clips"].shape[:2] for b in out] == [(4, 2), (2, 2)]
     assert torch.cat([b["index"] for b in out]).tolist() == list(range(6))
+
+
+def test_a_split_smaller_than_one_batch_is_a_clear_error(tmp_path):
+    import pytest
+
+    root = _dataset(str(tmp_path))
+    cfg = tiny_cfg(root, TRAIN__DATASET="Kinetics", TRAIN__BATCH_SIZE=8)
+    with pytest.raises(ValueError, match="TRAIN.BATCH_SIZE"):
+        build_loader(cfg, "train", "pretrain")
+    assert len(build_loader(cfg, "train", "pretrain", drop_last=False)) == 1
