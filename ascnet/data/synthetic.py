@@ -123,7 +123,12 @@ _DIGITS: Optional[np.ndarray] = None
 def _digits() -> np.ndarray:
     global _DIGITS
     if _DIGITS is None:
-        from sklearn.datasets import load_digits  # bundled with scikit-learn, no download
+        try:
+            from sklearn.datasets import load_digits  # bundled with scikit-learn, no download
+        except ImportError as e:
+            raise ImportError(
+                "The generated dataset draws handwritten digits from scikit-learn: pip install scikit-learn"
+            ) from e
 
         _DIGITS = (load_digits().images / 16.0).astype(np.float32)  # (1797, 8, 8) in 0..1
     return _DIGITS
