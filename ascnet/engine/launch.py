@@ -100,8 +100,10 @@ def init_distributed(
         )
 
 
-def _setup_process(cfg: CfgNode, rank: int) -> None:
-    """Per-process setup shared by every way of starting: seeds, determinism, logging."""
+def setup_process(cfg: CfgNode, rank: int) -> None:
+    """Per-process set-up shared by every way of starting: seeds (``RNG_SEED + rank``),
+    ``DETERMINISTIC``, logging (rank 0 prints). Launchers that start processes themselves
+    (the SLURM job) call it after :func:`init_distributed`."""
     seed_all(cfg.RNG_SEED + rank)
     set_deterministic(cfg.DETERMINISTIC)
     setup_logging(cfg.OUTPUT_DIR, rank=rank)
@@ -123,7 +125,7 @@ def _worker(
     rank = shard_id * procs_per_machine + local_rank
     init_distributed(rank, world_size, local_rank, backend, url, local_world_size=procs_per_machine)
     try:
-        _setup_process(cfg, rank)
+        setup_process(cfg, rank)
         fn(cfg, *args)
     finally:
         if dist.is_initialized():
@@ -176,7 +178,7 @@ def launch(cfg: CfgNode, fn: Callable, args: Sequence[Any] = ()) -> None:
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", max(cfg.NUM_GPUS, 1)))
         init_distributed(rank, world, local_rank, backend, url, local_world_size=local_world)
         try:
-            _setup_process(cfg, rank)
+            setup_process(cfg, rank)
             fn(cfg, *args)
         finally:
             if dist.is_initialized():
@@ -191,7 +193,7 @@ def launch(cfg: CfgNode, fn: Callable, args: Sequence[Any] = ()) -> None:
         # same process must not mistake itself for a torchrun child).
         if use_cuda:
             torch.cuda.set_device(0)
-        _setup_process(cfg, 0)
+        setup_process(cfg, 0)
         fn(cfg, *args)
         return
 

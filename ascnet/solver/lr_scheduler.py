@@ -7,8 +7,9 @@ For iteration k of ``total`` (warm-up ``w`` iterations), the factor applied to t
              constant: 1
     (end = COSINE_END_LR_RATIO)
 
-It is a ``LambdaLR`` so its state (``last_epoch`` = iterations stepped, and the factor's plain
-attributes) is checkpointed by torch's own ``state_dict`` and loads with ``weights_only=True``.
+It is a ``LambdaLR``: its state (``last_epoch`` = iterations stepped) is checkpointed by torch's
+own ``state_dict`` (plain types, loads with ``weights_only=True``); the schedule itself is rebuilt
+from the config, so a run resumed with a longer ``SOLVER.MAX_EPOCH`` follows the new length.
 """
 import math
 
@@ -70,4 +71,6 @@ def build_lr_scheduler(cfg: CfgNode, optimizer: torch.optim.Optimizer, iters_per
         end_ratio=cfg.SOLVER.COSINE_END_LR_RATIO,
         policy=cfg.SOLVER.LR_POLICY,
     )
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    # Wrapped in a plain function: LambdaLR then saves only its step count, not the factor's
+    # attributes, so a resumed run follows the config it is started with (e.g. more epochs).
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: factor(k))

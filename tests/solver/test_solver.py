@@ -126,3 +126,15 @@ def test_empty_loader_is_a_clear_error():
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
     with pytest.raises(ValueError, match="TRAIN.BATCH_SIZE"):
         build_lr_scheduler(_cfg(), opt, 0)
+
+
+def test_resume_with_longer_schedule_follows_new_config():
+    cfg = _cfg(BASE_LR=1.0, BASE_BATCH_SIZE=128, WARMUP_EPOCHS=0.0, MAX_EPOCH=2)
+    _, sched = _lrs(cfg, 4, 8)  # ran to the end: lr reached 0
+    longer = _cfg(BASE_LR=1.0, BASE_BATCH_SIZE=128, WARMUP_EPOCHS=0.0, MAX_EPOCH=4)
+    opt2 = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched2 = build_lr_scheduler(longer, opt2, 4)
+    sched2.load_state_dict(sched.state_dict())
+    opt2.step()
+    sched2.step()  # iteration 9 of 16
+    assert opt2.param_groups[0]["lr"] == pytest.approx(0.5 * (1 + math.cos(math.pi * 9 / 16)))
