@@ -295,14 +295,13 @@ class MultiCropEvalTransform:
         if self.num_crops < 1:
             raise ValueError(f"The number of spatial crops must be >= 1, got {self.num_crops}.")
         self.transform = create_eval_transform(crop_size, short_side, mean, std)
+        # Crop the resized uint8 clip before converting: only the crops are normalised (cheaper).
+        self.resize = self.transform.transforms[0]
+        self.convert = v2.Compose(self.transform.transforms[1:])
 
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:
-        # Crop the uint8 clip before converting: only the crops are normalised (cheaper).
-        short = self.transform.transforms[0]
-        resized = short(clip)
-        crops = spatial_crops(resized, self.crop_size, self.num_crops)
-        rest = v2.Compose(self.transform.transforms[1:])
-        return torch.stack([rest(c).permute(1, 0, 2, 3) for c in crops])
+        crops = spatial_crops(self.resize(clip), self.crop_size, self.num_crops)
+        return torch.stack([self.convert(c).permute(1, 0, 2, 3) for c in crops])
 
 
 def build_eval_transform(cfg: CfgNode, num_crops: Optional[int] = None) -> MultiCropEvalTransform:
