@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "tqdm",
     "tabulate",
     "pillow",
+    "scikit-learn",  # the generated dataset draws its moving digits from load_digits()
     # faiss: the GPU build on Linux x86_64 (it also runs CPU indexes on machines without a
     # GPU), the CPU build everywhere else. Never both: they share the `faiss/` package folder.
     "faiss-gpu>=1.8; sys_platform == 'linux' and platform_machine == 'x86_64'",
@@ -23,7 +24,7 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "test": ["pytest>=7", "pytest-timeout", "scikit-learn"],
+    "test": ["pytest>=7", "pytest-timeout"],
 }
 
 setup(

@@ -8,8 +8,8 @@ SAMPLER_REGISTRY.__doc__ = """
 Registry for samplers. Two kinds share it:
 
 * clip samplers, called as ``obj(cfg: CfgNode, mode: str)`` with mode in
-  {"pretrain", "train", "test"}; the result maps a video's (duration in seconds, fps) and an
-  RNG to the frame indices of each clip it wants (see ascnet/sampling/clip.py);
+  {"pretrain", "train", "test"}; the result maps a video's (num_frames, fps, generator) to
+  one tensor of native frame indices per clip it wants (see ascnet/sampling/clip.py);
 * SCP positive samplers, called as ``obj(cfg: CfgNode)``; the result picks, for each query,
   the motion feature used as its SCP positive (see ascnet/sampling/positive.py).
 """
