@@ -26,7 +26,6 @@ import torch
 import torch.distributed as dist
 from fvcore.common.config import CfgNode
 
-from ascnet.utils import distributed as du
 from ascnet.utils.env import collect_env_info, seed_all, set_deterministic
 from ascnet.utils.logging import setup_logging
 

@@ -235,6 +235,8 @@ class Checkpointer:
             atomic_write_bytes(path, buf.getvalue())
             return
         local = self.save_dir
+        # Local files are written with open()/os.fsync()/os.replace() directly: iopath's
+        # PathManager has no fsync and no atomic rename, and durability is the point here.
         final = os.path.join(local, os.path.basename(path))
         tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
         try:

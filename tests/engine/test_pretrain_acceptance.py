@@ -118,7 +118,7 @@ def test_exact_resume_after_sigkill(reference_run, tmp_path, repo_root, data_roo
     r = subprocess.run(cmd + ["TRAIN.AUTO_RESUME", "True"], capture_output=True, text=True, timeout=300,
                        cwd=repo_root, env=_env())
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert f"Resumed from" in r.stdout
+    assert "Resumed from" in r.stdout
     ref, got = _metrics(ref_out), _metrics(out)
     assert sorted(got) == sorted(ref)
     for it in range(killed_at["iteration"] + 1, MAX_ITERS + 1):

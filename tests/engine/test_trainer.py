@@ -11,7 +11,6 @@ from torch.utils.data import Dataset
 
 from ascnet.config import get_cfg
 from ascnet.data.build import DATASET_REGISTRY
-from ascnet.engine import trainer as trainer_mod
 from ascnet.engine.trainer import NonFiniteLossError, Trainer, defer_signals, get_current_trainer
 from ascnet.modeling.meta_arch.build import MODEL_REGISTRY
 from ascnet.utils.checkpoint import Checkpointer

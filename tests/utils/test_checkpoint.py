@@ -1,6 +1,5 @@
 """Checkpointer: round trip of the full state, atomic writes, safe loading."""
 import os
-import pickle
 import random
 import subprocess
 import sys
