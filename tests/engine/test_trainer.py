@@ -235,3 +235,21 @@ def test_preemption_signal_saves_at_iteration_boundary(tmp_path):
     data = Checkpointer.read(saved[0][1])
     assert data["iteration"] == 3 and data["epoch"] == 0 and data["epoch_iter"] == 3
     assert data["scheduler"]["last_epoch"] == 3 and int(data["model"]["steps"]) == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_cuda_amp_training_and_resume(tmp_path, dtype):
+    cfg = _cfg(tmp_path, **{"NUM_GPUS": 1, "AMP.ENABLE": True, "AMP.DTYPE": dtype, "TRAIN.MAX_ITERS": 4,
+                            "DETERMINISTIC": False})
+    t = Trainer(cfg)
+    assert t.device.type == "cuda" and (t.scaler is not None) == (dtype == "float16")
+    t.train()
+    recs = _metrics(tmp_path)
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in recs.values())
+    data = Checkpointer.read(Checkpointer(str(tmp_path), nn.Identity()).get_checkpoint_file())
+    assert data["iteration"] == 4 and ("scaler" in data) == (dtype == "float16")
+    assert all(v.device.type == "cpu" for v in data["model"].values())
+    resumed = Trainer(_cfg(tmp_path, **{"NUM_GPUS": 1, "AMP.DTYPE": dtype, "TRAIN.MAX_ITERS": 6, "DETERMINISTIC": False}))
+    resumed.train()
+    assert resumed.start_iter == 4 and resumed.iter == 6
