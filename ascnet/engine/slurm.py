@@ -359,9 +359,18 @@ class ASCNetJob(submitit.helpers.Checkpointable):
                 "save, the requeued job resumes from the last checkpoint in OUTPUT_DIR, if any."
             )
         else:
-            path = trainer.save_checkpoint()
-            it = getattr(trainer, "iter", getattr(trainer, "iteration", "?"))
-            _log(f"SIGUSR2: saved a checkpoint at iteration {it} ({path}); requeueing.")
+            it = getattr(trainer, "iter", "?")
+            try:
+                path = trainer.save_checkpoint()
+            except Exception as e:  # noqa: BLE001  (e.g. storage full or unreachable)
+                # Requeue anyway: losing the iterations since the last checkpoint beats ending
+                # the job, which would need a manual resubmission.
+                _log(
+                    f"SIGUSR2: saving a checkpoint at iteration {it} failed ({type(e).__name__}: {e}); "
+                    "requeueing: the run resumes from the last checkpoint in OUTPUT_DIR."
+                )
+            else:
+                _log(f"SIGUSR2: saved a checkpoint at iteration {it} ({path}); requeueing.")
         return submitit.helpers.DelayedSubmission(type(self)(self.cfg))
 
 

@@ -137,6 +137,23 @@ def test_checkpoint_saves_through_the_running_trainer(tmp_path, capsys):
     assert fake.saved == [None] and "no trainer is running" in capsys.readouterr().out
 
 
+def test_checkpoint_requeues_even_when_saving_fails(tmp_path, capsys):
+    from ascnet.engine import trainer as trainer_module
+
+    class _FullDisk(_FakeTrainer):
+        def save_checkpoint(self, name=None):
+            raise OSError(28, "No space left on device")
+
+    trainer_module._set_current(_FullDisk())
+    try:
+        delayed = slurm.ASCNetJob(_cfg(tmp_path)).checkpoint()
+    finally:
+        trainer_module._set_current(None)
+    assert type(delayed.function) is slurm.ASCNetJob
+    out = capsys.readouterr().out
+    assert "saving a checkpoint at iteration 7 failed (OSError" in out and "No space left" in out
+
+
 def test_slurm_executor_parameters_translation():
     params = {"name": "x", "timeout_min": 30, "mem_gb": 1.5, "tasks_per_node": 2, "nodes": 1,
               "slurm_partition": "p", "slurm_signal_delay_s": 60}
