@@ -98,22 +98,36 @@ def test_exact_resume_after_sigkill(reference_run, tmp_path, repo_root, data_roo
     ref_out, _ = reference_run
     out = tmp_path / "run"
     pointer = out / "checkpoints" / "last_checkpoint"
-    cmd = _cmd(repo_root, out, data_root, "TRAIN.CHECKPOINT_ITERS", "3", "TRAIN.CHECKPOINT_PERIOD", "100",
+    # No race with a fast run: a plugin parks the run inside iteration 7 (after the checkpoint
+    # of iteration 5, mid-epoch) until the SIGKILL comes; the resumed run does not load it.
+    (tmp_path / "park_at_step7.py").write_text(
+        "import time\n"
+        "from ascnet.modeling.meta_arch.ascnet import ASCNet\n"
+        "_forward = ASCNet.forward\n"
+        "def forward(self, batch):\n"
+        "    if self.training and int(self.iteration) == 6:\n"
+        "        time.sleep(3600)\n"
+        "    return _forward(self, batch)\n"
+        "ASCNet.forward = forward\n"
+    )
+    env = dict(_env(), PYTHONPATH=str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = _cmd(repo_root, out, data_root, "TRAIN.CHECKPOINT_ITERS", "5", "TRAIN.CHECKPOINT_PERIOD", "100",
                "DATA_LOADER.NUM_WORKERS", str(workers))
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=repo_root, env=_env())
+    proc = subprocess.Popen(cmd + ["PLUGINS", "['park_at_step7']"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            cwd=repo_root, env=env)
     try:
         deadline = time.time() + 240
         while not pointer.exists():
             assert proc.poll() is None, "the run ended before writing a checkpoint: " + proc.stderr.read().decode()[-2000:]
             assert time.time() < deadline, "no checkpoint within 240 s"
-            time.sleep(0.02)
+            time.sleep(0.05)
+        time.sleep(0.5)  # let it run into iteration 6 and 7: the kill loses work, as a real one does
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     killed_at = Checkpointer.read(Checkpointer(str(out), torch.nn.Identity()).get_checkpoint_file())
-    assert killed_at["iteration"] < MAX_ITERS  # the kill came before the end
-    assert 0 < killed_at["epoch_iter"], "the checkpoint must be mid-epoch"
+    assert killed_at["iteration"] == 5 and killed_at["epoch"] == 2 and killed_at["epoch_iter"] == 1  # mid-epoch
 
     r = subprocess.run(cmd + ["TRAIN.AUTO_RESUME", "True"], capture_output=True, text=True, timeout=300,
                        cwd=repo_root, env=_env())
@@ -121,7 +135,7 @@ def test_exact_resume_after_sigkill(reference_run, tmp_path, repo_root, data_roo
     assert "Resumed from" in r.stdout
     ref, got = _metrics(ref_out), _metrics(out)
     assert sorted(got) == sorted(ref)
-    for it in range(killed_at["iteration"] + 1, MAX_ITERS + 1):
+    for it in range(1, MAX_ITERS + 1):  # before the kill, and replayed after the resume
         for key in ("loss", "loss_acp", "loss_scp", "lr", "ema_tau", "bank_fill", "pos_sim"):
             assert got[it][key] == ref[it][key], (it, key, got[it][key], ref[it][key])
     ref_model, got_model = _final_model(ref_out)["model"], _final_model(out)["model"]
