@@ -55,6 +55,7 @@ from ascnet.config.config import save_config
 from ascnet.solver import build_lr_scheduler, build_optimizer, total_iterations
 from ascnet.utils import distributed as du
 from ascnet.utils.checkpoint import Checkpointer
+from ascnet.utils.env import seed_all
 from ascnet.utils.events import EventWriter
 from ascnet.utils.logging import setup_logging
 
@@ -131,6 +132,9 @@ def _set_current(trainer: Optional["Trainer"]) -> None:
 class Trainer:
     """Epoch/iteration training loop with checkpoints, logging and exact resume.
 
+    The constructor seeds python / numpy / torch with ``RNG_SEED + rank`` before building the
+    model, so initial weights depend on the config only.
+
     Args:
         cfg: the run config (frozen).
         mode: dataset mode of the training loader: "pretrain" (S clips per video) or "train"
@@ -148,6 +152,9 @@ class Trainer:
         self.cfg = cfg
         self.mode = mode or ("pretrain" if cfg.TASK == "pretrain" else "train")
         setup_logging(cfg.OUTPUT_DIR)  # idempotent; makes sure log.txt is in this run's folder
+        # Seeded here too (launch() already did, with the same value): model initialisation is
+        # then reproducible whichever launcher started the process (torchrun, SLURM, a notebook).
+        seed_all(cfg.RNG_SEED + du.get_rank())
         self.device = self.get_device(cfg)
         if du.is_main_process():
             g_pathmgr.mkdirs(cfg.OUTPUT_DIR)
