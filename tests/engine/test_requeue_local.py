@@ -26,6 +26,12 @@ TOY_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture
 def toy_plugin(monkeypatch):
+    from ascnet.engine import tasks
+
+    # The stand-in task is registered in a copy of the task table, restored after the test, so
+    # other tests see the built-in tasks only.
+    monkeypatch.setattr(tasks, "TASKS", dict(tasks.TASKS))
+    tasks.register_task("slurm_toy", "slurm_toy_task:run_toy")
     monkeypatch.syspath_prepend(TOY_DIR)
     # The job's processes inherit the environment: they import the plugin from there too.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([TOY_DIR] + sys.path))
@@ -92,9 +98,7 @@ def test_local_timeout_checkpoints_requeues_and_resumes(tmp_path, toy_plugin, mo
 def test_checkpoint_without_trainer_returns_fresh_job(tmp_path, toy_plugin, capsys):
     cfg = _toy_cfg(tmp_path, toy_plugin, 4)
     job = ASCNetJob(cfg)
-    import slurm_toy_task  # noqa: F401  (its stand-in trainer registry is empty: no run)
-
-    delayed = job.checkpoint()
+    delayed = job.checkpoint()  # no trainer runs in this process
     assert isinstance(delayed.function, ASCNetJob) and delayed.function is not job
     assert delayed.function.cfg == cfg and delayed.args == () and delayed.kwargs == {}
     assert "no trainer is running" in capsys.readouterr().out

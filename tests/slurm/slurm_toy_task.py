@@ -97,6 +97,9 @@ class ToyTrainer:
 
 def run_toy(cfg):
     global _TRAINER
+    # Stand-in for the engine's trainer registry (ascnet.engine.trainer.get_current_trainer),
+    # set only in the job's processes, never in a test process that merely imports this module.
+    slurm._current_trainer = lambda: _TRAINER
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     _TRAINER = ToyTrainer(cfg)
     try:
@@ -106,5 +109,3 @@ def run_toy(cfg):
 
 
 register_task("slurm_toy", "slurm_toy_task:run_toy")
-# Stand-in for the engine's trainer registry (ascnet.engine.trainer.get_current_trainer).
-slurm._current_trainer = lambda: _TRAINER
