@@ -109,14 +109,26 @@ def main(argv=None) -> int:
             return 2
         return 0
 
+    from torch.multiprocessing import ProcessRaisedException
+
     from ascnet.engine.launch import LaunchError, launch
     from ascnet.engine.tasks import get_task
+    from ascnet.engine.trainer import NonFiniteLossError
 
     try:
         launch(cfg, get_task(cfg.TASK))
     except LaunchError as e:
         print(f"Launch error: {e}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as e:  # already logged; no traceback for a diverged run
+        print(f"Training stopped: {e}", file=sys.stderr)
+        return 3
+    except ProcessRaisedException as e:
+        last = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+        if "NonFiniteLossError" in last:
+            print(f"Training stopped on rank {e.error_index}: {last.split(': ', 1)[-1]}", file=sys.stderr)
+            return 3
+        raise
     return 0
 
 

@@ -122,6 +122,11 @@ def _worker(
     url: str,
 ) -> None:
     rank = shard_id * procs_per_machine + local_rank
+    # A spawned process starts from a fresh interpreter: import the config's plugins again so
+    # their registered components (and patches) exist here too.
+    from ascnet.utils.plugins import import_plugins
+
+    import_plugins(cfg.PLUGINS)
     init_distributed(rank, world_size, local_rank, backend, url, local_world_size=procs_per_machine)
     try:
         setup_process(cfg, rank)

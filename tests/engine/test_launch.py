@@ -20,15 +20,21 @@ def _all_reduce_job(cfg, out_dir):
     # Ranks hold different row counts: rank r holds r + 1 rows filled with r.
     gathered = du.all_gather_cat(torch.full((rank + 1, 2), float(rank)))
     draw = torch.rand(1).item()  # seeded with RNG_SEED + rank
+    import sys
+
     torch.save(
         {"sum": t.item(), "mean": mean.item(), "gathered": gathered, "world": world,
-         "local_rank": du.get_local_rank(), "draw": draw},
+         "local_rank": du.get_local_rank(), "draw": draw, "plugin": "_launch_probe_plugin" in sys.modules},
         os.path.join(out_dir, f"rank{rank}.pt"),
     )
 
 
-def test_two_process_gloo_launch_all_reduces(tmp_path):
+def test_two_process_gloo_launch_all_reduces(tmp_path, monkeypatch):
+    # A plugin listed in PLUGINS is imported in every spawned process too.
+    (tmp_path / "_launch_probe_plugin.py").write_text("PROBE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     cfg = get_cfg()
+    cfg.PLUGINS = ["_launch_probe_plugin"]
     cfg.NUM_GPUS = 0
     cfg.NUM_CPU_PROCESSES = 2
     cfg.TRAIN.BATCH_SIZE = 2
@@ -37,7 +43,7 @@ def test_two_process_gloo_launch_all_reduces(tmp_path):
     launch(cfg, _all_reduce_job, args=(str(tmp_path),))
     res = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for r, d in enumerate(res):
-        assert d["world"] == 2 and d["local_rank"] == r
+        assert d["world"] == 2 and d["local_rank"] == r and d["plugin"]
         assert d["sum"] == 3.0  # 1 + 2
         assert d["mean"] == pytest.approx(0.5)
         expected = torch.tensor([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]])
