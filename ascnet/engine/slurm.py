@@ -27,6 +27,7 @@ import shutil
 import socket
 import sys
 import time
+import uuid
 from typing import Any, Dict, List, Optional, Tuple
 
 import submitit
@@ -395,9 +396,10 @@ def _job_folder(args: argparse.Namespace, cfg: CfgNode) -> str:
             "with a folder on a file system shared by the nodes."
         )
     out = out[len("file://"):] if out.startswith("file://") else out
-    # A fresh folder per submission: a fresh test cluster restarts job ids at 1, and submitit
-    # would otherwise read an older job's result pickle with the same id.
-    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+    # A fresh folder per submission (even several per second from one sweep script): a fresh
+    # cluster restarts job ids at 1, and submitit would otherwise read an older job's result
+    # pickle with the same id.
+    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{uuid.uuid4().hex[:6]}"
     return os.path.join(os.path.abspath(out), "slurm", stamp)
 
 
