@@ -27,7 +27,6 @@ from iopath.common.file_io import g_pathmgr
 
 from ascnet.evaluation.inference import inference_on_dataset
 from ascnet.evaluation.metrics import classification_topk
-from ascnet.modeling.meta_arch import build_model
 from ascnet.modeling.meta_arch import classifier as _classifier  # noqa: F401  (registers Classifier)
 
 logger = logging.getLogger(__name__)
@@ -143,15 +142,23 @@ def check_num_classes(cfg: CfgNode, dataset) -> None:
         )
 
 
-def load_classifier_checkpoint(model: torch.nn.Module, path: str) -> None:
+def load_classifier_checkpoint(model: torch.nn.Module, path_or_checkpoint, name: str = "") -> None:
     """Load a trained classifier (backbone AND linear layer) for testing.
+
+    Args:
+        model: a Classifier.
+        path_or_checkpoint: checkpoint path, or a checkpoint dict already read.
+        name: the checkpoint's path for messages (when a dict is given).
 
     Raises:
         DownstreamError: the checkpoint holds no classifier head (e.g. a pretraining checkpoint).
     """
     from ascnet.utils.checkpoint import Checkpointer, load_model_state_dict
 
-    data = Checkpointer.read(path)
+    if isinstance(path_or_checkpoint, str):
+        path, data = path_or_checkpoint, Checkpointer.read(path_or_checkpoint)
+    else:
+        path, data = name or "the checkpoint", path_or_checkpoint
     state = data.get("model", data)
     if not any(k.split(".")[0] == "head" or ".head." in k for k in state):
         raise DownstreamError(
@@ -224,8 +231,14 @@ def run_test(cfg: CfgNode) -> Dict:
     cfg.MODEL.META_ARCH = "Classifier"
     cfg.freeze()
     path = _test_checkpoint(cfg)
-    model = build_model(cfg)
-    load_classifier_checkpoint(model, path)
+    from ascnet.utils.checkpoint import Checkpointer
+
+    state = Checkpointer.read(path)
+    state = state.get("model", state)
+    # A linear-protocol checkpoint holds the feature standardisation (LINEAR.FEATURE_NORM bn).
+    has_norm = any(k.startswith("feat_norm.") for k in state)
+    model = _classifier.Classifier(cfg, freeze_backbone=False, feature_norm="bn" if has_norm else "none")
+    load_classifier_checkpoint(model, {"model": state}, name=path)
     model.to(_device(cfg))
     res = evaluate_classifier(cfg, model)
     _report(cfg, res, path)

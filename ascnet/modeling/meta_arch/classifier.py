@@ -35,6 +35,8 @@ class Classifier(nn.Module):
         cfg: the config (``MODEL.BACKBONE.*``, ``MODEL.CLS_HEAD.*``, ``MODEL.NUM_CLASSES``).
         freeze_backbone: linear protocol (frozen backbone, BN in eval mode). None = frozen
             exactly when ``cfg.TASK == "linear"``.
+        feature_norm: "bn" or "none" (see above). None = ``LINEAR.FEATURE_NORM`` when the
+            backbone is frozen, else "none" (testing a linear-protocol checkpoint passes "bn").
 
     ``forward(batch)``, with ``batch["clips"]`` of shape (N, C, T, H, W) or
     (N, V, C, T, H, W) (V views of each video) and ``batch["label"]`` (N,):
@@ -45,7 +47,7 @@ class Classifier(nn.Module):
       "logits": (N, K) logits averaged over the V views}``.
     """
 
-    def __init__(self, cfg: CfgNode, freeze_backbone: Optional[bool] = None) -> None:
+    def __init__(self, cfg: CfgNode, freeze_backbone: Optional[bool] = None, feature_norm: Optional[str] = None) -> None:
         super().__init__()
         self.backbone = build_backbone(cfg)
         self.head = build_cls_head(cfg, self.backbone.out_dim)
@@ -53,7 +55,9 @@ class Classifier(nn.Module):
         self.freeze_backbone = (cfg.TASK == "linear") if freeze_backbone is None else bool(freeze_backbone)
         # Linear protocol [D]: parameter-free standardisation of the frozen features
         # (LINEAR.FEATURE_NORM); an affine map in eval mode, so the classifier stays linear.
-        if self.freeze_backbone and cfg.LINEAR.FEATURE_NORM == "bn":
+        if feature_norm is None:
+            feature_norm = cfg.LINEAR.FEATURE_NORM if self.freeze_backbone else "none"
+        if feature_norm == "bn":
             self.feat_norm = nn.BatchNorm1d(self.backbone.out_dim, affine=False)
         else:
             self.feat_norm = nn.Identity()
