@@ -127,3 +127,22 @@ def test_linear_feature_norm_is_parameter_free_and_optional():
     cfg.LINEAR.FEATURE_NORM = "none"
     assert isinstance(build_model(cfg).feat_norm, torch.nn.Identity)
     assert isinstance(build_model(tiny_cfg(task="finetune")).feat_norm, torch.nn.Identity)
+
+
+def test_real_ascnet_checkpoint_loads_every_backbone_key(tmp_path):
+    from ascnet.modeling.meta_arch import ascnet as _ascnet  # noqa: F401  (registers ASCNet)
+    from ascnet.utils.checkpoint import Checkpointer
+
+    cfg = tiny_cfg(task="pretrain")
+    cfg.MODEL.META_ARCH = "ASCNet"
+    cfg.MODEL.PROJECTION.HIDDEN_DIM, cfg.MODEL.PROJECTION.OUT_DIM = 16, 8
+    cfg.MODEL.PREDICTOR.HIDDEN_DIM = 16
+    cfg.MEMORY_BANK.SIZE = 8
+    torch.manual_seed(3)
+    pre = build_model(cfg)
+    path = Checkpointer(str(tmp_path), pre).save("checkpoint_final")
+    clf = build_model(tiny_cfg(task="linear"))
+    report = clf.load_pretrained(path)
+    assert report.missing == [] and report.loaded
+    online = {k[len("online.backbone."):]: v for k, v in pre.state_dict().items() if k.startswith("online.backbone.")}
+    assert online and all(torch.equal(clf.backbone.state_dict()[k], v) for k, v in online.items())
