@@ -273,6 +273,11 @@ def _train_then_test(cfg: CfgNode, task: str) -> Dict:
                 r = evaluate_classifier(self.cfg, self.model)
                 if _is_main():
                     logger.info("epoch %d: test top1 %.2f top5 %.2f", epoch + 1, r["top1"], r["top5"])
+                    # metrics.json / TensorBoard: test_top1, test_top5 at this iteration.
+                    self.writer.write(
+                        {"iteration": self.iter, "epoch": epoch, "test_top1": r["top1"], "test_top5": r["top5"]},
+                        step=self.iter,
+                    )
             return out
 
     if cfg.TRAIN.ENABLE:

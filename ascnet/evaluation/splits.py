@@ -5,7 +5,6 @@ official splits 1, 2, 3. :func:`run_splits` runs the config's task once per spli
 own ``<OUTPUT_DIR>/split<k>`` folder (so checkpoints never mix), reads back the JSON each run
 writes, and writes ``<OUTPUT_DIR>/splits_summary.json``.
 """
-import glob
 import json
 import logging
 import os
@@ -30,7 +29,11 @@ def split_result(task: str, output_dir: str, split_id: int) -> Dict[str, float]:
 
         return dict(_read_json(os.path.join(output_dir, TEST_RESULTS.format(split_id=split_id)))["results"])
     if task == "retrieval":
-        files = sorted(glob.glob(os.path.join(output_dir, f"retrieval_split{split_id}_*.json")), key=os.path.getmtime)
+        prefix = f"retrieval_split{split_id}_"
+        names = [n for n in g_pathmgr.ls(output_dir) if n.startswith(prefix) and n.endswith(".json")]
+        files = [os.path.join(output_dir, n) for n in names]
+        if all(g_pathmgr.get_local_path(f) == f for f in files):  # local: the newest run wins
+            files.sort(key=os.path.getmtime)
         if not files:
             raise FileNotFoundError(f"No retrieval results for split {split_id} in {output_dir!r}.")
         return dict(_read_json(files[-1])["results"])

@@ -64,7 +64,8 @@ def test_recipes_are_task_defaults(data_root, tmp_path):
 
 def test_linear_protocol_keeps_backbone_and_counts_every_video(data_root, tmp_path):
     ckpt = tmp_path / "pretrain.pyth"
-    cfg = load_config(None, tiny_opts(data_root, tmp_path / "lin", "linear") + ["TRAIN.CHECKPOINT_FILE_PATH", str(ckpt)])
+    cfg = load_config(None, tiny_opts(data_root, tmp_path / "lin", "linear") + [
+        "TRAIN.CHECKPOINT_FILE_PATH", str(ckpt), "TRAIN.EVAL_PERIOD", "2", "TEST.NUM_SPATIAL_CROPS", "1"])
     ref = _pretrain_ckpt(cfg, ckpt)
     res = run_linear(cfg)
     assert res["num_videos"] == _num_test_videos(cfg) == 8
@@ -74,9 +75,13 @@ def test_linear_protocol_keeps_backbone_and_counts_every_video(data_root, tmp_pa
     assert not torch.equal(final["head.fc.weight"], torch.zeros_like(final["head.fc.weight"]))
     with open(os.path.join(cfg.OUTPUT_DIR, "test_results_split1.json")) as f:
         saved = json.load(f)
-    assert saved["results"]["num_videos"] == 8 and saved["protocol"]["views"] == 6
+    assert saved["results"]["num_videos"] == 8 and saved["protocol"]["views"] == 2
+    # TRAIN.EVAL_PERIOD 2: the multi-view test after epoch 2 is in metrics.json, equal to the final one.
+    with open(os.path.join(cfg.OUTPUT_DIR, "metrics.json")) as f:
+        evals = [r for r in map(json.loads, f) if "test_top1" in r]
+    assert len(evals) == 1 and evals[0]["test_top1"] == pytest.approx(res["top1"])
     # run_test on the same output folder gives exactly the same numbers (deterministic).
-    again = run_test(load_config(None, tiny_opts(data_root, tmp_path / "lin", "test")))
+    again = run_test(load_config(None, tiny_opts(data_root, tmp_path / "lin", "test") + ["TEST.NUM_SPATIAL_CROPS", "1"]))
     assert (again["top1"], again["top5"]) == (res["top1"], res["top5"])
 
 
