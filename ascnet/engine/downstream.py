@@ -230,6 +230,9 @@ def run_test(cfg: CfgNode) -> Dict:
     cfg.defrost()
     cfg.MODEL.META_ARCH = "Classifier"
     cfg.freeze()
+    # Same numbers on every run: deterministic cuDNN kernels (no autotuned algorithm choice).
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
     path = _test_checkpoint(cfg)
     from ascnet.utils.checkpoint import Checkpointer
 

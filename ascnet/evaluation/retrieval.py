@@ -530,6 +530,9 @@ def run_retrieval(cfg: CfgNode) -> Dict[str, object]:
         The result dict (top-k accuracies, mAP, protocol, paths) on rank 0, {} elsewhere.
     """
     device = torch.device("cuda") if cfg.NUM_GPUS > 0 and torch.cuda.is_available() else torch.device("cpu")
+    # No evaluation-time randomness: deterministic cuDNN kernels (no autotuned algorithm choice).
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
     backbone, weights_id, report = build_retrieval_backbone(cfg)
     checkpoint_file = report.pop("file", None)
     backbone.to(device)
