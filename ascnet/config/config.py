@@ -288,6 +288,12 @@ def validate_cfg(cfg: CfgNode) -> None:
             )
     if cfg.LOG_PERIOD < 1:
         raise ConfigError(f"LOG_PERIOD must be >= 1, got {cfg.LOG_PERIOD}.")
+    # Training-loop counters (the engine): 0 switches a feature off, negatives are mistakes.
+    for key in ("CHECKPOINT_PERIOD", "CHECKPOINT_ITERS", "CHECKPOINT_MAX_KEEP", "MAX_ITERS", "EVAL_PERIOD"):
+        if cfg.TRAIN[key] < 0:
+            raise ConfigError(f"TRAIN.{key} must be >= 0 (0 = off), got {cfg.TRAIN[key]}.")
+    if cfg.SOLVER.CLIP_GRAD_NORM < 0 or cfg.SOLVER.WARMUP_EPOCHS < 0:
+        raise ConfigError("SOLVER.CLIP_GRAD_NORM and SOLVER.WARMUP_EPOCHS must be >= 0 (0 = off).")
     if cfg.DATA.NUM_FRAMES < 1 or cfg.DATA.SAMPLING_RATE < 1:
         raise ConfigError("DATA.NUM_FRAMES and DATA.SAMPLING_RATE must be >= 1.")
     if cfg.DATA.TARGET_FPS < 0:
