@@ -129,3 +129,20 @@ def test_two_processes_count_every_video_once(data_root, tmp_path):
         saved = json.load(f)["results"]
     assert saved["num_videos"] == 8
     assert saved["top1"] == pytest.approx(single["top1"]) and saved["top5"] == pytest.approx(single["top5"])
+
+
+def test_linear_protocol_in_two_processes(data_root, tmp_path):
+    """DDP (gloo) with a frozen backbone: trains, keeps the backbone, tests every video once."""
+    from ascnet.engine.launch import launch
+
+    ckpt = tmp_path / "pretrain.pyth"
+    out = tmp_path / "ddp"
+    cfg = load_config(None, tiny_opts(data_root, out, "linear") + [
+        "TRAIN.CHECKPOINT_FILE_PATH", str(ckpt), "NUM_CPU_PROCESSES", "2", "TEST.BATCH_SIZE", "4",
+        "TEST.NUM_SPATIAL_CROPS", "1", "LINEAR.MAX_EPOCH", "1"])
+    ref = _pretrain_ckpt(cfg, ckpt)
+    launch(cfg, run_linear)
+    final = Checkpointer.read(Checkpointer(str(out), torch.nn.Identity()).get_checkpoint_file())["model"]
+    assert all(torch.equal(final[f"backbone.{k}"], v) for k, v in ref.items())
+    with open(out / "test_results_split1.json") as f:
+        assert json.load(f)["results"]["num_videos"] == 8
