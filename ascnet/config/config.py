@@ -275,12 +275,21 @@ def validate_cfg(cfg: CfgNode) -> None:
     if cfg.NUM_SHARDS < 1 or not 0 <= cfg.SHARD_ID < cfg.NUM_SHARDS:
         raise ConfigError(f"SHARD_ID ({cfg.SHARD_ID}) must be in [0, NUM_SHARDS={cfg.NUM_SHARDS}).")
     world = (cfg.NUM_GPUS or cfg.NUM_CPU_PROCESSES) * cfg.NUM_SHARDS
+    # Only the batch sizes of the phases this TASK runs must split over the processes (a
+    # pretraining job on 16 GPUs must not fail over the unused TEST.BATCH_SIZE).
+    used = {
+        "pretrain": ("TRAIN.BATCH_SIZE",),
+        "finetune": ("TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE"),
+        "linear": ("TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE"),
+        "test": ("TEST.BATCH_SIZE",),
+        "retrieval": ("RETRIEVAL.BATCH_SIZE",),
+    }.get(cfg.TASK, ("TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE", "RETRIEVAL.BATCH_SIZE"))
     for key in ("TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE", "RETRIEVAL.BATCH_SIZE"):
         sec, name = key.split(".")
         bs = cfg[sec][name]
         if bs < 1:
             raise ConfigError(f"{key} must be >= 1, got {bs}.")
-        if bs % world:
+        if key in used and bs % world:
             raise ConfigError(
                 f"{key} ({bs}) is the global batch size and must be divisible by the number of "
                 f"processes ({world} = {'NUM_GPUS' if cfg.NUM_GPUS else 'NUM_CPU_PROCESSES'} x "

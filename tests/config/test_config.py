@@ -53,6 +53,12 @@ def test_bad_type(tmp_path):
 def test_bad_values():
     with pytest.raises(ConfigError, match="divisible by the number of processes"):
         load_config(None, ["NUM_CPU_PROCESSES", "3", "TRAIN.BATCH_SIZE", "8", "TEST.BATCH_SIZE", "9", "RETRIEVAL.BATCH_SIZE", "9"])
+    # only the phases the task runs are checked: pretraining ignores the test batch size ...
+    cfg = load_config(None, ["NUM_CPU_PROCESSES", "3", "TRAIN.BATCH_SIZE", "9", "TEST.BATCH_SIZE", "8"])
+    assert cfg.TEST.BATCH_SIZE == 8
+    # ... but a task that tests does not
+    with pytest.raises(ConfigError, match="TEST.BATCH_SIZE"):
+        load_config(None, ["TASK", "test", "NUM_CPU_PROCESSES", "3", "TEST.BATCH_SIZE", "8"])
     with pytest.raises(ConfigError, match="TASK"):
         load_config(None, ["TASK", "pretrian"])
     with pytest.raises(ConfigError, match="MEMORY_BANK.SEARCH"):
