@@ -110,6 +110,27 @@ def setup_process(cfg: CfgNode, rank: int) -> None:
         logger.info("Environment:\n%s", collect_env_info())
 
 
+def _run_in_world(
+    cfg: CfgNode,
+    fn: Callable,
+    args: Sequence[Any],
+    rank: int,
+    world_size: int,
+    local_rank: int,
+    backend: str,
+    url: str,
+    local_world_size: int,
+) -> None:
+    """Join the process group, set the process up, run ``fn`` and leave the group."""
+    init_distributed(rank, world_size, local_rank, backend, url, local_world_size=local_world_size)
+    try:
+        setup_process(cfg, rank)
+        fn(cfg, *args)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def _worker(
     local_rank: int,
     fn: Callable,
@@ -127,13 +148,7 @@ def _worker(
     from ascnet.utils.plugins import import_plugins
 
     import_plugins(cfg.PLUGINS)
-    init_distributed(rank, world_size, local_rank, backend, url, local_world_size=procs_per_machine)
-    try:
-        setup_process(cfg, rank)
-        fn(cfg, *args)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    _run_in_world(cfg, fn, args, rank, world_size, local_rank, backend, url, procs_per_machine)
 
 
 def _check_gpus(cfg: CfgNode) -> None:
@@ -180,13 +195,7 @@ def launch(cfg: CfgNode, fn: Callable, args: Sequence[Any] = ()) -> None:
             )
         url = cfg.DIST_URL if cfg.DIST_URL != "auto" else "env://"
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", max(cfg.NUM_GPUS, 1)))
-        init_distributed(rank, world, local_rank, backend, url, local_world_size=local_world)
-        try:
-            setup_process(cfg, rank)
-            fn(cfg, *args)
-        finally:
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        _run_in_world(cfg, fn, args, rank, world, local_rank, backend, url, local_world)
         return
 
     procs = cfg.NUM_GPUS if use_cuda else cfg.NUM_CPU_PROCESSES
