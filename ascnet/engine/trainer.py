@@ -511,6 +511,21 @@ class Trainer:
         period = self.cfg.TRAIN.CHECKPOINT_PERIOD
         if (period > 0 and (epoch + 1) % period == 0) or epoch + 1 == self.cfg.SOLVER.MAX_EPOCH:
             self.save_checkpoint(f"checkpoint_epoch_{epoch + 1:05d}")
+        self.log_data_failures(epoch)
+
+    def log_data_failures(self, epoch: int) -> None:
+        """Report videos that failed to decode so far (they were replaced by other videos)."""
+        stats_fn = getattr(getattr(self.train_loader, "dataset", None), "failure_stats", None)
+        if not callable(stats_fn):
+            return
+        stats = stats_fn()
+        if stats["failures"]:
+            logger.warning(
+                "Epoch %d: %d of %d video loads failed (%.2f%%, %d distinct videos), replaced by other "
+                "videos; first bad paths: %s. Run tools/check_dataset.py for a full report.",
+                epoch + 1, stats["failures"], stats["loads"], 100 * stats["failure_ratio"],
+                stats["bad_videos"], stats["bad_paths"],
+            )
 
     def after_train(self) -> None:
         """Called once at the end: says where the checkpoint, logs and TensorBoard files are."""

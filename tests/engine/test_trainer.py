@@ -253,3 +253,20 @@ def test_cuda_amp_training_and_resume(tmp_path, dtype):
     resumed = Trainer(_cfg(tmp_path, **{"NUM_GPUS": 1, "AMP.DTYPE": dtype, "TRAIN.MAX_ITERS": 6, "DETERMINISTIC": False}))
     resumed.train()
     assert resumed.start_iter == 4 and resumed.iter == 6
+
+
+def test_epoch_end_reports_replaced_videos(caplog):
+    """Bad videos replaced during an epoch are reported in the log, with their paths."""
+    import logging
+    import types
+
+    from ascnet.engine.trainer import Trainer
+
+    class _DS:
+        def failure_stats(self):
+            return {"loads": 20, "failures": 2, "failure_ratio": 0.1, "bad_videos": 1, "bad_paths": ["/data/broken.avi"]}
+
+    fake = types.SimpleNamespace(train_loader=types.SimpleNamespace(dataset=_DS()))
+    with caplog.at_level(logging.WARNING, logger="ascnet.engine.trainer"):
+        Trainer.log_data_failures(fake, epoch=0)
+    assert "2 of 20 video loads failed" in caplog.text and "/data/broken.avi" in caplog.text
