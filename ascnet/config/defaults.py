@@ -150,6 +150,9 @@ _C.DATA.SYNTHETIC.FPS = 25
 _C.DATA.SYNTHETIC.SEED = 0
 # Container: ".avi" (MPEG-4 part 2, like UCF-101) or ".mp4" (H.264).
 _C.DATA.SYNTHETIC.FORMAT = ".avi"
+# Appearance of the videos: "random" (object and background drawn per video) or "fixed" (one
+# object and background for all videos, so that only the motion tells videos apart).
+_C.DATA.SYNTHETIC.APPEARANCE = "random"
 
 # ---------------------------------------------------------------------------------------------
 # Augmentation [D] (train); one parameter draw per clip, shared by all its frames.

@@ -19,7 +19,8 @@ VerticalShake      fast small up-down oscillation
 
 No single frame reveals the class (content, colours, background and starting position are
 drawn independently of it), and a clip at playback speed 2 of a "slow" video looks faster than
-at speed 1. Every class is invariant to a horizontal flip (directions are drawn both ways, and
+at speed 1. ``DATA.SYNTHETIC.APPEARANCE: fixed`` gives every video the same object and
+background (drawn from the seed), so that only the motion and its start tell videos apart. Every class is invariant to a horizontal flip (directions are drawn both ways, and
 flipping a diagonal gives the other diagonal), so the default ``AUG.FLIP_PROB`` can stay on
 (method.md section 1, "Mind what an augmentation erases").
 
@@ -59,6 +60,7 @@ FORMATS = {".avi": ("mpeg4", {}), ".mp4": ("libx264", {"crf": "18", "preset": "v
 # MPEG-4 part 2 is rate-controlled: 4 bits per pixel reaches its best quality on these videos
 # (PSNR ~32 dB at 64 px, limited by 4:2:0 chroma); the default 200 kb/s gives ~26 dB.
 MPEG4_BITS_PER_PIXEL = 4
+APPEARANCES = ("random", "fixed")
 MOTIONS = (
     "HorizontalSlow",
     "HorizontalFast",
@@ -86,6 +88,9 @@ class SyntheticSpec:
     fps: int = 25
     seed: int = 0
     format: str = ".avi"
+    # "random": object and background drawn per video (the default); "fixed": one object and
+    # one background (drawn from the seed) shared by every video of the dataset.
+    appearance: str = "random"
 
     def check(self) -> None:
         """Raise ValueError naming the ``DATA.SYNTHETIC`` key of an impossible value."""
@@ -97,6 +102,8 @@ class SyntheticSpec:
             raise ValueError(f"DATA.SYNTHETIC.SIZE must be an even number >= 16 (H.264 needs even sizes), got {self.size}.")
         if self.num_frames < 2 or self.fps < 1:
             raise ValueError("DATA.SYNTHETIC.NUM_FRAMES must be >= 2 and DATA.SYNTHETIC.FPS >= 1.")
+        if self.appearance not in APPEARANCES:
+            raise ValueError(f"DATA.SYNTHETIC.APPEARANCE is {self.appearance!r}; choose one of {list(APPEARANCES)}.")
         if self.format not in FORMATS:
             raise ValueError(f"DATA.SYNTHETIC.FORMAT is {self.format!r}; choose one of {sorted(FORMATS)}.")
 
@@ -111,7 +118,16 @@ class SyntheticSpec:
             fps=int(s.FPS),
             seed=int(s.SEED),
             format=str(s.get("FORMAT", ".avi")),
+            appearance=str(s.get("APPEARANCE", "random")),
         )
+
+    def marker(self) -> dict:
+        """The marker file's content. ``appearance`` is left out at its default, so datasets
+        written before the key existed stay valid."""
+        out = dict(asdict(self), generator_version=GENERATOR_VERSION)
+        if out["appearance"] == "random":
+            del out["appearance"]
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,7 +259,9 @@ def _trajectory(motion: str, rng: np.random.Generator, t: np.ndarray) -> Dict[st
     return {"cx": cx, "cy": cy, "angle": angle, "scale": scale}
 
 
-def render_video(class_id: int, seed: int, index: int, num_frames: int = 48, size: int = 64) -> np.ndarray:
+def render_video(
+    class_id: int, seed: int, index: int, num_frames: int = 48, size: int = 64, appearance: str = "random"
+) -> np.ndarray:
     """Frames of one generated video.
 
     Args:
@@ -252,15 +270,19 @@ def render_video(class_id: int, seed: int, index: int, num_frames: int = 48, siz
         index: video number within its class.
         num_frames: frames T.
         size: height = width S.
+        appearance: "random" (object, background and object size drawn per video) or "fixed"
+            (the same for every video of the seed; the trajectory is still drawn per video).
 
     Returns:
         (T, S, S, 3) uint8 RGB frames; a function of the arguments only.
     """
     rng = np.random.default_rng([int(seed), int(class_id), int(index)])
-    bg = _background(rng, size)
-    obj = _object(rng, float((bg.mean(dim=(1, 2)).numpy() * _LUMA).sum()))
+    # "fixed": the appearance comes from a stream of its own that depends on the seed only.
+    app_rng = np.random.default_rng([int(seed), 0xF1ED]) if appearance == "fixed" else rng
+    bg = _background(app_rng, size)
+    obj = _object(app_rng, float((bg.mean(dim=(1, 2)).numpy() * _LUMA).sum()))
     traj = _trajectory(MOTIONS[class_id], rng, np.arange(num_frames, dtype=np.float64))
-    radius = float(rng.uniform(0.25, 0.4))  # object half-size in frame units (frame = 2)
+    radius = float(app_rng.uniform(0.25, 0.4))  # object half-size in frame units (frame = 2)
     # Inverse affine map (output -> object coordinates) for grid_sample, all frames at once.
     r = torch.tensor(radius * traj["scale"], dtype=torch.float32)
     a = torch.tensor(traj["angle"], dtype=torch.float32)
@@ -332,7 +354,7 @@ def generate_synthetic_dataset(root: str, spec: SyntheticSpec, progress: bool = 
             rel = f"{name}/{video_name(name, i, groups)}{spec.format}"
             out = os.path.join(root, "UCF-101", rel)
             os.makedirs(os.path.dirname(out), exist_ok=True)
-            write_video(out, render_video(c, spec.seed, i, spec.num_frames, spec.size), fps=spec.fps)
+            write_video(out, render_video(c, spec.seed, i, spec.num_frames, spec.size, spec.appearance), fps=spec.fps)
             entries.append((rel, c + 1, i % groups + 1))
     finally:
         torch.set_num_threads(threads)
@@ -372,7 +394,7 @@ def ensure_synthetic_dataset(
     spec.check()
 
     def check(marker: dict) -> None:
-        if marker != dict(asdict(spec), generator_version=GENERATOR_VERSION):
+        if marker != spec.marker():
             raise ValueError(
                 f"{root!r} holds a generated dataset with other parameters ({marker}) than "
                 f"DATA.SYNTHETIC ({asdict(spec)}, generator version {GENERATOR_VERSION}). Point DATA.PATH_TO_DATA_DIR to another folder "
@@ -399,7 +421,7 @@ def ensure_synthetic_dataset(
                 return False
             logger.info("Generating the synthetic dataset under %s (%s)", root, asdict(spec))
             generate_synthetic_dataset(root, spec, progress=progress)
-            content = dict(asdict(spec), generator_version=GENERATOR_VERSION)
+            content = spec.marker()
             atomic_write_bytes(os.path.join(root, MARKER), json.dumps(content, indent=1).encode())
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

@@ -107,3 +107,20 @@ def test_config_rejects_impossible_generated_datasets():
         load_config(None, ["TEST.DATASET", "Synthetic", "DATA.SYNTHETIC.NUM_CLASSES", "11"])
     with pytest.raises(ConfigError, match="SHORT_VIDEO_POLICY"):
         load_config(None, ["DATA.SHORT_VIDEO_POLICY", "pad"])
+
+
+def test_fixed_appearance_shares_object_and_background_and_keeps_default_marker(tmp_path):
+    # Default: appearance drawn per video, and the same frames as before the option existed.
+    a, b = render_video(0, 0, 0, 4, 32), render_video(0, 0, 0, 4, 32, appearance="random")
+    assert np.array_equal(a, b)
+    # "fixed": two videos of different classes differ only where the object is.
+    f, g = render_video(0, 0, 0, 4, 32, "fixed"), render_video(3, 0, 5, 4, 32, "fixed")
+    assert not np.array_equal(f, g)
+    same = (np.abs(f[0].astype(int) - g[0].astype(int)).sum(-1) < 6).mean()
+    assert same > 0.6  # the shared background
+    assert not np.array_equal(f[0], f[3])  # it still moves
+    # The marker names the key only when it is not the default (older datasets stay valid).
+    assert "appearance" not in SyntheticSpec(**SMALL).marker()
+    assert SyntheticSpec(**SMALL, appearance="fixed").marker()["appearance"] == "fixed"
+    with pytest.raises(ValueError, match="DATA.SYNTHETIC.APPEARANCE"):
+        SyntheticSpec(**SMALL, appearance="class").check()
