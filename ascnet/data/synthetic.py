@@ -20,9 +20,10 @@ VerticalShake      fast small up-down oscillation
 No single frame reveals the class (content, colours, background and starting position are
 drawn independently of it), and a clip at playback speed 2 of a "slow" video looks faster than
 at speed 1. ``DATA.SYNTHETIC.APPEARANCE: fixed`` gives every video the same object and
-background (drawn from the seed), so that only the motion and its start tell videos apart. Every class is invariant to a horizontal flip (directions are drawn both ways, and
-flipping a diagonal gives the other diagonal), so the default ``AUG.FLIP_PROB`` can stay on
-(method.md section 1, "Mind what an augmentation erases").
+background (drawn from the seed), so that only the motion and its start tell videos apart.
+Every class is invariant to a horizontal flip (directions are drawn both ways, and flipping a
+diagonal gives the other diagonal), so the default ``AUG.FLIP_PROB`` can stay on (method.md
+section 1, "Mind what an augmentation erases").
 
 Files are written with PyAV in the UCF-101 layout (``ascnet/data/datasets/ucf101.py``):
 ``UCF-101/<Class>/v_<Class>_gXX_cYY.avi`` plus ``ucfTrainTestlist/`` with classInd and three
