@@ -59,6 +59,27 @@ def format_eta(seconds: float) -> str:
     return str(datetime.timedelta(seconds=int(seconds)))
 
 
+def read_metrics(output_dir: str) -> Dict[int, Dict[str, Any]]:
+    """Read ``OUTPUT_DIR/metrics.json`` back as ``{iteration: record}``.
+
+    A resumed run appends to the same file, so an iteration replayed after a resume can
+    appear twice; the later line (the resumed run's) wins.
+
+    Args:
+        output_dir: the run's ``OUTPUT_DIR`` (any iopath URI).
+
+    Returns:
+        Dict from the record's ``iteration`` to the record (losses, lr, times, ...).
+    """
+    records: Dict[int, Dict[str, Any]] = {}
+    with g_pathmgr.open(os.path.join(output_dir, "metrics.json"), "r") as f:
+        for line in f:
+            if line.strip():
+                record = json.loads(line)
+                records[record["iteration"]] = record
+    return records
+
+
 class EventWriter:
     """Writes training statistics to ``metrics.json``, TensorBoard and the log (rank 0 only).
 

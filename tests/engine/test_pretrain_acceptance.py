@@ -6,7 +6,6 @@
   with the same weights (DETERMINISTIC True, NUM_WORKERS 0 and 1);
 * a NaN loss stops the run with a clear message and the previous checkpoint stays loadable.
 """
-import json
 import os
 import signal
 import subprocess
@@ -19,6 +18,7 @@ import torch
 from ascnet.config import load_config
 from ascnet.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
 from ascnet.utils.checkpoint import Checkpointer
+from ascnet.utils.events import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICKSTART = os.path.join("configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")
@@ -55,15 +55,6 @@ def _env():
     return env
 
 
-def _metrics(out):
-    recs = {}
-    with open(os.path.join(out, "metrics.json")) as f:
-        for line in f:
-            r = json.loads(line)
-            recs[r["iteration"]] = r  # a replayed iteration: the later line wins
-    return recs
-
-
 def _final_model(out):
     ck = Checkpointer(str(out), torch.nn.Identity())
     return Checkpointer.read(ck.get_checkpoint_file())
@@ -80,7 +71,7 @@ def reference_run(tmp_path_factory, data_root):
 
 def test_shortened_quickstart_trains_and_loss_goes_down(reference_run):
     out, r = reference_run
-    m = _metrics(out)
+    m = read_metrics(out)
     assert sorted(m) == list(range(1, MAX_ITERS + 1))
     first = sum(m[i]["loss"] for i in (1, 2, 3)) / 3
     last = sum(m[i]["loss"] for i in (MAX_ITERS - 2, MAX_ITERS - 1, MAX_ITERS)) / 3
@@ -133,7 +124,7 @@ def test_exact_resume_after_sigkill(reference_run, tmp_path, repo_root, data_roo
                        cwd=repo_root, env=_env())
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "Resumed from" in r.stdout
-    ref, got = _metrics(ref_out), _metrics(out)
+    ref, got = read_metrics(ref_out), read_metrics(out)
     assert sorted(got) == sorted(ref)
     for it in range(1, MAX_ITERS + 1):  # before the kill, and replayed after the resume
         for key in ("loss", "loss_acp", "loss_scp", "lr", "ema_tau", "bank_fill", "pos_sim"):
@@ -182,7 +173,7 @@ def test_two_cpu_processes_with_ddp(tmp_path, repo_root, data_root):
     cmd = _cmd(repo_root, out, data_root, "NUM_CPU_PROCESSES", "2", "TRAIN.MAX_ITERS", "4")
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=repo_root, env=_env())
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    m = _metrics(out)
+    m = read_metrics(out)
     assert sorted(m) == [1, 2, 3, 4]
     assert m[4]["bank_fill"] == 16.0  # 4 steps x global batch 4, all-gathered on every rank
     data = _final_model(out)

@@ -1,6 +1,5 @@
 """Trainer with a tiny stand-in model and dataset: loop, logs, checkpoints, exact resume,
 NaN stop, preemption contract (signals deferred to iteration boundaries)."""
-import json
 import os
 import signal
 
@@ -14,6 +13,7 @@ from ascnet.data.build import DATASET_REGISTRY
 from ascnet.engine.trainer import NonFiniteLossError, Trainer, defer_signals, get_current_trainer
 from ascnet.modeling.meta_arch.build import MODEL_REGISTRY
 from ascnet.utils.checkpoint import Checkpointer
+from ascnet.utils.events import read_metrics
 
 
 class _TinyClips(Dataset):
@@ -86,15 +86,6 @@ def _cfg(out, **kw):
     return cfg
 
 
-def _metrics(out):
-    recs = {}
-    with open(os.path.join(out, "metrics.json")) as f:
-        for line in f:
-            r = json.loads(line)
-            recs[r["iteration"]] = r  # a resumed iteration appears twice: the later line wins
-    return recs
-
-
 def _weights(trainer):
     return {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
@@ -105,7 +96,7 @@ def test_full_run_logs_and_checkpoints(tmp_path):
     assert t.iters_per_epoch == 6 and t.max_iter == 12 and t.mode == "pretrain"
     t.train()
     assert t.iter == 12 and get_current_trainer() is None
-    recs = _metrics(tmp_path)
+    recs = read_metrics(tmp_path)
     assert sorted(recs) == list(range(1, 13))
     r = recs[12]
     for key in ("loss", "loss_reg", "loss_aux", "lr", "ema_tau", "pos_sim", "time", "data_time", "eta_seconds"):
@@ -139,7 +130,7 @@ def test_exact_resume_mid_epoch(tmp_path):
     torch.manual_seed(0)
     ref = Trainer(_cfg(tmp_path / "ref"))
     ref.train()
-    ref_w, ref_m = _weights(ref), _metrics(tmp_path / "ref")
+    ref_w, ref_m = _weights(ref), read_metrics(tmp_path / "ref")
 
     torch.manual_seed(0)
     cfg = _cfg(tmp_path / "run", **{"TRAIN.CHECKPOINT_ITERS": 4})
@@ -151,7 +142,7 @@ def test_exact_resume_mid_epoch(tmp_path):
     resumed = Trainer(cfg)
     resumed.train()
     assert resumed.start_iter == 4 and resumed.iter == 12
-    run_m = _metrics(tmp_path / "run")
+    run_m = read_metrics(tmp_path / "run")
     for it in range(5, 13):
         for key in ("loss", "loss_reg", "lr", "ema_tau"):
             assert run_m[it][key] == ref_m[it][key], (it, key)
@@ -245,7 +236,7 @@ def test_cuda_amp_training_and_resume(tmp_path, dtype):
     t = Trainer(cfg)
     assert t.device.type == "cuda" and (t.scaler is not None) == (dtype == "float16")
     t.train()
-    recs = _metrics(tmp_path)
+    recs = read_metrics(tmp_path)
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in recs.values())
     data = Checkpointer.read(Checkpointer(str(tmp_path), nn.Identity()).get_checkpoint_file())
     assert data["iteration"] == 4 and ("scaler" in data) == (dtype == "float16")

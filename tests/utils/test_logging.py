@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from ascnet.utils.events import EventWriter, format_eta, scalar_stats
+from ascnet.utils.events import EventWriter, format_eta, read_metrics, scalar_stats
 from ascnet.utils.logging import log_json_stats, setup_logging
 
 
@@ -61,3 +61,15 @@ def test_helpers():
 
     assert format_eta(3725.2) == "1:02:05"
     assert scalar_stats({"a": torch.tensor(2.0), "b": torch.ones(3), "c": 1}) == {"a": 2.0, "c": 1.0}
+
+
+def test_read_metrics_later_line_wins(tmp_path):
+    # A run resumed from iteration 2 appends iterations 3 and 4 again: the resumed values win.
+    setup_logging(None, rank=0)
+    w = EventWriter(str(tmp_path), tensorboard=False)
+    for it, loss in [(2, 1.0), (3, 0.9), (4, 0.8), (3, 0.7), (4, 0.6)]:
+        w.write({"iteration": it, "loss": loss}, step=it)
+    w.close()
+    recs = read_metrics(str(tmp_path))
+    assert sorted(recs) == [2, 3, 4]
+    assert [recs[i]["loss"] for i in (2, 3, 4)] == [1.0, 0.7, 0.6]
