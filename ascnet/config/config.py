@@ -120,8 +120,15 @@ def _type_name(v: Any) -> str:
 
 def _coerce(key: str, new: Any, old: Any, source: str) -> Any:
     """Return ``new`` converted to the type of the default ``old`` or raise ConfigError."""
-    if old is None or new is None:
+    if old is None:
         return new
+    if new is None:
+        # Every default is a concrete value; a YAML null or a Python None would only reach
+        # the code as a crash later. (The string "none", a choice of several keys, is fine.)
+        raise ConfigError(
+            f"Config key {key!r} (from {source}) expects a {_type_name(old)} like {old!r}, got None; "
+            "write the value itself (for keys whose choices include it, the string none)."
+        )
     if isinstance(old, bool):
         if isinstance(new, bool):
             return new
@@ -167,15 +174,18 @@ def _check_dict(
 
 
 def _parse_value(text: str) -> Any:
-    """Parse a command-line value like yacs does (Python literals; bare words are strings)."""
+    """Parse a command-line value like yacs does (Python literals; bare words are strings).
+
+    ``true`` / ``false`` in any case are booleans, as in YAML. A bare ``none`` stays the
+    string ``"none"``: several keys (``LINEAR.FEATURE_NORM``, ``MODEL.BACKBONE.NORM``, ...)
+    take it as a choice.
+    """
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         low = text.lower()
         if low in ("true", "false"):
             return low == "true"
-        if low in ("none", "null"):
-            return None
         return text
 
 

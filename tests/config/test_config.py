@@ -74,3 +74,17 @@ def test_yaml_is_read_safely(tmp_path):
     p = _write(tmp_path / "evil.yaml", "OUTPUT_DIR: !!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(ConfigError, match="safe loader"):
         load_config(p)
+
+
+def test_none_is_a_choice_not_null(tmp_path):
+    # "none" is a value of several choice keys, from the command line and from YAML alike.
+    cfg = load_config(None, ["LINEAR.FEATURE_NORM", "none", "MODEL.BACKBONE.NORM", "none"])
+    assert cfg.LINEAR.FEATURE_NORM == "none" and cfg.MODEL.BACKBONE.NORM == "none"
+    p = _write(tmp_path / "n.yaml", "LINEAR:\n  FEATURE_NORM: none\n")
+    assert load_config(p).LINEAR.FEATURE_NORM == "none"
+    # A real null is refused with the key and its expected type, not passed on to crash later.
+    p = _write(tmp_path / "null.yaml", "SOLVER:\n  BASE_LR: null\n")
+    with pytest.raises(ConfigError, match="SOLVER.BASE_LR.*expects a float.*got None"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="OUTPUT_DIR.*got None"):
+        load_config(None, ["OUTPUT_DIR", "None"])
