@@ -16,7 +16,7 @@ import sys
 import pytest
 import torch
 
-submitit = pytest.importorskip("submitit")
+import submitit  # a dependency: a missing install fails here instead of skipping
 
 from ascnet.config.config import load_config  # noqa: E402
 from ascnet.engine.slurm import LOG_PREFIX, ASCNetJob, adapt_cfg_to_allocation  # noqa: E402

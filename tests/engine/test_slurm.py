@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-pytest.importorskip("submitit")
 
 from ascnet.config.config import ConfigError, load_config  # noqa: E402
 from ascnet.engine import slurm  # noqa: E402

@@ -5,9 +5,7 @@ import os
 import re
 
 import pytest
-import torch
 
-pytest.importorskip("faiss")
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICKSTART = os.path.join(REPO, "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")

@@ -11,8 +11,6 @@ from ascnet.evaluation.metrics import (
 )
 from ascnet.evaluation.retrieval import evaluate_retrieval, finalize_features, knn, pool_clip_features
 
-faiss = pytest.importorskip("faiss")
-
 
 # ----------------------------------------------------------------------------------------------
 # Brute-force reference (float64 numpy, explicit loops where it matters)

@@ -11,8 +11,6 @@ from ascnet.config import load_config
 from ascnet.evaluation.retrieval import run_retrieval
 from ascnet.modeling import build_backbone
 
-pytest.importorskip("faiss")
-
 
 def tiny_opts(root, out):
     return [

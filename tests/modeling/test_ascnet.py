@@ -352,8 +352,6 @@ def test_resume_from_state_dict_replays_the_next_step_exactly(sampler):
 @pytest.mark.parametrize("search", ["torch", "faiss"])
 @pytest.mark.parametrize("sampler", ["appearance_retrieval", "random_same_speed"])
 def test_cuda_steps_with_amp(search, sampler):
-    if search == "faiss":
-        pytest.importorskip("faiss")
     torch.manual_seed(0)
     m = build_model(tiny_cfg(**{"MEMORY_BANK.SEARCH": search, "ASCNET.POSITIVE_SAMPLER": sampler})).cuda()
     opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1)

@@ -98,7 +98,6 @@ def test_search_no_valid_entry_returns_minus_one(search):
     assert idx[1] in (0, 1)
 
 
-@pytest.mark.skipif(not faiss_available(), reason="faiss not installed")
 def test_faiss_and_torch_return_same_indices():
     dim = 32
     g = torch.Generator().manual_seed(1)

@@ -3,8 +3,6 @@ import numpy as np
 import pytest
 import torch
 
-faiss = pytest.importorskip("faiss")
-
 from ascnet.utils.faiss_utils import faiss_has_gpu, knn_search  # noqa: E402
 
 
