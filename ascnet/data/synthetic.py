@@ -42,7 +42,7 @@ import logging
 import math
 import os
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import av
 import numpy as np

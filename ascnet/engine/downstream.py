@@ -23,7 +23,6 @@ from typing import Dict, Optional
 
 import torch
 from fvcore.common.config import CfgNode
-from iopath.common.file_io import g_pathmgr
 
 from ascnet.evaluation.inference import inference_on_dataset
 from ascnet.evaluation.metrics import classification_topk

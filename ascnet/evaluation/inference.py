@@ -7,7 +7,7 @@ the per-rank outputs are gathered with their video indices, and the result is ch
 each index of ``range(len(dataset))`` exactly once and put in index order.
 """
 import logging
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 import torch.distributed as dist

@@ -8,7 +8,7 @@ writes, and writes ``<OUTPUT_DIR>/splits_summary.json``.
 import json
 import logging
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 from iopath.common.file_io import g_pathmgr
 

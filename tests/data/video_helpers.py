@@ -1,6 +1,5 @@
 """Helpers of the data tests: tiny real video files whose frames encode their own index."""
 import os
-from typing import Optional
 
 import numpy as np
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from ascnet.config import load_config
-from ascnet.engine.downstream import DownstreamError, run_linear
+from ascnet.engine.downstream import DownstreamError
 from ascnet.evaluation.splits import run_splits
 
 from test_downstream import tiny_opts  # same folder (pytest puts it on sys.path)

@@ -2,7 +2,6 @@
 import pytest
 import torch
 import torchvision
-from torch import nn
 
 from ascnet.config import get_cfg
 from ascnet.modeling import build_backbone

@@ -2,7 +2,6 @@
 import importlib.util
 import os
 
-import torch
 from torch import nn
 
 from ascnet.config import get_cfg
