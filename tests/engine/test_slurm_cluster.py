@@ -38,11 +38,12 @@ _NO_CLUSTER = (
     "no SLURM cluster answers (sinfo failed or no usable node); start one with "
     "`bash tests/slurm/start_slurm.sh up`"
 )
-if os.environ.get("ASCNET_REQUIRE_SLURM") == "1" and not _cluster_answers():
+_HAVE_CLUSTER = _cluster_answers()
+if os.environ.get("ASCNET_REQUIRE_SLURM") == "1" and not _HAVE_CLUSTER:
     # .ci/run sets this once it has started the cluster: a cluster that came up but does not
     # answer is a failure there, not a skip.
     raise RuntimeError(f"ASCNET_REQUIRE_SLURM=1 but {_NO_CLUSTER}")
-pytestmark = pytest.mark.skipif(not _cluster_answers(), reason=_NO_CLUSTER)
+pytestmark = pytest.mark.skipif(not _HAVE_CLUSTER, reason=_NO_CLUSTER)
 
 
 def _env():
