@@ -14,12 +14,11 @@ import os
 import sys
 
 import pytest
+import submitit  # a dependency: a missing install fails here instead of skipping
 import torch
 
-import submitit  # a dependency: a missing install fails here instead of skipping
-
-from ascnet.config.config import load_config  # noqa: E402
-from ascnet.engine.slurm import LOG_PREFIX, ASCNetJob, adapt_cfg_to_allocation  # noqa: E402
+from ascnet.config.config import load_config
+from ascnet.engine.slurm import LOG_PREFIX, ASCNetJob, adapt_cfg_to_allocation
 
 TOY_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "slurm")
 

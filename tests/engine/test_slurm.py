@@ -7,9 +7,8 @@ import sys
 
 import pytest
 
-
-from ascnet.config.config import ConfigError, load_config  # noqa: E402
-from ascnet.engine import slurm  # noqa: E402
+from ascnet.config.config import ConfigError, load_config
+from ascnet.engine import slurm
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

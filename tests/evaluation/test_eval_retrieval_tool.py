@@ -6,7 +6,6 @@ import re
 
 import pytest
 
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICKSTART = os.path.join(REPO, "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")
 RETRIEVAL = os.path.join(REPO, "configs", "Synthetic", "retrieval_quickstart.yaml")

@@ -5,7 +5,6 @@ import torch.nn.functional as F
 
 from ascnet.config import get_cfg
 from ascnet.modeling.memory_bank import RingMemoryBank, build_memory_bank, masked_top1
-from ascnet.utils.faiss_utils import faiss_available
 
 
 def _cfg(size, search="torch", chunk=8192):
@@ -68,8 +67,6 @@ def test_enqueue_batch_larger_than_bank_keeps_last_k():
 @pytest.mark.parametrize("search", ["torch", "faiss"])
 @pytest.mark.parametrize("own", [40, 600])  # 600 > the widest faiss k tried: exact fallback
 def test_search_never_returns_own_video_even_when_nearest(search, own):
-    if search == "faiss" and not faiss_available():
-        pytest.skip("faiss not installed")
     dim = 8
     bank = RingMemoryBank(_cfg(own + 10, search, chunk=7), dim=dim)
     g = torch.Generator().manual_seed(0)
@@ -87,8 +84,6 @@ def test_search_never_returns_own_video_even_when_nearest(search, own):
 
 @pytest.mark.parametrize("search", ["torch", "faiss"])
 def test_search_no_valid_entry_returns_minus_one(search):
-    if search == "faiss" and not faiss_available():
-        pytest.skip("faiss not installed")
     bank = RingMemoryBank(_cfg(8, search), dim=4)
     idx, score = bank.search(torch.randn(2, 4), torch.tensor([1, 2]))
     assert idx.tolist() == [-1, -1] and torch.isinf(score).all()  # empty bank

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from ascnet.utils.faiss_utils import faiss_has_gpu, knn_search  # noqa: E402
+from ascnet.utils.faiss_utils import faiss_has_gpu, knn_search
 
 
 def test_knn_search_matches_torch_topk():
