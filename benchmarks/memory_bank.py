@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ascnet.config import get_cfg  # noqa: E402
 from ascnet.modeling.memory_bank import RingMemoryBank  # noqa: E402
-from ascnet.utils.faiss_utils import faiss_available, faiss_has_gpu, knn_search  # noqa: E402
+from ascnet.utils.search import faiss_available, faiss_has_gpu, knn_search  # noqa: E402
 
 
 def _sync(device):

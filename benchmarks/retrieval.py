@@ -2,7 +2,7 @@
 """Time the retrieval search on a UCF-101-sized problem (run by hand).
 
 3,783 test queries x 9,537 training videos (UCF-101 split 1), 512-d L2-normalised features,
-top-50 neighbours: ascnet.evaluation.retrieval.knn with RETRIEVAL.BACKEND faiss and torch, on
+top-50 neighbours: ascnet.utils.search.knn with RETRIEVAL.BACKEND faiss and torch, on
 CPU and (when available) GPU, plus the full-ranking mAP. Results go to docs/benchmarks.md under
 "## Retrieval search".
 
@@ -21,7 +21,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from ascnet.evaluation.metrics import retrieval_map  # noqa: E402
-from ascnet.evaluation.retrieval import knn  # noqa: E402
+from ascnet.utils.search import knn  # noqa: E402
 
 
 def _time(fn, repeats, sync=False):

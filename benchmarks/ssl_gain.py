@@ -62,7 +62,7 @@ def _get(cfg, key):
 
 def _data_opts(pre_opts):
     """DATA_KEYS of the pretraining config (with the command-line overrides) as KEY VALUE pairs."""
-    from ascnet.config import load_config
+    from ascnet.engine.plugins import load_config
 
     cfg = load_config(PRETRAIN_CFG, pre_opts)
     out = []
@@ -73,7 +73,7 @@ def _data_opts(pre_opts):
 
 
 def _run(cfg_path, opts):
-    from ascnet.config import load_config
+    from ascnet.engine.plugins import load_config
     from ascnet.engine.launch import launch
     from ascnet.engine.tasks import get_task
 

@@ -30,7 +30,7 @@ if _REPO not in sys.path:
 
 import torch  # noqa: E402
 
-from ascnet.config import load_config  # noqa: E402
+from ascnet.engine.plugins import load_config  # noqa: E402
 from ascnet.engine.trainer import Trainer  # noqa: E402
 from ascnet.modeling.meta_arch import ascnet as _ascnet  # noqa: E402,F401  (registers ASCNet)
 from ascnet.utils.events import EventWriter  # noqa: E402

@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from ascnet.config import load_config  # noqa: E402
+from ascnet.engine.plugins import load_config  # noqa: E402
 from ascnet.data.build import DATASET_REGISTRY  # noqa: E402
 from ascnet.data.check import check_video  # noqa: E402
 from ascnet.utils.io import atomic_write_bytes  # noqa: E402

@@ -23,7 +23,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ascnet.config import load_config  # noqa: E402
+from ascnet.engine.plugins import load_config  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,7 +47,7 @@ def main(argv=None) -> None:
         opts += ["RETRIEVAL.VISUALIZE", "True"]
     cfg = load_config(args.cfg, opts)
     from ascnet.engine.launch import launch
-    from ascnet.evaluation.retrieval import run_retrieval
+    from ascnet.engine.retrieval import run_retrieval
 
     launch(cfg, run_retrieval)
 

@@ -23,7 +23,7 @@ from dataclasses import asdict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ascnet.config import load_config  # noqa: E402
+from ascnet.engine.plugins import load_config  # noqa: E402
 from ascnet.data.synthetic import SyntheticSpec, ensure_synthetic_dataset  # noqa: E402
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 from fvcore.nn import FlopCountAnalysis  # noqa: E402
 
-from ascnet.config import load_config  # noqa: E402
+from ascnet.engine.plugins import load_config  # noqa: E402
 from ascnet.modeling import build_backbone, build_model  # noqa: E402
 
 logger = logging.getLogger("ascnet.model_info")

@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from ascnet.config import ConfigError, load_config
+    from ascnet.config import ConfigError
+    from ascnet.engine.plugins import load_config
 
     opts = list(args.opts or []) + list(args.opts_flag or [])
     if args.resume:

@@ -3,8 +3,9 @@
 The flow of :func:`load_config`:
 
 1. read the YAML (safe loader) and resolve ``_BASE_`` inheritance (paths relative to the file);
-2. import the plugins it lists (``PLUGINS``, plus the ``ascnet.plugins`` entry points), and let
-   each plugin that defines ``add_config(cfg)`` add its keys;
+2. import the plugins it lists (``PLUGINS``, plus the ``ascnet.plugins`` entry points) with the
+   loader the engine passes in (:func:`ascnet.engine.plugins.load_config`), and let each plugin
+   that defines ``add_config(cfg)`` add its keys;
 3. check every key of the YAML and of the command-line overrides against the defaults
    (unknown key -> the closest existing key is suggested; wrong type -> the expected type);
 4. merge, then validate values that depend on each other (:func:`validate_cfg`).
@@ -14,7 +15,9 @@ Every mistake becomes a :class:`ConfigError` whose message names the key and the
 import ast
 import difflib
 import os
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+import sys
+from types import ModuleType
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import yaml
 from fvcore.common.config import CfgNode
@@ -62,28 +65,74 @@ def _deep_merge(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any
     return out
 
 
-def load_yaml_with_base(path: str, _seen: Optional[List[str]] = None) -> Dict[str, Any]:
+def _normalise(path: str) -> str:
+    """The path a cycle check compares: ``a/./b.yaml``, ``a/../a/b.yaml`` and ``a/b.yaml`` agree."""
+    if "://" in path:
+        return path
+    return os.path.realpath(os.path.expanduser(path))
+
+
+class _BaseLoader(CfgNode):
+    """fvcore's ``CfgNode.load_yaml_with_base`` (safe loader, ``_BASE_`` relative to the file,
+    later bases override earlier ones) with what it lacks:
+
+    - cycle detection (fvcore recurses until ``RecursionError``): the chain of normalised paths
+      being read is kept, a file met again is a one-line error naming the cycle;
+    - a one-line error naming the file for a missing file, invalid YAML, an empty file or a
+      file that does not hold a mapping (fvcore raises ``FileNotFoundError``, ``YAMLError`` or
+      ``TypeError``);
+    - iopath URIs (``manifold://``, ``s3://``) as bases: fvcore only keeps ``/``, ``~`` and
+      ``http(s)://`` paths as they are and would join the others to the file's folder.
+    """
+
+    _chain: List[str] = []
+
+    @classmethod
+    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> Dict[str, Any]:
+        norm = _normalise(filename)
+        if norm in cls._chain:
+            names = cls._chain[cls._chain.index(norm):] + [norm]
+            raise ConfigError(f"_BASE_ cycle: {' -> '.join(names)}; remove one of these _BASE_ entries.")
+        data = _read_yaml(filename)  # clear errors first; fvcore then reads the same file
+        bases = data.get(BASE_KEY)
+        if isinstance(bases, str):
+            bases = [bases]
+        if bases is not None and not (isinstance(bases, list) and all(isinstance(b, str) for b in bases)):
+            raise ConfigError(f"_BASE_ in {filename!r} must be a path or a list of paths, got {bases!r}.")
+        cls._chain.append(norm)
+        try:
+            if not bases:
+                data.pop(BASE_KEY, None)
+                return data
+            if any("://" in b and not b.startswith(("http://", "https://")) for b in bases):
+                return cls._load_with_uri_bases(filename, data, bases)
+            try:
+                return super().load_yaml_with_base(filename, allow_unsafe=False)
+            except AssertionError as e:  # fvcore: "Cannot inherit key 'X' from base!"
+                raise ConfigError(f"{filename!r}: {e} (a group of keys in a base is a single value here).") from None
+        finally:
+            cls._chain.pop()
+
+    @classmethod
+    def _load_with_uri_bases(cls, filename: str, data: Dict[str, Any], bases: List[str]) -> Dict[str, Any]:
+        # The same merge as fvcore's, for bases fvcore would wrongly join to the file's folder.
+        merged: Dict[str, Any] = {}
+        for b in bases:
+            if not (b.startswith("/") or "://" in b or b.startswith("~")):
+                b = os.path.join(os.path.dirname(filename), b)
+            merged = _deep_merge(merged, cls.load_yaml_with_base(os.path.expanduser(b)))
+        data.pop(BASE_KEY, None)
+        return _deep_merge(merged, data)
+
+
+def load_yaml_with_base(path: str) -> Dict[str, Any]:
     """Read a YAML config and resolve its ``_BASE_`` chain (a path or a list of paths).
 
     Base paths are relative to the file that names them. Later files override earlier ones;
-    nested mappings are merged key by key.
+    nested mappings are merged key by key. A cycle (``_BASE_: ./self.yaml``, or a -> b -> a)
+    is a :class:`ConfigError` naming the files of the cycle.
     """
-    seen = list(_seen or [])
-    if path in seen:
-        raise ConfigError(f"_BASE_ cycle: {' -> '.join(seen + [path])}")
-    seen.append(path)
-    data = _read_yaml(path)
-    bases = data.pop(BASE_KEY, None)
-    if bases is None:
-        return data
-    if isinstance(bases, str):
-        bases = [bases]
-    merged: Dict[str, Any] = {}
-    for b in bases:
-        if not (b.startswith("/") or "://" in b or b.startswith("~")):
-            b = os.path.join(os.path.dirname(path), b)
-        merged = _deep_merge(merged, load_yaml_with_base(os.path.expanduser(b), seen))
-    return _deep_merge(merged, data)
+    return _BaseLoader.load_yaml_with_base(path)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -146,9 +195,10 @@ def _coerce(key: str, new: Any, old: Any, source: str) -> Any:
             return list(new) if isinstance(old, list) else tuple(new)
     else:
         return new
+    hint = f" Write a list, e.g. {key} [{new}]." if isinstance(old, (list, tuple)) and isinstance(new, str) else ""
     raise ConfigError(
         f"Config key {key!r} (from {source}) expects a {_type_name(old)} like {old!r}, "
-        f"got {new!r} ({_type_name(new)})."
+        f"got {new!r} ({_type_name(new)}).{hint}"
     )
 
 
@@ -178,11 +228,16 @@ def _parse_value(text: str) -> Any:
 
     ``true`` / ``false`` in any case are booleans, as in YAML. A bare ``none`` stays the
     string ``"none"``: several keys (``LINEAR.FEATURE_NORM``, ``MODEL.BACKBONE.NORM``, ...)
-    take it as a choice.
+    take it as a choice. A bracketed list of bare words (``[x3d_plugin]``, ``[a, 2]``) is a
+    list of the words parsed the same way, as in YAML (not the string ``"[x3d_plugin]"``).
     """
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
+        stripped = text.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            inner = stripped[1:-1].strip()
+            return [_parse_value(item.strip().strip("'\"")) for item in inner.split(",")] if inner else []
         low = text.lower()
         if low in ("true", "false"):
             return low == "true"
@@ -226,15 +281,22 @@ def load_config(
     opts: Iterable[str] = (),
     cfg: Optional[CfgNode] = None,
     validate: bool = True,
+    import_plugins: Optional[Callable[[List[str]], List[ModuleType]]] = None,
 ) -> CfgNode:
-    """Build the config of a run: defaults <- YAML (with _BASE_) <- plugins' keys <- overrides.
+    """Build a config: defaults <- YAML (with _BASE_) <- plugins' keys <- overrides.
+
+    The config of a run (plugins imported, ``TASK`` checked) comes from
+    :func:`ascnet.engine.plugins.load_config`, which calls this with its plugin loader.
 
     Args:
         path: YAML file (any iopath URI), or None for the defaults.
         opts: command-line overrides, ``KEY VALUE`` pairs (a leading ``--opts`` is allowed).
         cfg: start from this config instead of :func:`get_cfg` (e.g. after a plugin's
-            ``add_<name>_config``).
+            ``add_config``).
         validate: run :func:`validate_cfg` on the result.
+        import_plugins: ``fn(module names) -> modules`` importing the plugins the config lists
+            (the engine's); each returned module's ``add_config(cfg)`` is called before the
+            YAML is merged. None: a config that lists plugins not imported yet is refused.
 
     Returns:
         The merged, validated, frozen config.
@@ -242,18 +304,28 @@ def load_config(
     Raises:
         ConfigError: unknown key, wrong type, bad value, unreadable file, plugin import failure.
     """
-    from ascnet.utils.plugins import import_plugins  # local: plugins import the config package
-
     cfg = get_cfg() if cfg is None else cfg
     cfg.defrost()
     file_data = load_yaml_with_base(path) if path else {}
     opt_data = parse_opts(list(opts))
-    # Plugins come first: they may register components and add config keys.
-    plugins = list(cfg.PLUGINS) + list(file_data.get("PLUGINS", []) or []) + list(opt_data.get("PLUGINS", []) or [])
-    for module in import_plugins(plugins):
-        add = getattr(module, "add_config", None)
-        if callable(add):
-            add(cfg)
+    # Plugins come first: they may register components and add config keys. The two lists
+    # are type-checked first: a bare string would be iterated letter by letter.
+    plugins = list(cfg.PLUGINS)
+    for data, source in ((file_data, str(path)), (opt_data, "command line")):
+        if data.get("PLUGINS") is not None:
+            plugins += _coerce("PLUGINS", data["PLUGINS"], [], source)
+    if import_plugins is not None:
+        for module in import_plugins(plugins):
+            add = getattr(module, "add_config", None)
+            if callable(add):
+                add(cfg)
+    else:
+        missing = [p for p in plugins if p not in sys.modules]
+        if missing:
+            raise ConfigError(
+                f"The config lists PLUGINS {missing}, which are not imported: load it with "
+                "ascnet.engine.plugins.load_config (it imports the plugins and adds their keys)."
+            )
     if file_data:
         merge_dict(cfg, file_data, source=str(path))
     if opt_data:
@@ -274,12 +346,7 @@ def _choice(cfg: CfgNode, key: str, choices: Sequence[str]) -> None:
 
 def validate_cfg(cfg: CfgNode) -> None:
     """Check values that must agree with each other; raise ConfigError naming the keys."""
-    from ascnet.engine.tasks import TASKS  # local: the engine imports the config package
-
-    if cfg.TASK not in TASKS:
-        close = difflib.get_close_matches(cfg.TASK, list(TASKS), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"TASK is {cfg.TASK!r}; choose one of {sorted(TASKS)}.{hint}")
+    # TASK is checked where tasks are looked up (ascnet.engine.tasks.check_task).
     if cfg.NUM_GPUS < 0 or cfg.NUM_CPU_PROCESSES < 1:
         raise ConfigError("NUM_GPUS must be >= 0 and NUM_CPU_PROCESSES >= 1.")
     if cfg.NUM_SHARDS < 1 or not 0 <= cfg.SHARD_ID < cfg.NUM_SHARDS:

@@ -24,6 +24,7 @@ from typing import Dict, Optional
 import torch
 from fvcore.common.config import CfgNode
 
+from ascnet.engine.trainer import Trainer
 from ascnet.evaluation.inference import inference_on_dataset
 from ascnet.evaluation.metrics import classification_topk
 from ascnet.modeling.meta_arch import classifier as _classifier  # noqa: F401  (registers Classifier)
@@ -250,44 +251,54 @@ def run_test(cfg: CfgNode) -> Dict:
 # ------------------------------------------------------------------------------------------------
 # Training
 # ------------------------------------------------------------------------------------------------
-def _train_then_test(cfg: CfgNode, task: str) -> Dict:
-    from ascnet.engine.trainer import Trainer
+class DownstreamTrainer(Trainer):
+    """The shared training loop with a Classifier: backbone-only initial weights, and
+    multi-view evaluation every ``TRAIN.EVAL_PERIOD`` epochs.
 
+    Args:
+        cfg: the run config (after :func:`apply_task_recipe`).
+        freeze_backbone: the linear protocol (frozen backbone) rather than fine-tuning.
+    """
+
+    def __init__(self, cfg: CfgNode, freeze_backbone: bool = False):
+        self.freeze_backbone = bool(freeze_backbone)
+        super().__init__(cfg)
+
+    def build_model(self, cfg: CfgNode) -> torch.nn.Module:
+        return _classifier.Classifier(cfg, freeze_backbone=self.freeze_backbone)
+
+    def load_initial_weights(self, path: str):
+        from ascnet.evaluation.paths import resolve_checkpoint_path
+        from ascnet.utils.distributed import unwrap
+
+        path = resolve_checkpoint_path(path, "TRAIN.CHECKPOINT_FILE_PATH")
+        logger.info("Backbone weights from %s (projections and predictors dropped).", path)
+        return unwrap(self.model).load_pretrained(path)
+
+    def after_epoch(self, epoch: int):
+        out = super().after_epoch(epoch)
+        period = self.cfg.TRAIN.EVAL_PERIOD
+        if period and (epoch + 1) % period == 0:
+            r = evaluate_classifier(self.cfg, self.model)
+            if _is_main():
+                logger.info("epoch %d: test top1 %.2f top5 %.2f", epoch + 1, r["top1"], r["top5"])
+                # metrics.json / TensorBoard: test_top1, test_top5 at this iteration.
+                self.writer.write(
+                    {"iteration": self.iter, "epoch": epoch, "test_top1": r["top1"], "test_top5": r["top5"]},
+                    step=self.iter,
+                )
+        return out
+
+
+def _train_then_test(cfg: CfgNode, task: str) -> Dict:
     cfg = apply_task_recipe(cfg, task)
     res: Dict = {}
-
-    class DownstreamTrainer(Trainer):
-        """The shared training loop with a Classifier: backbone-only initial weights, and
-        multi-view evaluation every ``TRAIN.EVAL_PERIOD`` epochs."""
-
-        def load_initial_weights(self, path: str):
-            from ascnet.evaluation.paths import resolve_checkpoint_path
-            from ascnet.utils.distributed import unwrap
-
-            path = resolve_checkpoint_path(path, "TRAIN.CHECKPOINT_FILE_PATH")
-            logger.info("Backbone weights from %s (projections and predictors dropped).", path)
-            return unwrap(self.model).load_pretrained(path)
-
-        def after_epoch(self, epoch: int):
-            out = super().after_epoch(epoch)
-            period = self.cfg.TRAIN.EVAL_PERIOD
-            if period and (epoch + 1) % period == 0:
-                r = evaluate_classifier(self.cfg, self.model)
-                if _is_main():
-                    logger.info("epoch %d: test top1 %.2f top5 %.2f", epoch + 1, r["top1"], r["top5"])
-                    # metrics.json / TensorBoard: test_top1, test_top5 at this iteration.
-                    self.writer.write(
-                        {"iteration": self.iter, "epoch": epoch, "test_top1": r["top1"], "test_top5": r["top5"]},
-                        step=self.iter,
-                    )
-            return out
-
     if cfg.TRAIN.ENABLE:
         if not cfg.TRAIN.CHECKPOINT_FILE_PATH:
             logger.warning(
                 "TASK %s: TRAIN.CHECKPOINT_FILE_PATH is empty: the backbone starts from RANDOM weights.", task
             )
-        trainer = DownstreamTrainer(cfg)
+        trainer = DownstreamTrainer(cfg, freeze_backbone=task == "linear")
         trainer.train()
         model = trainer.model
     else:

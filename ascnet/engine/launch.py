@@ -145,7 +145,7 @@ def _worker(
     rank = shard_id * procs_per_machine + local_rank
     # A spawned process starts from a fresh interpreter: import the config's plugins again so
     # their registered components (and patches) exist here too.
-    from ascnet.utils.plugins import import_plugins
+    from ascnet.engine.plugins import import_plugins
 
     import_plugins(cfg.PLUGINS)
     _run_in_world(cfg, fn, args, rank, world_size, local_rank, backend, url, procs_per_machine)

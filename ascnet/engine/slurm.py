@@ -306,7 +306,7 @@ class ASCNetJob(submitit.helpers.Checkpointable):
 
     def __call__(self) -> None:
         from ascnet.engine.launch import launch
-        from ascnet.utils.plugins import import_plugins
+        from ascnet.engine.plugins import import_plugins
 
         job_env = submitit.JobEnvironment()
         # Plugins first: they may register the task and the components the config names.

@@ -5,6 +5,7 @@ A task function is called as ``fn(cfg: CfgNode) -> None`` inside every process s
 seeded). Implementations are imported lazily ("module:function"), so a task's heavy
 dependencies are only imported when it runs. Plugins may add tasks with :func:`register_task`.
 """
+import difflib
 import importlib
 from typing import Callable, Dict
 
@@ -18,7 +19,7 @@ TASKS: Dict[str, str] = {
     # Multi-view testing of a trained classifier only.
     "test": "ascnet.engine.downstream:run_test",
     # Video retrieval evaluation (test -> train nearest neighbours).
-    "retrieval": "ascnet.evaluation.retrieval:run_retrieval",
+    "retrieval": "ascnet.engine.retrieval:run_retrieval",
 }
 
 
@@ -27,6 +28,16 @@ def register_task(name: str, target: str) -> None:
     if ":" not in target:
         raise ValueError(f"Task target must look like 'package.module:function', got {target!r}.")
     TASKS[name] = target
+
+
+def check_task(name: str) -> None:
+    """Raise ConfigError (with the closest registered name) when ``name`` is not a task."""
+    if name not in TASKS:
+        from ascnet.config import ConfigError
+
+        close = difflib.get_close_matches(name, list(TASKS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"TASK is {name!r}; choose one of {sorted(TASKS)}.{hint}")
 
 
 def get_task(name: str) -> Callable:

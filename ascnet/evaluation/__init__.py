@@ -1,5 +1,5 @@
 """Evaluation: metrics, exactly-once inference, video retrieval, official-split summaries.
 
-Modules are imported on use (``from ascnet.evaluation.retrieval import run_retrieval``) so that
+Modules are imported on use (``from ascnet.evaluation.retrieval import evaluate_retrieval``) so that
 importing the package needs neither faiss nor the data pipeline.
 """

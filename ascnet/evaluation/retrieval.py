@@ -17,6 +17,8 @@ Search runs with faiss (a GPU index when the faiss build and a GPU are available
 otherwise) or with torch (``RETRIEVAL.BACKEND: torch``); both return the same neighbours,
 in the same order: decreasing similarity, ties broken by increasing gallery index.
 
+The task itself (``TASK retrieval``) is :func:`ascnet.engine.retrieval.run_retrieval`.
+
 Features are cached under ``RETRIEVAL.CACHE_DIR`` by the sha256 of the checkpoint FILE CONTENT
 and every key that defines the features, so a changed checkpoint never reuses stale features.
 """
@@ -25,130 +27,27 @@ import html
 import json
 import logging
 import os
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 from iopath.common.file_io import g_pathmgr
+
+from ascnet.utils.distributed import is_main_process
+from ascnet.utils.search import knn
 
 from .inference import inference_on_dataset
 from .metrics import retrieval_map, retrieval_topk_from_neighbors
 
 logger = logging.getLogger(__name__)
 
-# faiss' GPU brute-force search returns at most this many neighbours per query.
-_FAISS_GPU_MAX_K = 2048
 
 
 # ------------------------------------------------------------------------------------------------
-# Search
+# Search (ascnet.utils.search.knn: deterministic exact top-k, faiss or torch)
 # ------------------------------------------------------------------------------------------------
-def _rescore(queries: torch.Tensor, gallery: torch.Tensor, idx: torch.Tensor, chunk_size: int = 256) -> torch.Tensor:
-    """Exact float64 inner products of each query with its candidate gallery rows.
-
-    Backends compute float32 scores with different kernels (BLAS blocking, GPU reductions), so
-    two near-equal scores may swap from one backend to the other. Rescoring the candidates the
-    same way for every backend makes the final order backend-independent.
-
-    Args:
-        queries: (Q, D); gallery: (G, D); idx: (Q, K) candidate gallery rows.
-
-    Returns:
-        (Q, K) float64 scores.
-    """
-    out = torch.empty(idx.shape, dtype=torch.float64, device=idx.device)
-    g64 = gallery.double()
-    for s in range(0, idx.shape[0], chunk_size):
-        q = queries[s : s + chunk_size].double().unsqueeze(2)  # (q, D, 1)
-        cand = g64[idx[s : s + chunk_size]]  # (q, K, D)
-        out[s : s + chunk_size] = torch.bmm(cand, q).squeeze(2)
-    return out
-
-
-def _sort_candidates(scores: torch.Tensor, idx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Order each row's candidates by decreasing score, ties by increasing gallery index."""
-    o = torch.argsort(idx, dim=1)  # indices are unique within a row
-    scores, idx = scores.gather(1, o), idx.gather(1, o)
-    o = torch.sort(-scores, dim=1, stable=True).indices
-    return scores.gather(1, o), idx.gather(1, o)
-
-
-def _torch_search_fn(gallery: torch.Tensor, chunk_size: int = 1024) -> Callable:
-    def fn(q: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        s_out, i_out = [], []
-        for s in range(0, q.shape[0], chunk_size):
-            sims = q[s : s + chunk_size] @ gallery.T
-            v, i = sims.topk(k, dim=1)
-            s_out.append(v)
-            i_out.append(i)
-        return torch.cat(s_out), torch.cat(i_out)
-
-    return fn
-
-
-def _faiss_search_fn(gallery: torch.Tensor) -> Callable:
-    from ascnet.utils.faiss_utils import knn_search
-
-    def fn(q: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        if q.is_cuda and k > _FAISS_GPU_MAX_K:  # beyond the GPU limit: exact CPU search
-            s, i = knn_search(q.cpu(), gallery.cpu(), k, use_gpu=False)
-            return s.to(q.device), i.to(q.device)
-        return knn_search(q, gallery, k, use_gpu="auto")
-
-    return fn
-
-
-def knn(queries: torch.Tensor, gallery: torch.Tensor, k: int, backend: str = "faiss") -> Tuple[torch.Tensor, torch.Tensor]:
-    """Deterministic exact inner-product k-nearest-neighbour search.
-
-    The backend proposes ``k + margin`` candidates per query; their scores are recomputed in
-    float64 (:func:`_rescore`) and they are ordered by decreasing score, equal scores by
-    increasing gallery index, including at the k-th position: when the k-th score is tied with
-    the last candidate, the search is widened until the whole tie group is seen. So the result
-    depends neither on the backend's float32 rounding nor on its internal tie order.
-
-    Args:
-        queries: (Q, D) float32.
-        gallery: (G, D) float32, on the same device.
-        k: neighbours per query (clipped to G).
-        backend: "faiss" (GPU index when faiss has GPU support and the tensors are on a GPU)
-            or "torch" (chunked matmul + topk).
-
-    Returns:
-        (scores, indices): (Q, min(k, G)) float64 and int64, nearest first.
-    """
-    if backend not in ("faiss", "torch"):
-        raise ValueError(f"Unknown retrieval backend {backend!r}; use 'faiss' or 'torch' (RETRIEVAL.BACKEND).")
-    queries, gallery = queries.float().contiguous(), gallery.float().contiguous()
-    n_gallery = gallery.shape[0]
-    if n_gallery == 0:
-        raise ValueError("The gallery is empty: RETRIEVAL.GALLERY_SPLIT has no videos.")
-    k = min(int(k), n_gallery)
-    fn = _faiss_search_fn(gallery) if backend == "faiss" else _torch_search_fn(gallery)
-    out_s = torch.empty(queries.shape[0], k, dtype=torch.float64, device=queries.device)
-    out_i = torch.empty(queries.shape[0], k, dtype=torch.int64, device=queries.device)
-    rows = torch.arange(queries.shape[0], device=queries.device)
-    ks = min(n_gallery, k + max(8, k // 4))
-    while rows.numel():
-        _, i = fn(queries[rows], ks)
-        i = i.long()
-        s, i = _sort_candidates(_rescore(queries[rows], gallery, i), i)
-        if ks < n_gallery:
-            # The k-th score is tied with the last candidate: the tie group may go further.
-            open_rows = s[:, ks - 1] == s[:, k - 1]
-        else:
-            open_rows = torch.zeros(rows.numel(), dtype=torch.bool, device=rows.device)
-        done = ~open_rows
-        out_s[rows[done]] = s[done, :k]
-        out_i[rows[done]] = i[done, :k]
-        rows = rows[open_rows]
-        ks = min(n_gallery, ks * 2)
-    return out_s, out_i
-
-
 def evaluate_retrieval(
     query_feats: torch.Tensor,
     gallery_feats: torch.Tensor,
@@ -165,7 +64,7 @@ def evaluate_retrieval(
         query_labels: (Q,) int64.
         gallery_labels: (G,) int64.
         topk: the k of the top-k accuracies.
-        backend: search backend of :func:`knn`.
+        backend: search backend of :func:`ascnet.utils.search.knn`.
 
     Returns:
         ``{"top1": %, ..., "mAP": %, "neighbors": (Q, max k) int64 gallery indices}``.
@@ -297,15 +196,6 @@ def extract_video_features(
     return out["feats"], out["label"]
 
 
-def _is_main() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
-def _barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def build_retrieval_backbone(cfg: CfgNode) -> Tuple[torch.nn.Module, str, Dict[str, object]]:
     """The backbone with the checkpoint's weights (or seeded random weights).
 
@@ -355,7 +245,13 @@ def _as_report(r) -> Dict[str, object]:
     return out
 
 
-def _cached_features(cfg, backbone, protocol, split, device) -> Tuple[torch.Tensor, torch.Tensor, bool]:
+def cached_features(cfg, backbone, protocol, split, device) -> Tuple[torch.Tensor, torch.Tensor, bool]:
+    """The pooled video features of ``split``: from ``RETRIEVAL.CACHE_DIR`` when the protocol
+    matches, else extracted (and cached by rank 0).
+
+    Returns:
+        (N, D) float32 features, (N,) int64 labels, True when read from the cache.
+    """
     cache_dir = cfg.RETRIEVAL.CACHE_DIR or os.path.join(cfg.OUTPUT_DIR, "retrieval_cache")
     path = os.path.join(cache_dir, f"{split}_{_cache_key(protocol, split)}.pt")
     if cfg.RETRIEVAL.USE_CACHE and g_pathmgr.exists(path):
@@ -367,7 +263,7 @@ def _cached_features(cfg, backbone, protocol, split, device) -> Tuple[torch.Tens
     feats, labels = extract_video_features(
         backbone, ds, cfg.RETRIEVAL.BATCH_SIZE, num_workers=cfg.DATA_LOADER.NUM_WORKERS, device=device
     )
-    if cfg.RETRIEVAL.USE_CACHE and _is_main():
+    if cfg.RETRIEVAL.USE_CACHE and is_main_process():
         import io
 
         from ascnet.utils.io import atomic_write_bytes
@@ -508,86 +404,3 @@ def write_visualization(
     with g_pathmgr.open(page_path, "w") as f:
         f.write(page)
     return page_path
-
-
-# ------------------------------------------------------------------------------------------------
-# Task
-# ------------------------------------------------------------------------------------------------
-RANDOM_INIT_WARNING = (
-    "NO CHECKPOINT GIVEN: evaluating a RANDOMLY INITIALISED backbone (seed RNG_SEED={seed}). "
-    "Set RETRIEVAL.CHECKPOINT_FILE_PATH or pass --checkpoint to evaluate pretrained weights."
-)
-
-
-def run_retrieval(cfg: CfgNode) -> Dict[str, object]:
-    """TASK ``retrieval``: test -> train video retrieval with the raw backbone features.
-
-    Runs in every process (feature extraction is sharded, each video once); rank 0 searches,
-    prints the table, writes ``OUTPUT_DIR/retrieval_split<ID>_<weights>.json`` (and the
-    visualisation with ``RETRIEVAL.VISUALIZE``).
-
-    Returns:
-        The result dict (top-k accuracies, mAP, protocol, paths) on rank 0, {} elsewhere.
-    """
-    device = torch.device("cuda") if cfg.NUM_GPUS > 0 and torch.cuda.is_available() else torch.device("cpu")
-    # No evaluation-time randomness: deterministic cuDNN kernels (no autotuned algorithm choice).
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    backbone, weights_id, report = build_retrieval_backbone(cfg)
-    checkpoint_file = report.pop("file", None)
-    backbone.to(device)
-    if weights_id == "random-init":
-        msg = RANDOM_INIT_WARNING.format(seed=cfg.RNG_SEED)
-        logger.warning(msg)
-        if _is_main():
-            print("!" * 80 + "\n" + msg + "\n" + "!" * 80, flush=True)
-    protocol = feature_protocol(cfg, weights_id)
-    with torch.no_grad():
-        qf, ql, q_hit = _cached_features(cfg, backbone, protocol, cfg.RETRIEVAL.QUERY_SPLIT, device)
-        gf, gl, g_hit = _cached_features(cfg, backbone, protocol, cfg.RETRIEVAL.GALLERY_SPLIT, device)
-    if not _is_main():
-        _barrier()
-        return {}
-    qf, gf = finalize_features(qf, gf, cfg.RETRIEVAL.CENTER)
-    search_device = device if cfg.RETRIEVAL.BACKEND == "torch" else (
-        torch.device("cuda") if torch.cuda.is_available() and _faiss_gpu() else torch.device("cpu")
-    )
-    res = evaluate_retrieval(
-        qf.to(search_device), gf.to(search_device), ql, gl, cfg.RETRIEVAL.TOPK, backend=cfg.RETRIEVAL.BACKEND
-    )
-    neighbors = res.pop("neighbors")
-    full_protocol = dict(protocol, center=cfg.RETRIEVAL.CENTER, backend=cfg.RETRIEVAL.BACKEND,
-                         topk=list(cfg.RETRIEVAL.TOPK), checkpoint=checkpoint_file,
-                         num_queries=int(qf.shape[0]), num_gallery=int(gf.shape[0]),
-                         features_from_cache=bool(q_hit and g_hit))
-    table = format_table(res, full_protocol, cfg.RETRIEVAL.TOPK)
-    print(table, flush=True)
-    logger.info("retrieval results:\n%s", table)
-    tag = "random-init" if weights_id == "random-init" else weights_id.split(":")[1][:12]
-    json_path = os.path.join(cfg.OUTPUT_DIR, f"retrieval_split{cfg.DATA.SPLIT_ID}_{tag}.json")
-    out = {"results": res, "protocol": full_protocol, "load_report": report}
-    if cfg.RETRIEVAL.VISUALIZE:
-        vis_dir = os.path.join(cfg.OUTPUT_DIR, f"retrieval_vis_split{cfg.DATA.SPLIT_ID}_{tag}")
-        summary = ", ".join(f"{k} {v:.2f}" for k, v in res.items())
-        title = f"{protocol_line(full_protocol)} | {summary}"
-        out["visualization"] = write_visualization(
-            cfg, vis_dir, neighbors, ql, gl, title=title, num_queries=cfg.RETRIEVAL.VIS_NUM_QUERIES
-        )
-        print(f"visualisation: {out['visualization']}", flush=True)
-    from ascnet.utils.io import atomic_write_bytes
-
-    atomic_write_bytes(json_path, json.dumps(out, indent=2, sort_keys=True).encode())
-    print(f"results: {json_path}", flush=True)
-    out["json"] = json_path
-    out["neighbors"] = neighbors
-    _barrier()
-    return out
-
-
-def _faiss_gpu() -> bool:
-    try:
-        from ascnet.utils.faiss_utils import faiss_has_gpu
-
-        return faiss_has_gpu()
-    except ImportError:
-        return False

@@ -16,6 +16,8 @@ from typing import NamedTuple, Optional
 import torch
 from fvcore.common.config import CfgNode
 
+from ascnet.utils.search import masked_top1
+
 from .build import SAMPLER_REGISTRY
 
 __all__ = ["Gallery", "Positives", "AppearanceRetrievalSampler", "RandomSameSpeedSampler"]
@@ -38,8 +40,6 @@ class Gallery(NamedTuple):
         return int(self.appearance.shape[0])
 
     def search(self, query, query_video_id):
-        from ascnet.modeling.memory_bank.ring import masked_top1
-
         return masked_top1(query, query_video_id, self.appearance, self.video_id)
 
 
@@ -137,8 +137,6 @@ class RandomSameSpeedSampler:
         Returns:
             :class:`Positives`.
         """
-        from ascnet.modeling.memory_bank.ring import masked_top1
-
         n = int(gallery.fill)
         keys = gallery.appearance[:n]
         key_vid = gallery.video_id[:n]

@@ -2,7 +2,9 @@
 
 fvcore's ``Registry.get`` raises ``KeyError("No object named 'X' found in 'Y' registry!")``;
 ours also lists the registered names, suggests the closest one and reminds the user that a
-plugin's components exist only once its module is listed in ``PLUGINS``.
+plugin's components exist only once its module is listed in ``PLUGINS``. fvcore's
+``register`` fails on a taken name with a bare ``AssertionError``; ours names the module that
+registered the name first.
 """
 import difflib
 from typing import Any
@@ -23,6 +25,16 @@ class Registry(_FvRegistry):
     Register with ``@REGISTRY.register()`` (the class or function name is the key) or
     ``REGISTRY.register(obj)``; look up with ``REGISTRY.get(name)``.
     """
+
+    def _do_register(self, name: str, obj: Any) -> None:
+        first = self._obj_map.get(name)
+        if first is not None:
+            raise RegistryError(
+                f"{self._name} name {name!r} is already registered by module "
+                f"{getattr(first, '__module__', '?')!r}; module {getattr(obj, '__module__', '?')!r} "
+                "registers it again. Rename one of them (registry names are the class or function names)."
+            )
+        self._obj_map[name] = obj
 
     def get(self, name: str) -> Any:
         ret = self._obj_map.get(name)

@@ -59,8 +59,10 @@ def test_bad_values():
     # ... but a task that tests does not
     with pytest.raises(ConfigError, match="TEST.BATCH_SIZE"):
         load_config(None, ["TASK", "test", "NUM_CPU_PROCESSES", "3", "TEST.BATCH_SIZE", "8"])
+    from ascnet.engine.plugins import load_config as load_run_config  # TASK: the engine's check
+
     with pytest.raises(ConfigError, match="TASK"):
-        load_config(None, ["TASK", "pretrian"])
+        load_run_config(None, ["TASK", "pretrian"])
     with pytest.raises(ConfigError, match="MEMORY_BANK.SEARCH"):
         load_config(None, ["MEMORY_BANK.SEARCH", "annoy"])
 

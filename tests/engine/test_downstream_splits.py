@@ -1,4 +1,4 @@
-"""tools/test_splits.py: the task on splits 1, 2, 3, each reported, and the mean."""
+"""tools/eval_splits.py: the task on splits 1, 2, 3, each reported, and the mean."""
 import json
 import os
 import subprocess
@@ -8,7 +8,7 @@ import pytest
 
 from ascnet.config import load_config
 from ascnet.engine.downstream import DownstreamError
-from ascnet.evaluation.splits import run_splits
+from ascnet.engine.splits import run_splits
 
 from test_downstream import tiny_opts  # same folder (pytest puts it on sys.path)
 
@@ -37,7 +37,7 @@ def test_three_splits_and_mean(data_root, tmp_path, capsys):
 
 def test_tool_help_runs():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    r = subprocess.run([sys.executable, os.path.join(root, "tools", "test_splits.py"), "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, os.path.join(root, "tools", "eval_splits.py"), "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--splits" in r.stdout
 
 

@@ -17,7 +17,7 @@ import pytest
 import submitit  # a dependency: a missing install fails here instead of skipping
 import torch
 
-from ascnet.config.config import load_config
+from ascnet.engine.plugins import load_config
 from ascnet.engine.slurm import LOG_PREFIX, ASCNetJob, adapt_cfg_to_allocation
 
 TOY_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "slurm")

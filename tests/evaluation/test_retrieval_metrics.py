@@ -9,7 +9,7 @@ from ascnet.evaluation.metrics import (
     retrieval_map,
     retrieval_topk_from_neighbors,
 )
-from ascnet.evaluation.retrieval import evaluate_retrieval, finalize_features, knn, pool_clip_features
+from ascnet.evaluation.retrieval import evaluate_retrieval, finalize_features, pool_clip_features
 
 
 # ----------------------------------------------------------------------------------------------
@@ -95,15 +95,6 @@ def test_random_features_match_reference_and_backends_agree():
     # Deterministic: the same numbers twice.
     again = evaluate_retrieval(*args, backend="faiss")
     assert torch.equal(again["neighbors"], r_faiss["neighbors"]) and again["mAP"] == r_faiss["mAP"]
-
-
-def test_knn_widens_search_for_ties_at_the_kth_position():
-    g = torch.zeros(30, 2)
-    g[:, 0] = 1.0  # all 30 gallery rows tie
-    q = torch.tensor([[1.0, 0.0]])
-    for backend in ("torch", "faiss"):
-        s, i = knn(q, g, 3, backend=backend)
-        assert i.tolist() == [[0, 1, 2]], backend  # smallest indices among the tie group
 
 
 def test_average_precision_hand_computed():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ascnet.config import load_config
-from ascnet.evaluation.retrieval import run_retrieval
+from ascnet.engine.retrieval import run_retrieval
 from ascnet.modeling import build_backbone
 
 

@@ -17,6 +17,11 @@ def tiny_cfg(task="finetune", num_classes=5):
     return cfg
 
 
+def _linear_model(cfg):
+    # The linear task passes its decision in (ascnet.engine.downstream.DownstreamTrainer).
+    return _classifier.Classifier(cfg, freeze_backbone=True)
+
+
 def _batch(n=3, v=None, seed=0, num_classes=5):
     g = torch.Generator().manual_seed(seed)
     shape = (n, 3, 8, 32, 32) if v is None else (n, v, 3, 8, 32, 32)
@@ -43,7 +48,7 @@ def test_train_and_eval_outputs():
 
 def test_linear_protocol_keeps_backbone_and_bn_stats_unchanged():
     torch.manual_seed(0)
-    model = build_model(tiny_cfg(task="linear"))
+    model = _linear_model(tiny_cfg(task="linear"))
     assert model.freeze_backbone
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     head_before = {k: v.clone() for k, v in model.head.state_dict().items()}
@@ -112,7 +117,7 @@ def test_bad_labels_and_shapes_raise_clear_errors():
 
 def test_linear_feature_norm_is_parameter_free_and_optional():
     torch.manual_seed(0)
-    model = build_model(tiny_cfg(task="linear"))
+    model = _linear_model(tiny_cfg(task="linear"))
     assert isinstance(model.feat_norm, torch.nn.BatchNorm1d) and not model.feat_norm.affine
     model.train()
     model(_batch(n=4))
@@ -125,7 +130,7 @@ def test_linear_feature_norm_is_parameter_free_and_optional():
         assert torch.allclose(model(b)["logits"], ref, atol=1e-5)  # a fixed affine map: still linear
     cfg = tiny_cfg(task="linear")
     cfg.LINEAR.FEATURE_NORM = "none"
-    assert isinstance(build_model(cfg).feat_norm, torch.nn.Identity)
+    assert isinstance(_linear_model(cfg).feat_norm, torch.nn.Identity)
     assert isinstance(build_model(tiny_cfg(task="finetune")).feat_norm, torch.nn.Identity)
 
 
@@ -141,7 +146,7 @@ def test_real_ascnet_checkpoint_loads_every_backbone_key(tmp_path):
     torch.manual_seed(3)
     pre = build_model(cfg)
     path = Checkpointer(str(tmp_path), pre).save("checkpoint_final")
-    clf = build_model(tiny_cfg(task="linear"))
+    clf = _linear_model(tiny_cfg(task="linear"))
     report = clf.load_pretrained(path)
     assert report.missing == [] and report.loaded
     online = {k[len("online.backbone."):]: v for k, v in pre.state_dict().items() if k.startswith("online.backbone.")}

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from ascnet.config import get_cfg
-from ascnet.modeling.memory_bank import RingMemoryBank, build_memory_bank, masked_top1
+from ascnet.modeling.memory_bank import RingMemoryBank, build_memory_bank
 
 
 def _cfg(size, search="torch", chunk=8192):
@@ -115,17 +115,6 @@ def test_faiss_and_torch_return_same_indices():
     sims = q @ bank_t.appearance.T
     sims[bank_t.video_id[None, :] == qvid[:, None]] = float("-inf")
     assert torch.equal(i_t, sims.argmax(dim=1))
-
-
-def test_masked_top1_chunking_is_exact():
-    g = torch.Generator().manual_seed(2)
-    q, k = torch.randn(6, 5, generator=g), torch.randn(37, 5, generator=g)
-    kv = torch.randint(-1, 4, (37,), generator=g)
-    qv = torch.arange(6) % 4
-    ref = (q @ k.T).masked_fill((kv[None] == qv[:, None]) | (kv[None] < 0), float("-inf")).argmax(1)
-    for chunk in (1, 5, 37, 1000):
-        idx, _ = masked_top1(q, qv, k, kv, chunk)
-        assert torch.equal(idx, ref)
 
 
 def test_bad_enqueue_shapes_raise():

@@ -8,7 +8,8 @@ import sys
 import pytest
 import torch
 
-from ascnet.config import ConfigError, load_config
+from ascnet.config import ConfigError
+from ascnet.engine.plugins import load_config
 
 CFG = os.path.join("projects", "X3D", "configs", "ASCNet_X3D_XS_quickstart.yaml")
 

@@ -5,7 +5,6 @@ target network, the K most recent samples kept, one bank per playback speed, top
 product. Our additions [D]: entries are L2-normalised and stored with their video id; a search
 never returns an entry of the query's own video; enqueue wraps around for any batch size.
 """
-import logging
 from typing import Tuple
 
 import torch
@@ -13,78 +12,11 @@ import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 from torch import nn
 
-from ascnet.utils.faiss_utils import faiss_available, faiss_has_gpu, knn_search
+from ascnet.utils.search import masked_top1, masked_top1_faiss
 
 from .build import MEMORY_BANK_REGISTRY
 
-logger = logging.getLogger(__name__)
-
-__all__ = ["RingMemoryBank", "masked_top1"]
-
-# First k asked of faiss; rows whose k hits all belong to the query's own video are searched
-# again with k multiplied by _FAISS_K_GROWTH, up to _FAISS_MAX_K (faiss's GPU k limit is 2048),
-# and the rows still without a valid hit go to the exact torch search.
-_FAISS_FIRST_K = 8
-_FAISS_K_GROWTH = 8
-_FAISS_MAX_K = 2048
-
-
-@torch.no_grad()
-def masked_top1(
-    query: torch.Tensor,
-    query_video_id: torch.Tensor,
-    keys: torch.Tensor,
-    key_video_id: torch.Tensor,
-    chunk_size: int = 8192,
-    scores_fn=None,
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Top-1 of ``query @ keys.T`` over keys of another video, in chunks of key rows.
-
-    Written by hand rather than with faiss because faiss cannot mask per query; chunking bounds
-    the temporary (B, chunk) score matrix.
-
-    Args:
-        query: (B, d) features.
-        query_video_id: (B,) int64 video id of each query.
-        keys: (N, d) features.
-        key_video_id: (N,) int64 video ids; -1 marks an empty slot (never returned).
-        chunk_size: key rows scored at once (memory is B x chunk_size floats).
-        scores_fn: optional ``fn(start, stop) -> (B, stop - start)`` replacing the dot products
-            (the random positive sampler passes random scores); defaults to ``query @ keys.T``.
-
-    Returns:
-        (indices (B,) int64, scores (B,) float32). Rows with no valid key get index -1 and score
-        -inf. Ties go to the lowest index.
-    """
-    b = query.shape[0]
-    best_score = torch.full((b,), float("-inf"), device=query.device, dtype=torch.float32)
-    best_idx = torch.full((b,), -1, device=query.device, dtype=torch.long)
-    n = keys.shape[0]
-    chunk_size = max(1, int(chunk_size))
-    q = query.float()
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
-        if scores_fn is None:
-            s = q @ keys[start:stop].float().T
-        else:
-            s = scores_fn(start, stop).float()
-        kv = key_video_id[start:stop]
-        # Unmasked max first; only rows whose best key is invalid (own video or empty slot) pay
-        # for masking, which is as costly as the matmul when done on the whole (B, chunk) block.
-        val, arg = s.max(dim=1)
-        bad = (kv[arg] == query_video_id) | (kv[arg] < 0)
-        if bool(bad.any()):
-            rows = bad.nonzero(as_tuple=True)[0]
-            sub = s[rows]
-            invalid = (kv[None, :] == query_video_id[rows, None]) | (kv[None, :] < 0)
-            sub_val, sub_arg = sub.masked_fill(invalid, float("-inf")).max(dim=1)
-            val, arg = val.index_put((rows,), sub_val), arg.index_put((rows,), sub_arg)
-        # Strictly greater: an earlier chunk keeps ties; -inf rows (nothing valid) never win.
-        better = val > best_score
-        best_score = torch.where(better, val, best_score)
-        best_idx = torch.where(better, arg + start, best_idx)
-    return best_idx, best_score
-
+__all__ = ["RingMemoryBank", "masked_top1"]  # masked_top1: ascnet.utils.search, re-exported
 
 @MEMORY_BANK_REGISTRY.register()
 class RingMemoryBank(nn.Module):
@@ -192,42 +124,5 @@ class RingMemoryBank(nn.Module):
             return (torch.full((b,), -1, dtype=torch.long, device=dev),
                     torch.full((b,), float("-inf"), device=dev))
         if self.resolve_backend(query.shape[0]) == "faiss":
-            return self._search_faiss(query, query_video_id, keys, key_vid)
+            return masked_top1_faiss(query, query_video_id, keys, key_vid, self.chunk_size)
         return masked_top1(query, query_video_id, keys, key_vid, self.chunk_size)
-
-    def _search_faiss(self, query, query_video_id, keys, key_vid):
-        if not faiss_available():
-            raise ImportError("MEMORY_BANK.SEARCH is 'faiss' but faiss is not installed; use 'torch' or 'auto'.")
-        use_gpu = query.is_cuda and faiss_has_gpu()
-        if query.is_cuda and not use_gpu and not getattr(self, "_warned_cpu_faiss", False):
-            logger.warning(
-                "MEMORY_BANK.SEARCH is 'faiss' and the bank is on a GPU, but the installed faiss has no "
-                "GPU support: every search copies the bank to the host. Use MEMORY_BANK.SEARCH auto "
-                "(torch on the GPU) or install faiss-gpu."
-            )
-            self._warned_cpu_faiss = True
-        b, n = query.shape[0], keys.shape[0]
-        best_idx = torch.full((b,), -1, dtype=torch.long, device=query.device)
-        best_score = torch.full((b,), float("-inf"), device=query.device)
-        todo = torch.arange(b, device=query.device)
-        k = _FAISS_FIRST_K
-        while todo.numel() > 0:
-            kk = min(k, n)
-            scores, idx = knn_search(query[todo], keys, kk, use_gpu=use_gpu)
-            scores, idx = scores.to(query.device), idx.to(query.device)
-            ok = key_vid[idx] != query_video_id[todo][:, None]
-            has = ok.any(dim=1)
-            first = ok.float().argmax(dim=1)  # first valid hit (results are best first)
-            rows = todo[has]
-            best_idx[rows] = idx[has, first[has]]
-            best_score[rows] = scores[has, first[has]]
-            todo = todo[~has]
-            if kk >= n:  # every entry was seen: the remaining rows have no valid entry
-                break
-            if k * _FAISS_K_GROWTH > _FAISS_MAX_K and todo.numel() > 0:
-                # Still only own-video hits: exact masked search for these few rows.
-                i, s = masked_top1(query[todo], query_video_id[todo], keys, key_vid, self.chunk_size)
-                best_idx[todo], best_score[todo] = i, s
-                break
-            k *= _FAISS_K_GROWTH
-        return best_idx, best_score

@@ -33,8 +33,8 @@ class Classifier(nn.Module):
 
     Args:
         cfg: the config (``MODEL.BACKBONE.*``, ``MODEL.CLS_HEAD.*``, ``MODEL.NUM_CLASSES``).
-        freeze_backbone: linear protocol (frozen backbone, BN in eval mode). None = frozen
-            exactly when ``cfg.TASK == "linear"``.
+        freeze_backbone: linear protocol (frozen backbone, BN in eval mode); the task decides
+            (``ascnet.engine.downstream.DownstreamTrainer`` passes True for TASK linear).
         feature_norm: "bn" or "none" (see above). None = ``LINEAR.FEATURE_NORM`` when the
             backbone is frozen, else "none" (testing a linear-protocol checkpoint passes "bn").
 
@@ -47,12 +47,12 @@ class Classifier(nn.Module):
       "logits": (N, K) logits averaged over the V views}``.
     """
 
-    def __init__(self, cfg: CfgNode, freeze_backbone: Optional[bool] = None, feature_norm: Optional[str] = None) -> None:
+    def __init__(self, cfg: CfgNode, freeze_backbone: bool = False, feature_norm: Optional[str] = None) -> None:
         super().__init__()
         self.backbone = build_backbone(cfg)
         self.head = build_cls_head(cfg, self.backbone.out_dim)
         self.num_classes = int(cfg.MODEL.NUM_CLASSES)
-        self.freeze_backbone = (cfg.TASK == "linear") if freeze_backbone is None else bool(freeze_backbone)
+        self.freeze_backbone = bool(freeze_backbone)
         # Linear protocol [D]: parameter-free standardisation of the frozen features
         # (LINEAR.FEATURE_NORM); an affine map in eval mode, so the classifier stays linear.
         if feature_norm is None:

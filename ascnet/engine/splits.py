@@ -25,7 +25,7 @@ def _read_json(path: str) -> Dict:
 def split_result(task: str, output_dir: str, split_id: int) -> Dict[str, float]:
     """The metrics written by ``task``'s run of split ``split_id`` in ``output_dir``."""
     if task in CLASSIFICATION_TASKS:
-        from ascnet.engine.downstream import TEST_RESULTS
+        from .downstream import TEST_RESULTS
 
         return dict(_read_json(os.path.join(output_dir, TEST_RESULTS.format(split_id=split_id)))["results"])
     if task == "retrieval":
@@ -71,10 +71,11 @@ def run_splits(cfg_path: str, opts: Sequence[str] = (), splits: Sequence[int] = 
     Returns:
         ``{"per_split": {k: metrics}, "mean": metrics, "table": str, "summary": path}``.
     """
-    from ascnet.config import load_config
-    from ascnet.engine.launch import launch
-    from ascnet.engine.tasks import get_task
     from ascnet.utils.io import atomic_write_bytes
+
+    from .launch import launch
+    from .plugins import load_config
+    from .tasks import get_task
 
     base = load_config(cfg_path, list(opts))
     per_split: Dict[int, Dict[str, float]] = {}

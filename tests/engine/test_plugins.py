@@ -3,9 +3,9 @@ import textwrap
 
 import pytest
 
-from ascnet.config import load_config
+from ascnet.engine.plugins import load_config
 from ascnet.modeling.backbone import BACKBONE_REGISTRY, build_backbone
-from ascnet.utils.plugins import PluginError, import_plugins
+from ascnet.engine.plugins import PluginError, import_plugins
 from ascnet.utils.registry import Registry, RegistryError
 
 

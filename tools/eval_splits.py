@@ -4,14 +4,14 @@
 Examples::
 
     # fine-tune and test on each UCF-101 split, then the mean (output/<...>/split{1,2,3})
-    python tools/test_splits.py --cfg configs/UCF101/ASCNet_R3D18_finetune.yaml \\
+    python tools/eval_splits.py --cfg configs/UCF101/ASCNet_R3D18_finetune.yaml \\
         TRAIN.CHECKPOINT_FILE_PATH output/k400_pretrain/checkpoints/checkpoint_final.pyth
 
     # test only, from the per-split checkpoints of an earlier run in the same OUTPUT_DIR
-    python tools/test_splits.py --cfg configs/UCF101/ASCNet_R3D18_finetune.yaml TASK test
+    python tools/eval_splits.py --cfg configs/UCF101/ASCNet_R3D18_finetune.yaml TASK test
 
     # some splits only
-    python tools/test_splits.py --cfg configs/HMDB51/ASCNet_R3D18_linear.yaml --splits 1 2
+    python tools/eval_splits.py --cfg configs/HMDB51/ASCNet_R3D18_linear.yaml --splits 1 2
 
 The summary is written to <OUTPUT_DIR>/splits_summary.json.
 """
@@ -31,7 +31,7 @@ def main(argv=None) -> None:
     p.add_argument("--splits", type=int, nargs="+", default=[1, 2, 3], help="split ids (default 1 2 3)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = p.parse_args(argv)
-    from ascnet.evaluation.splits import run_splits
+    from ascnet.engine.splits import run_splits
 
     run_splits(args.cfg, args.opts, args.splits)
 

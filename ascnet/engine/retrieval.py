@@ -1,0 +1,103 @@
+"""TASK ``retrieval``: test -> train video retrieval with the raw backbone features.
+
+The protocol and its building blocks (features, cache, search, metrics, table, visualisation)
+are in :mod:`ascnet.evaluation.retrieval`; this module runs them as a task in every process
+started by :func:`ascnet.engine.launch.launch`.
+"""
+import json
+import logging
+import os
+from typing import Dict
+
+import torch
+from fvcore.common.config import CfgNode
+
+from ascnet.evaluation.retrieval import (
+    cached_features,
+    build_retrieval_backbone,
+    evaluate_retrieval,
+    feature_protocol,
+    finalize_features,
+    format_table,
+    protocol_line,
+    write_visualization,
+)
+from ascnet.utils.distributed import is_main_process, synchronize
+
+logger = logging.getLogger(__name__)
+
+RANDOM_INIT_WARNING = (
+    "NO CHECKPOINT GIVEN: evaluating a RANDOMLY INITIALISED backbone (seed RNG_SEED={seed}). "
+    "Set RETRIEVAL.CHECKPOINT_FILE_PATH or pass --checkpoint to evaluate pretrained weights."
+)
+
+
+def run_retrieval(cfg: CfgNode) -> Dict[str, object]:
+    """TASK ``retrieval``: test -> train video retrieval with the raw backbone features.
+
+    Runs in every process (feature extraction is sharded, each video once); rank 0 searches,
+    prints the table, writes ``OUTPUT_DIR/retrieval_split<ID>_<weights>.json`` (and the
+    visualisation with ``RETRIEVAL.VISUALIZE``).
+
+    Returns:
+        The result dict (top-k accuracies, mAP, protocol, paths) on rank 0, {} elsewhere.
+    """
+    device = torch.device("cuda") if cfg.NUM_GPUS > 0 and torch.cuda.is_available() else torch.device("cpu")
+    # No evaluation-time randomness: deterministic cuDNN kernels (no autotuned algorithm choice).
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    backbone, weights_id, report = build_retrieval_backbone(cfg)
+    checkpoint_file = report.pop("file", None)
+    backbone.to(device)
+    if weights_id == "random-init":
+        msg = RANDOM_INIT_WARNING.format(seed=cfg.RNG_SEED)
+        logger.warning(msg)
+        if is_main_process():
+            print("!" * 80 + "\n" + msg + "\n" + "!" * 80, flush=True)
+    protocol = feature_protocol(cfg, weights_id)
+    with torch.no_grad():
+        qf, ql, q_hit = cached_features(cfg, backbone, protocol, cfg.RETRIEVAL.QUERY_SPLIT, device)
+        gf, gl, g_hit = cached_features(cfg, backbone, protocol, cfg.RETRIEVAL.GALLERY_SPLIT, device)
+    if not is_main_process():
+        synchronize()
+        return {}
+    qf, gf = finalize_features(qf, gf, cfg.RETRIEVAL.CENTER)
+    search_device = device if cfg.RETRIEVAL.BACKEND == "torch" else (
+        torch.device("cuda") if torch.cuda.is_available() and _faiss_gpu() else torch.device("cpu")
+    )
+    res = evaluate_retrieval(
+        qf.to(search_device), gf.to(search_device), ql, gl, cfg.RETRIEVAL.TOPK, backend=cfg.RETRIEVAL.BACKEND
+    )
+    neighbors = res.pop("neighbors")
+    full_protocol = dict(protocol, center=cfg.RETRIEVAL.CENTER, backend=cfg.RETRIEVAL.BACKEND,
+                         topk=list(cfg.RETRIEVAL.TOPK), checkpoint=checkpoint_file,
+                         num_queries=int(qf.shape[0]), num_gallery=int(gf.shape[0]),
+                         features_from_cache=bool(q_hit and g_hit))
+    table = format_table(res, full_protocol, cfg.RETRIEVAL.TOPK)
+    print(table, flush=True)
+    logger.info("retrieval results:\n%s", table)
+    tag = "random-init" if weights_id == "random-init" else weights_id.split(":")[1][:12]
+    json_path = os.path.join(cfg.OUTPUT_DIR, f"retrieval_split{cfg.DATA.SPLIT_ID}_{tag}.json")
+    out = {"results": res, "protocol": full_protocol, "load_report": report}
+    if cfg.RETRIEVAL.VISUALIZE:
+        vis_dir = os.path.join(cfg.OUTPUT_DIR, f"retrieval_vis_split{cfg.DATA.SPLIT_ID}_{tag}")
+        summary = ", ".join(f"{k} {v:.2f}" for k, v in res.items())
+        title = f"{protocol_line(full_protocol)} | {summary}"
+        out["visualization"] = write_visualization(
+            cfg, vis_dir, neighbors, ql, gl, title=title, num_queries=cfg.RETRIEVAL.VIS_NUM_QUERIES
+        )
+        print(f"visualisation: {out['visualization']}", flush=True)
+    from ascnet.utils.io import atomic_write_bytes
+
+    atomic_write_bytes(json_path, json.dumps(out, indent=2, sort_keys=True).encode())
+    print(f"results: {json_path}", flush=True)
+    out["json"] = json_path
+    out["neighbors"] = neighbors
+    synchronize()
+    return out
+
+
+def _faiss_gpu() -> bool:
+    from ascnet.utils.search import faiss_has_gpu
+
+    return faiss_has_gpu()
