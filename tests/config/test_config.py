@@ -90,3 +90,41 @@ def test_none_is_a_choice_not_null(tmp_path):
         load_config(p)
     with pytest.raises(ConfigError, match="OUTPUT_DIR.*got None"):
         load_config(None, ["OUTPUT_DIR", "None"])
+
+
+def test_base_naming_itself_is_a_one_line_cycle_error(tmp_path):
+    # "./self.yaml" and "self.yaml" are one file: the cycle check compares normalised paths
+    # (it compared the raw strings and recursed until RecursionError).
+    p = _write(tmp_path / "self.yaml", "_BASE_: ./self.yaml\nDATA:\n  NUM_FRAMES: 4\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert "cycle" in msg and "self.yaml" in msg and "\n" not in msg
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    _write(sub / "a.yaml", "_BASE_: ../sub/./b.yaml\n")
+    b = _write(sub / "b.yaml", "_BASE_: [../sub/a.yaml]\n")
+    with pytest.raises(ConfigError, match=r"cycle: .*b\.yaml -> .*a\.yaml -> .*b\.yaml"):
+        load_config(b)
+    # A file used twice without a cycle (a diamond) is fine.
+    _write(tmp_path / "root.yaml", "DATA:\n  NUM_FRAMES: 6\n")
+    _write(tmp_path / "l.yaml", "_BASE_: root.yaml\n")
+    _write(tmp_path / "r.yaml", "_BASE_: ./root.yaml\nDATA:\n  CROP_SIZE: 48\n")
+    top = _write(tmp_path / "top.yaml", "_BASE_: [l.yaml, r.yaml]\n")
+    cfg = load_config(top)
+    assert (cfg.DATA.NUM_FRAMES, cfg.DATA.CROP_SIZE) == (6, 48)
+
+
+def test_list_values_on_the_command_line():
+    # "[a, b]" of bare words is a list (it was the string "[a, b]"; PLUGINS then iterated it
+    # letter by letter: "Plugin module '[' failed to import").
+    assert parse_opts(["PLUGINS", "[my_plugin]"]) == {"PLUGINS": ["my_plugin"]}
+    assert parse_opts(["PLUGINS", "[a, 'b']"]) == {"PLUGINS": ["a", "b"]}
+    assert parse_opts(["PLUGINS", "[]"]) == {"PLUGINS": []}
+    assert load_config(None, ["ASCNET.SPEEDS", "[1, 2]"]).ASCNET.SPEEDS == [1, 2]
+    # A bare word for a list key is refused with the fix, before any plugin is imported.
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["PLUGINS", "my_plugin"])
+    assert "PLUGINS" in str(e.value) and "expects a list" in str(e.value) and "PLUGINS [my_plugin]" in str(e.value)
+    with pytest.raises(ConfigError, match="expects a list"):
+        load_config(None, ["PLUGINS", "'my_plugin'"])

@@ -3,6 +3,7 @@ import textwrap
 
 import pytest
 
+from ascnet.config import ConfigError
 from ascnet.engine.plugins import load_config
 from ascnet.modeling.backbone import BACKBONE_REGISTRY, build_backbone
 from ascnet.engine.plugins import PluginError, import_plugins
@@ -67,3 +68,38 @@ def test_broken_plugin_names_module(tmp_path, monkeypatch):
         import_plugins(["broken_plugin_mod"])
     with pytest.raises(PluginError, match="no_such_plugin_xyz"):
         import_plugins(["no_such_plugin_xyz"])
+
+
+def test_plugins_on_the_command_line(tmp_path, monkeypatch):
+    (tmp_path / "cli_plugin_mod.py").write_text("def add_config(cfg):\n    cfg.CLI_PLUGIN_KEY = 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        cfg = load_config(None, ["PLUGINS", "[cli_plugin_mod]", "CLI_PLUGIN_KEY", "4"])
+        assert cfg.PLUGINS == ["cli_plugin_mod"] and cfg.CLI_PLUGIN_KEY == 4
+        with pytest.raises(ConfigError, match=r"expects a list.*PLUGINS \[cli_plugin_mod\]"):
+            load_config(None, ["PLUGINS", "cli_plugin_mod"])
+    finally:
+        sys.modules.pop("cli_plugin_mod", None)
+
+
+def test_plugin_registering_a_taken_name_names_the_first_module(tmp_path, monkeypatch):
+    (tmp_path / "clash_plugin_mod.py").write_text(textwrap.dedent('''
+        from ascnet.modeling.backbone import BACKBONE_REGISTRY
+
+        @BACKBONE_REGISTRY.register()
+        def R3D18(cfg):
+            raise AssertionError("never built")
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = BACKBONE_REGISTRY.get("R3D18")
+    try:
+        with pytest.raises(PluginError) as e:
+            import_plugins(["clash_plugin_mod"])
+        msg = str(e.value)
+        assert "'R3D18'" in msg and "ascnet.modeling.backbone.resnet" in msg and "clash_plugin_mod" in msg
+        assert "PYTHONPATH" not in msg  # the module was found; its registration failed
+        assert BACKBONE_REGISTRY.get("R3D18") is before  # the built-in stays
+        with pytest.raises(ConfigError, match="already registered by module 'ascnet.modeling.backbone.resnet'"):
+            load_config(None, ["PLUGINS", "['clash_plugin_mod']"])
+    finally:
+        sys.modules.pop("clash_plugin_mod", None)
