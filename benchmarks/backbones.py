@@ -10,17 +10,13 @@ other jobs the wall time depends on their load, while the CPU time of a single-t
 does not (much), so it is the primary measure there.
 """
 import argparse
-import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from ascnet.config import get_cfg  # noqa: E402
-from ascnet.modeling import build_backbone  # noqa: E402
+from ascnet.config import get_cfg
+from ascnet.modeling import build_backbone
 
 
 def step_time(model: torch.nn.Module, shape, repeats: int):

@@ -22,20 +22,17 @@ Example::
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import av
+import numpy as np
+import torch
 
-import av  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from ascnet.config import get_cfg  # noqa: E402
-from ascnet.data import build_loader  # noqa: E402
-from ascnet.data.decoder import decode_clips  # noqa: E402
-from ascnet.data.utils import derive_seed  # noqa: E402
+from ascnet.config import get_cfg
+from ascnet.data import build_loader
+from ascnet.data.decoder import decode_clips
+from ascnet.data.utils import derive_seed
 
 
 def plain_pyav_decode(path: str, clip_indices) -> list:

@@ -11,7 +11,6 @@ Usage:
     python benchmarks/memory_bank.py --batches 64 256 --repeats 20
 """
 import argparse
-import os
 import platform
 import statistics
 import sys
@@ -20,11 +19,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ascnet.config import get_cfg  # noqa: E402
-from ascnet.modeling.memory_bank import RingMemoryBank  # noqa: E402
-from ascnet.utils.search import faiss_available, faiss_has_gpu, knn_search  # noqa: E402
+from ascnet.config import get_cfg
+from ascnet.modeling.memory_bank import RingMemoryBank
+from ascnet.utils.search import faiss_available, faiss_has_gpu, knn_search
 
 
 def _sync(device):

@@ -12,16 +12,13 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from ascnet.evaluation.metrics import retrieval_map  # noqa: E402
-from ascnet.utils.search import knn  # noqa: E402
+from ascnet.evaluation.metrics import retrieval_map
+from ascnet.utils.search import knn
 
 
 def _time(fn, repeats, sync=False):

@@ -20,21 +20,18 @@ synchronisations. Target: full / floor <= 1.15.
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 
+import torch
+
+from ascnet.engine.plugins import load_config
+from ascnet.engine.trainer import Trainer
+from ascnet.modeling.meta_arch import ascnet as _ascnet  # noqa: F401  (registers ASCNet)
+from ascnet.utils.events import EventWriter
+from ascnet.utils.logging import setup_logging
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-
-import torch  # noqa: E402
-
-from ascnet.engine.plugins import load_config  # noqa: E402
-from ascnet.engine.trainer import Trainer  # noqa: E402
-from ascnet.modeling.meta_arch import ascnet as _ascnet  # noqa: E402,F401  (registers ASCNet)
-from ascnet.utils.events import EventWriter  # noqa: E402
-from ascnet.utils.logging import setup_logging  # noqa: E402
 
 
 class _FixedBatches(list):

@@ -4,14 +4,16 @@
 Examples::
 
     # the training split of a config
-    python tools/check_dataset.py --cfg configs/Kinetics/ASCNet_R3D18.yaml
+    python tools/check_dataset.py --cfg configs/Kinetics/ASCNet_R3D18_16x112.yaml
     # another split / dataset, with overrides, report written elsewhere
-    python tools/check_dataset.py --cfg configs/UCF101/finetune.yaml --split test --dataset UCF101 \
+    python tools/check_dataset.py --cfg configs/UCF101/ASCNet_R3D18_finetune.yaml --split test --dataset UCF101 \\
         --out /tmp/ucf_report.json DATA.SPLIT_ID 2
     # a quick header-only pass (open + stream info, no frame decoding)
     python tools/check_dataset.py --cfg X.yaml --probe-only
     # Kinetics-400 on a 32-core node
-    python tools/check_dataset.py --cfg configs/Kinetics/ASCNet_R3D18.yaml --workers 32
+    python tools/check_dataset.py --cfg configs/Kinetics/ASCNet_R3D18_16x112.yaml --workers 32
+    # what would be checked, without reading a video
+    python tools/check_dataset.py --cfg configs/UCF101/ASCNet_R3D18_finetune.yaml --dry-run
 
 A video is bad when it is missing, empty, unreadable, truncated (fewer decodable frames than
 its header promises), or shorter than a clip under DATA.SHORT_VIDEO_POLICY "fail" (the largest
@@ -28,15 +30,13 @@ import sys
 import time
 from typing import Dict
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
+from tqdm import tqdm
 
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from ascnet.engine.plugins import load_config  # noqa: E402
-from ascnet.data.build import DATASET_REGISTRY  # noqa: E402
-from ascnet.data.check import check_video  # noqa: E402
-from ascnet.utils.io import atomic_write_bytes  # noqa: E402
+from ascnet.data.build import DATASET_REGISTRY
+from ascnet.data.check import check_video
+from ascnet.engine.plugins import load_config
+from ascnet.utils.io import atomic_write_bytes
 
 
 def main(argv=None) -> int:
@@ -47,12 +47,18 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="JSON report path")
     p.add_argument("--probe-only", action="store_true", help="open each file and read its header only")
     p.add_argument("--workers", type=int, default=1, help="decoding processes (e.g. the number of cores)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be checked and exit; reads no video")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     cfg = load_config(args.cfg, args.opts)
     name = args.dataset or cfg.TRAIN.DATASET
     split = args.split or cfg.TRAIN.SPLIT
+    if args.dry_run:
+        DATASET_REGISTRY.get(name)  # an unknown dataset fails here, with the registered names
+        print(f"# dry run: would check {name}/{split} under DATA.PATH_TO_DATA_DIR {cfg.DATA.PATH_TO_DATA_DIR!r}. "
+              "Nothing was read.")
+        return 0
     ds = DATASET_REGISTRY.get(name)(cfg, split, "train")
     stride = max(cfg.ASCNET.SPEEDS) * cfg.DATA.SAMPLING_RATE
     needed = (cfg.DATA.NUM_FRAMES - 1) * stride + 1 if cfg.DATA.SHORT_VIDEO_POLICY == "fail" else 0

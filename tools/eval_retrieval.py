@@ -7,9 +7,10 @@ Examples::
     python tools/eval_retrieval.py --cfg configs/UCF101/ASCNet_R3D18_retrieval.yaml \\
         --checkpoint output/pretrain/checkpoints/checkpoint_epoch_00200.pyth
 
-    # the generated dataset, with an HTML page of queries and their top-5 neighbours
+    # the generated dataset, with an HTML page of queries and their top-5 neighbours (a run's
+    # OUTPUT_DIR names its newest checkpoint)
     python tools/eval_retrieval.py --cfg configs/Synthetic/retrieval_quickstart.yaml \\
-        --checkpoint output/quickstart/checkpoints/last.pyth --visualize
+        --checkpoint output/quickstart --visualize
 
     # protocol keys on the command line (printed beside every result)
     python tools/eval_retrieval.py --cfg X.yaml RETRIEVAL.CENTER True RETRIEVAL.BACKEND torch
@@ -18,12 +19,8 @@ Without --checkpoint (and RETRIEVAL.CHECKPOINT_FILE_PATH empty) a randomly initi
 is evaluated, and the output says so.
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ascnet.engine.plugins import load_config  # noqa: E402
+from ascnet.engine.plugins import load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,6 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cfg", required=True, help="YAML config (e.g. configs/UCF101/ASCNet_R3D18_retrieval.yaml)")
     p.add_argument("--checkpoint", default="", help="checkpoint whose backbone is evaluated (sets RETRIEVAL.CHECKPOINT_FILE_PATH)")
     p.add_argument("--visualize", action="store_true", help="write an HTML page and a PNG contact sheet (RETRIEVAL.VISUALIZE)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit; reads nothing")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     return p.parse_args(argv)
 
@@ -46,6 +44,11 @@ def main(argv=None) -> None:
     if args.visualize:
         opts += ["RETRIEVAL.VISUALIZE", "True"]
     cfg = load_config(args.cfg, opts)
+    if args.dry_run:
+        print(cfg.dump(), end="")
+        print(f"# dry run: TASK retrieval, checkpoint {cfg.RETRIEVAL.CHECKPOINT_FILE_PATH or '(random init)'!s}, "
+              f"OUTPUT_DIR {cfg.OUTPUT_DIR}. Nothing was run.")
+        return
     from ascnet.engine.launch import launch
     from ascnet.engine.retrieval import run_retrieval
 

@@ -16,10 +16,6 @@ Examples::
 The summary is written to <OUTPUT_DIR>/splits_summary.json.
 """
 import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None) -> None:
@@ -29,10 +25,16 @@ def main(argv=None) -> None:
     )
     p.add_argument("--cfg", required=True, help="YAML config of a finetune / linear / test / retrieval run")
     p.add_argument("--splits", type=int, nargs="+", default=[1, 2, 3], help="split ids (default 1 2 3)")
+    p.add_argument("--dry-run", action="store_true", help="print each split's TASK and OUTPUT_DIR and exit; runs nothing")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = p.parse_args(argv)
-    from ascnet.engine.splits import run_splits
+    from ascnet.engine.splits import run_splits, split_configs
 
+    if args.dry_run:
+        for s, cfg in split_configs(args.cfg, args.opts, args.splits).items():
+            print(f"# dry run: split {s}: TASK {cfg.TASK} {cfg.TEST.DATASET} in {cfg.OUTPUT_DIR}")
+        print("# Nothing was run.")
+        return
     run_splits(args.cfg, args.opts, args.splits)
 
 

@@ -4,22 +4,20 @@
 Examples::
 
     # online encoder of a pretraining checkpoint -> weights for downstream runs
-    python tools/export_backbone.py --checkpoint output/pretrain/checkpoint_epoch_00200.pyth \
+    python tools/export_backbone.py --checkpoint output/pretrain/checkpoints/checkpoint_epoch_00200.pyth \\
         --out r3d18_ascnet_k400.pyth
-    # backbone of a fine-tuned classifier
-    python tools/export_backbone.py --checkpoint output/finetune/last.pyth --out r3d18_ucf.pyth
+    # backbone of a fine-tuned classifier: a run's OUTPUT_DIR names its newest checkpoint
+    python tools/export_backbone.py --checkpoint output/finetune --out r3d18_ucf.pyth
 
 The output holds ``{"model": state_dict}`` with the backbone's own keys, and is accepted by
 ``TRAIN.CHECKPOINT_FILE_PATH`` and :func:`ascnet.modeling.weights.load_backbone_weights`.
 """
 import argparse
 import logging
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ascnet.modeling.weights import extract_backbone_state_dict, save_backbone_weights  # noqa: E402
+from ascnet.evaluation.paths import resolve_checkpoint_path
+from ascnet.modeling.weights import extract_backbone_state_dict, save_backbone_weights
 
 
 def main(argv=None) -> int:
@@ -27,7 +25,10 @@ def main(argv=None) -> int:
         description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--checkpoint", required=True, help="checkpoint file (any iopath URI)")
+    parser.add_argument(
+        "--checkpoint", required=True,
+        help="checkpoint file (any iopath URI), or a run's OUTPUT_DIR (its newest checkpoint)",
+    )
     parser.add_argument("--out", required=True, help="where to write the backbone weights")
     parser.add_argument(
         "--prefix", default=None,
@@ -35,7 +36,12 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    state = extract_backbone_state_dict(args.checkpoint, prefix=args.prefix)
+    try:
+        path = resolve_checkpoint_path(args.checkpoint, "--checkpoint")
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    state = extract_backbone_state_dict(path, prefix=args.prefix)
     save_backbone_weights(state, args.out)
     n = sum(v.numel() for v in state.values())
     print(f"Wrote {len(state)} tensors ({n:,} values) to {args.out}")

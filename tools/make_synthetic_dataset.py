@@ -6,10 +6,10 @@ Examples::
     # the defaults of DATA.SYNTHETIC (8 classes x 20 videos x 48 frames x 64 px, .avi/MPEG-4)
     python tools/make_synthetic_dataset.py --out datasets/synthetic
     # larger and in H.264, the way a config would ask for it
-    python tools/make_synthetic_dataset.py --cfg configs/Synthetic/ASCNet_quickstart.yaml \
+    python tools/make_synthetic_dataset.py --cfg configs/Synthetic/ASCNet_R3D18_quickstart.yaml \\
         DATA.SYNTHETIC.SIZE 128 DATA.SYNTHETIC.FORMAT .mp4
     # explicit parameters
-    python tools/make_synthetic_dataset.py --out /tmp/syn --num-classes 10 --videos-per-class 30 \
+    python tools/make_synthetic_dataset.py --out /tmp/syn --num-classes 10 --videos-per-class 30 \\
         --num-frames 64 --size 112 --format .mp4 --seed 3
 
 The dataset classes are motions (see ascnet/data/synthetic.py). Training on it with
@@ -17,14 +17,11 @@ The dataset classes are motions (see ascnet/data/synthetic.py). Training on it w
 once up front (e.g. before starting many SLURM tasks).
 """
 import argparse
-import os
 import sys
 from dataclasses import asdict
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ascnet.engine.plugins import load_config  # noqa: E402
-from ascnet.data.synthetic import SyntheticSpec, ensure_synthetic_dataset  # noqa: E402
+from ascnet.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
+from ascnet.engine.plugins import load_config
 
 
 def main(argv=None) -> int:
@@ -38,6 +35,7 @@ def main(argv=None) -> int:
     p.add_argument("--fps", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--format", choices=[".avi", ".mp4"])
+    p.add_argument("--dry-run", action="store_true", help="print the dataset parameters and exit; writes nothing")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = p.parse_args(argv)
     cfg = load_config(args.cfg, args.opts, validate=False)
@@ -49,6 +47,14 @@ def main(argv=None) -> int:
     out = args.out or cfg.DATA.PATH_TO_DATA_DIR
     if not out:
         p.error("give --out or a config with DATA.PATH_TO_DATA_DIR")
+    if args.dry_run:
+        try:
+            spec.check()
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"# dry run: would generate {out} {asdict(spec)}. Nothing was written.")
+        return 0
     try:
         made = ensure_synthetic_dataset(out, spec, auto_generate=True, progress=True)
     except ValueError as e:

@@ -17,18 +17,15 @@ convention: one multiply-add = one FLOP (the convention of the video papers' GFL
 import argparse
 import importlib
 import logging
-import os
 import pkgutil
 import sys
 from typing import Any, Dict
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
+from fvcore.nn import FlopCountAnalysis
 
-import torch  # noqa: E402
-from fvcore.nn import FlopCountAnalysis  # noqa: E402
-
-from ascnet.engine.plugins import load_config  # noqa: E402
-from ascnet.modeling import build_backbone, build_model  # noqa: E402
+from ascnet.engine.plugins import load_config
+from ascnet.modeling import build_backbone, build_model
 
 logger = logging.getLogger("ascnet.model_info")
 
@@ -122,10 +119,15 @@ def main(argv=None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--cfg", default=None, help="YAML config (default: the built-in defaults)")
+    parser.add_argument("--dry-run", action="store_true", help="load the config and exit; builds no network")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. DATA.CROP_SIZE 224")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     cfg = load_config(args.cfg, args.opts)
+    if args.dry_run:
+        print(f"# dry run: would count backbone {cfg.MODEL.BACKBONE.NAME} and model {cfg.MODEL.META_ARCH} at "
+              f"{cfg.DATA.NUM_FRAMES} x {cfg.DATA.CROP_SIZE} px. Nothing was built.")
+        return 0
     print(format_info(model_info(cfg)))
     return 0
 

@@ -6,13 +6,7 @@ overrides), then start the processes of the run (``ascnet.engine.launch.launch``
 the task named by ``TASK`` in each. ``--slurm`` submits the same run to SLURM instead.
 """
 import argparse
-import os
 import sys
-
-# Run from a source checkout without installing: make the repository importable.
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
 
 EPILOG = """examples:
   # quickstart: pretrain a tiny ASCNet on the generated dataset (CPU, a few minutes)

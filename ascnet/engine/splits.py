@@ -10,6 +10,7 @@ import logging
 import os
 from typing import Dict, Sequence
 
+from fvcore.common.config import CfgNode
 from iopath.common.file_io import g_pathmgr
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,11 @@ def split_result(task: str, output_dir: str, split_id: int) -> Dict[str, float]:
             files.sort(key=os.path.getmtime)
         if not files:
             raise FileNotFoundError(f"No retrieval results for split {split_id} in {output_dir!r}.")
-        return dict(_read_json(files[-1])["results"])
+        blob = _read_json(files[-1])
+        res = dict(blob["results"])
+        if "num_queries" in blob.get("protocol", {}):  # the videos evaluated: the queries
+            res["num_videos"] = int(blob["protocol"]["num_queries"])
+        return res
     raise ValueError(f"TASK {task!r} has no per-split test results; use one of {list(CLASSIFICATION_TASKS) + ['retrieval']}.")
 
 
@@ -50,14 +55,39 @@ def summarize(per_split: Dict[int, Dict[str, float]]) -> Dict[str, float]:
     return mean
 
 
+def _metric_order(name: str):
+    # top1, top5, top10, top20, ... in numeric order (the JSON files hold them sorted as text:
+    # top1, top10, top20, top5), then the other metrics (mAP) by name.
+    if name.startswith("top") and name[3:].isdigit():
+        return (0, int(name[3:]), name)
+    return (1, 0, name)
+
+
 def format_splits_table(task: str, dataset: str, per_split: Dict[int, Dict[str, float]], mean: Dict[str, float]) -> str:
-    """One row per split and a mean row (metrics in %)."""
-    keys = [k for k in mean if k != "num_videos"]
-    lines = [f"{task} {dataset}: each official split and the mean", f"{'split':<6}" + "".join(f"{k:>9}" for k in keys) + f"{'videos':>8}"]
-    for s, r in sorted(per_split.items()):
-        lines.append(f"{s:<6}" + "".join(f"{r[k]:9.2f}" for k in keys) + f"{int(r.get('num_videos', 0)):8d}")
-    lines.append(f"{'mean':<6}" + "".join(f"{mean[k]:9.2f}" for k in keys) + f"{int(mean.get('num_videos', 0)):8d}")
+    """One row per split and a mean row (metrics in %; the videos column when the runs count them)."""
+    keys = sorted((k for k in mean if not k.startswith("num_")), key=_metric_order)
+    videos = "num_videos" in mean
+
+    def row(label, r):
+        return f"{label!s:<6}" + "".join(f"{r[k]:9.2f}" for k in keys) + (f"{int(r['num_videos']):8d}" if videos else "")
+
+    header = f"{'split':<6}" + "".join(f"{k:>9}" for k in keys) + (f"{'videos':>8}" if videos else "")
+    lines = [f"{task} {dataset}: each official split and the mean", header]
+    lines += [row(s, r) for s, r in sorted(per_split.items())]
+    lines.append(row("mean", mean))
     return "\n".join(lines)
+
+
+def split_configs(cfg_path: str, opts: Sequence[str] = (), splits: Sequence[int] = (1, 2, 3)) -> Dict[int, CfgNode]:
+    """The config of each split: ``DATA.SPLIT_ID`` k, ``OUTPUT_DIR`` ``<OUTPUT_DIR>/split<k>``."""
+    from .plugins import load_config
+
+    base = load_config(cfg_path, list(opts))
+    out = {}
+    for s in splits:
+        out_dir = os.path.join(base.OUTPUT_DIR, f"split{s}")
+        out[int(s)] = load_config(cfg_path, list(opts) + ["DATA.SPLIT_ID", str(s), "OUTPUT_DIR", out_dir])
+    return out
 
 
 def run_splits(cfg_path: str, opts: Sequence[str] = (), splits: Sequence[int] = (1, 2, 3)) -> Dict:
@@ -79,12 +109,10 @@ def run_splits(cfg_path: str, opts: Sequence[str] = (), splits: Sequence[int] = 
 
     base = load_config(cfg_path, list(opts))
     per_split: Dict[int, Dict[str, float]] = {}
-    for s in splits:
-        out_dir = os.path.join(base.OUTPUT_DIR, f"split{s}")
-        cfg = load_config(cfg_path, list(opts) + ["DATA.SPLIT_ID", str(s), "OUTPUT_DIR", out_dir])
-        logger.info("Split %d: TASK %s in %s", s, cfg.TASK, out_dir)
+    for s, cfg in split_configs(cfg_path, opts, splits).items():
+        logger.info("Split %d: TASK %s in %s", s, cfg.TASK, cfg.OUTPUT_DIR)
         launch(cfg, get_task(cfg.TASK))
-        per_split[int(s)] = split_result(cfg.TASK, out_dir, s)
+        per_split[s] = split_result(cfg.TASK, cfg.OUTPUT_DIR, s)
     mean = summarize(per_split)
     table = format_splits_table(base.TASK, base.TEST.DATASET, per_split, mean)
     print(table, flush=True)

@@ -49,3 +49,23 @@ def test_wrong_num_classes_is_a_clear_error(data_root, tmp_path):
 
     with pytest.raises(DownstreamError, match="MODEL.NUM_CLASSES 4"):
         evaluate_classifier(cfg, build_model(cfg))
+
+
+def test_table_orders_top_k_numerically_and_counts_retrieval_queries(tmp_path):
+    from ascnet.engine.splits import format_splits_table, split_result, summarize
+
+    # The result files hold their keys sorted as text: top1, top10, top20, top5, mAP.
+    for s in (1, 2):
+        blob = {"results": {"top1": 10.0 * s, "top10": 30.0, "top20": 40.0, "top5": 20.0, "mAP": 5.0},
+                "protocol": {"num_queries": 7 + s}}
+        (tmp_path / f"retrieval_split{s}_abc.json").write_text(json.dumps(blob, sort_keys=True))
+    per_split = {s: split_result("retrieval", str(tmp_path), s) for s in (1, 2)}
+    assert per_split[1]["num_videos"] == 8
+    mean = summarize(per_split)
+    lines = format_splits_table("retrieval", "UCF101", per_split, mean).splitlines()
+    assert lines[1].split() == ["split", "top1", "top5", "top10", "top20", "mAP", "videos"]
+    assert lines[2].split() == ["1", "10.00", "20.00", "30.00", "40.00", "5.00", "8"]
+    assert lines[-1].split() == ["mean", "15.00", "20.00", "30.00", "40.00", "5.00", "17"]
+    # Results without a video count get no videos column (not a column of zeros).
+    no_count = {1: {"top1": 1.0, "top5": 2.0}}
+    assert "videos" not in format_splits_table("linear", "HMDB51", no_count, summarize(no_count))

@@ -152,3 +152,23 @@ def test_export_tool(tmp_path, repo_root):
     sd = torch.load(out, weights_only=True)["model"]
     ref = model.online.backbone.state_dict()
     assert set(sd) == set(ref) and all(torch.equal(sd[k], ref[k]) for k in ref)
+
+
+def test_export_tool_accepts_a_run_folder(tmp_path, repo_root):
+    # Like TRAIN.CHECKPOINT_FILE_PATH and eval_retrieval --checkpoint, a run's OUTPUT_DIR names
+    # its newest checkpoint (the tool refused a folder).
+    import importlib.util
+
+    from ascnet.utils.checkpoint import Checkpointer
+
+    model = _ASCNetLike()
+    Checkpointer(str(tmp_path / "run"), model).save("checkpoint_iter_0000003")
+    spec = importlib.util.spec_from_file_location("_export_tool", os.path.join(repo_root, "tools", "export_backbone.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = str(tmp_path / "b.pyth")
+    assert tool.main(["--checkpoint", str(tmp_path / "run"), "--out", out]) == 0
+    sd = torch.load(out, weights_only=True)["model"]
+    ref = model.online.backbone.state_dict()
+    assert set(sd) == set(ref) and all(torch.equal(sd[k], ref[k]) for k in ref)
+    assert tool.main(["--checkpoint", str(tmp_path / "nothing"), "--out", out]) == 2
