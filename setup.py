@@ -14,7 +14,6 @@ INSTALL_REQUIRES = [
     "numpy>=1.23",
     "pyyaml>=5.4",
     "tqdm",
-    "tabulate",
     "pillow",
     "scikit-learn",  # the generated dataset draws its moving digits from load_digits()
     # faiss: the GPU build on Linux x86_64 (it also runs CPU indexes on machines without a

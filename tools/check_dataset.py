@@ -66,8 +66,8 @@ def main(argv=None) -> int:
     check = functools.partial(check_video, needed=needed, target_fps=cfg.DATA.TARGET_FPS, probe_only=args.probe_only)
     progress = dict(total=len(ds.paths), desc=f"Checking {name}/{split}", unit="video")
     if args.workers > 1:
-        # One process per core, each decoding on one thread (see environment notes on FFmpeg
-        # threading); imap keeps the report in dataset order.
+        # One process per core, each decoding on one thread (FFmpeg's own threading is slower
+        # on a shared machine); imap keeps the report in dataset order.
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"  # like DataLoader workers
         with mp.get_context(method).Pool(args.workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
             results = list(tqdm(pool.imap(check, ds.paths, chunksize=4), **progress))

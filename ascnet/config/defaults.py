@@ -4,8 +4,8 @@ Every key a component reads lives here, with a comment. Keys follow PySlowFast's
 they exist. Keys marked [D] are choices of ours where the paper is silent (see
 ``docs/method.md``); keys marked [S] are fixed by the paper's supplementary.
 
-Plugins add their own keys through an ``add_<name>_config(cfg)`` function called before the
-YAML is merged (see ``docs/plugins.md``).
+Plugins add their own keys through an ``add_config(cfg)`` function of the plugin module,
+called before the YAML is merged (see ``docs/plugins.md``).
 """
 from fvcore.common.config import CfgNode
 
@@ -131,6 +131,14 @@ _C.DATA.FAILURE_MIN_ATTEMPTS = 50
 _C.DATA.MAX_FAILURE_RATIO = 0.05
 # Video file extensions searched when scanning class folders.
 _C.DATA.EXTENSIONS = [".mp4", ".avi", ".mkv", ".webm"]
+# Clip sampler of each dataset mode, by name in CLIP_SAMPLER_REGISTRY (ascnet/sampling/clip.py;
+# a plugin may register its own). PRETRAIN: one clip per playback speed of ASCNET.SPEEDS [S];
+# TRAIN: one random clip at speed 1 (downstream training); TEST: TEST.NUM_ENSEMBLE_VIEWS
+# uniformly spaced clips.
+_C.DATA.CLIP_SAMPLER = CfgNode()
+_C.DATA.CLIP_SAMPLER.PRETRAIN = "PlaybackSpeedSampler"
+_C.DATA.CLIP_SAMPLER.TRAIN = "RandomClipSampler"
+_C.DATA.CLIP_SAMPLER.TEST = "UniformMultiViewSampler"
 
 # Generated dataset (Synthetic): written in the UCF-101 layout.
 _C.DATA.SYNTHETIC = CfgNode()
@@ -245,7 +253,7 @@ _C.ASCNET.SCP_WEIGHT = 1.0
 # Loss names in the LOSS registry.
 _C.ASCNET.ACP_LOSS = "ACPLoss"
 _C.ASCNET.SCP_LOSS = "SCPLoss"
-# SCP positive sampler in the SAMPLER registry: appearance_retrieval (the paper's) or
+# SCP positive sampler in POSITIVE_SAMPLER_REGISTRY: appearance_retrieval (the paper's) or
 # random_same_speed (ablation).
 _C.ASCNET.POSITIVE_SAMPLER = "appearance_retrieval"
 # [D] Below this many bank entries, SCP positives come from the current global batch
@@ -368,7 +376,3 @@ _C.TENSORBOARD = CfgNode()
 _C.TENSORBOARD.ENABLE = True
 _C.TENSORBOARD.LOG_DIR = ""
 
-
-def get_defaults() -> CfgNode:
-    """Return the module-level default config (do not mutate; see ascnet.config.get_cfg)."""
-    return _C

@@ -29,7 +29,7 @@ from fvcore.common.config import CfgNode
 class VideoRandomGrayscale(torch.nn.Module):
     """Grayscale with probability ``p`` that works on videos.
 
-    ``v2.RandomGrayscale`` silently does nothing to a ``tv_tensors.Video`` (environment.md), so
+    ``v2.RandomGrayscale`` silently does nothing to a ``tv_tensors.Video`` (torchvision 0.2x, even at p=1), so
     we call the functional kernel on the plain tensor ourselves. All C=3 output channels are equal.
 
     Args:

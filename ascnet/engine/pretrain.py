@@ -23,9 +23,6 @@ def run_pretrain(cfg: CfgNode) -> Optional[Trainer]:
     if not cfg.TRAIN.ENABLE:
         logger.info("TRAIN.ENABLE is False: nothing to do for TASK pretrain.")
         return None
-    # Registers ASCNet in MODEL_REGISTRY (meta_arch/__init__.py does not import it).
-    from ascnet.modeling.meta_arch import ascnet as _ascnet  # noqa: F401
-
     trainer = Trainer(cfg, mode="pretrain")
     trainer.train()
     return trainer

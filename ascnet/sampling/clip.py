@@ -24,7 +24,7 @@ from typing import List, Optional, Sequence
 import torch
 from fvcore.common.config import CfgNode
 
-from .build import SAMPLER_REGISTRY
+from .build import CLIP_SAMPLER_REGISTRY
 
 SHORT_VIDEO_POLICIES = ("fail", "loop", "clamp")
 
@@ -116,7 +116,7 @@ class ClipSampler:
         raise NotImplementedError
 
 
-@SAMPLER_REGISTRY.register()
+@CLIP_SAMPLER_REGISTRY.register()
 class PlaybackSpeedSampler(ClipSampler):
     """One clip per playback speed in ``ASCNET.SPEEDS``, each at an independent random start.
 
@@ -139,7 +139,7 @@ class PlaybackSpeedSampler(ClipSampler):
         return clips
 
 
-@SAMPLER_REGISTRY.register()
+@CLIP_SAMPLER_REGISTRY.register()
 class RandomClipSampler(PlaybackSpeedSampler):
     """One clip at speed 1 (stride ``DATA.SAMPLING_RATE``) at a random start (supervised training)."""
 
@@ -147,7 +147,7 @@ class RandomClipSampler(PlaybackSpeedSampler):
         super().__init__(cfg, mode, speeds=[1])
 
 
-@SAMPLER_REGISTRY.register()
+@CLIP_SAMPLER_REGISTRY.register()
 class UniformMultiViewSampler(ClipSampler):
     """``num_clips`` clips at speed 1 with uniformly spaced starts; deterministic.
 
@@ -158,8 +158,8 @@ class UniformMultiViewSampler(ClipSampler):
     Args:
         cfg: the run config.
         mode: normally "test".
-        num_clips: clips per video (default ``TEST.NUM_ENSEMBLE_VIEWS``; retrieval passes
-            ``RETRIEVAL.NUM_CLIPS``).
+        num_clips: clips per video (default ``TEST.NUM_ENSEMBLE_VIEWS``, which retrieval sets
+            to ``RETRIEVAL.NUM_CLIPS``).
     """
 
     def __init__(self, cfg: CfgNode, mode: str = "test", num_clips: Optional[int] = None):

@@ -18,7 +18,7 @@ from fvcore.common.config import CfgNode
 
 from ascnet.utils.search import masked_top1
 
-from .build import SAMPLER_REGISTRY
+from .build import POSITIVE_SAMPLER_REGISTRY
 
 __all__ = ["Gallery", "Positives", "AppearanceRetrievalSampler", "RandomSameSpeedSampler"]
 
@@ -154,13 +154,13 @@ class RandomSameSpeedSampler:
 
 # The registry keys by object name; the config names are lower-case, so register small
 # builder functions under those names.
-@SAMPLER_REGISTRY.register()
+@POSITIVE_SAMPLER_REGISTRY.register()
 def appearance_retrieval(cfg: CfgNode) -> AppearanceRetrievalSampler:
     """Build the paper's SCP positive sampler (``ASCNET.POSITIVE_SAMPLER appearance_retrieval``)."""
     return AppearanceRetrievalSampler(cfg)
 
 
-@SAMPLER_REGISTRY.register()
+@POSITIVE_SAMPLER_REGISTRY.register()
 def random_same_speed(cfg: CfgNode) -> RandomSameSpeedSampler:
     """Build the ablation's SCP positive sampler (``ASCNET.POSITIVE_SAMPLER random_same_speed``)."""
     return RandomSameSpeedSampler(cfg)

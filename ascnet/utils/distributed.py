@@ -31,11 +31,6 @@ def get_local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def get_local_size() -> int:
-    """Processes on this machine (``LOCAL_WORLD_SIZE``, set by the launcher; 1 otherwise)."""
-    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-
-
 def is_main_process() -> bool:
     """True on global rank 0 (the process that writes checkpoints, logs and metrics)."""
     return get_rank() == 0

@@ -42,16 +42,6 @@ def _scalar(v: Any) -> Optional[float]:
     return None
 
 
-def scalar_stats(d: Dict[str, Any]) -> Dict[str, float]:
-    """Keep the scalar entries of a dict (as floats), dropping tensors with several values."""
-    out = {}
-    for k, v in d.items():
-        s = _scalar(v)
-        if s is not None:
-            out[k] = s
-    return out
-
-
 def format_eta(seconds: float) -> str:
     """``3725.2`` -> ``'1:02:05'``."""
     if not math.isfinite(seconds) or seconds < 0:

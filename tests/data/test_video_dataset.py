@@ -40,3 +40,34 @@ def test_test_mode_views_follow_constructor_arguments(tmp_path):
     assert torch.equal(ds[0]["clips"], clips)
     default = build_dataset(cfg, "val", "test", name="Kinetics")
     assert default.num_views == cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
+
+
+def test_dataset_takes_its_clip_sampler_from_the_registry(tmp_path):
+    # DATA.CLIP_SAMPLER.<MODE> names the sampler (the dataset picked one by if/elif on the
+    # mode, so a plugin's sampler could never be selected).
+    from ascnet.sampling import CLIP_SAMPLER_REGISTRY, POSITIVE_SAMPLER_REGISTRY
+    from ascnet.sampling.clip import RandomClipSampler
+
+    @CLIP_SAMPLER_REGISTRY.register()
+    class FirstFramesSampler(RandomClipSampler):
+        def __call__(self, num_frames, fps, generator=None):
+            return [torch.arange(self.num_frames)]
+
+    root = str(tmp_path)
+    write_index_video(os.path.join(root, "v0.mp4"), 60)
+    with open(os.path.join(root, "train.csv"), "w") as f:
+        f.write("v0.mp4 0\n")
+    try:
+        cfg = tiny_cfg(root, AUG__ENABLE=False, DATA__CROP_SIZE=64, DATA__MEAN=[0.0] * 3, DATA__STD=[1.0] * 3)
+        cfg.DATA.CLIP_SAMPLER.TRAIN = "FirstFramesSampler"
+        ds = build_dataset(cfg, "train", "train", name="Kinetics")
+        assert type(ds.clip_sampler).__name__ == "FirstFramesSampler"
+        for seed in range(3):
+            clip = ds[(0, seed)]["clips"]  # (C, T, H, W)
+            assert [read_index((clip[:, t] * 255).round().byte().numpy()) for t in range(8)] == list(range(8))
+    finally:
+        CLIP_SAMPLER_REGISTRY._obj_map.pop("FirstFramesSampler", None)
+    # One registry per kind: clip samplers and SCP positive samplers have different signatures.
+    assert "PlaybackSpeedSampler" in CLIP_SAMPLER_REGISTRY.names()
+    assert "PlaybackSpeedSampler" not in POSITIVE_SAMPLER_REGISTRY.names()
+    assert set(POSITIVE_SAMPLER_REGISTRY.names()) == {"appearance_retrieval", "random_same_speed"}

@@ -30,12 +30,8 @@ import torch
 from fvcore.common.config import CfgNode
 from torch.utils.data import Dataset
 
-from ascnet.sampling.clip import (
-    PlaybackSpeedSampler,
-    RandomClipSampler,
-    UniformMultiViewSampler,
-    VideoTooShortError,
-)
+from ascnet.sampling import build_clip_sampler
+from ascnet.sampling.clip import VideoTooShortError
 
 from ..decoder import VideoDecodeError, decode_clips
 from ..transforms import build_eval_transform, build_train_transform
@@ -57,8 +53,8 @@ class VideoDataset(Dataset):
         cfg: the run config.
         split: "train" | "val" | "test" (which annotation list is read).
         mode: "pretrain" | "train" | "test" (what a sample holds; see the module docstring).
-        num_clips: test mode: clips per video (default ``TEST.NUM_ENSEMBLE_VIEWS``; retrieval
-            passes ``RETRIEVAL.NUM_CLIPS``).
+        num_clips: test mode: clips per video (default ``TEST.NUM_ENSEMBLE_VIEWS``, which
+            retrieval sets to ``RETRIEVAL.NUM_CLIPS``).
         num_crops: test mode: spatial crops per clip (default ``TEST.NUM_SPATIAL_CROPS``).
 
     Attributes:
@@ -92,12 +88,15 @@ class VideoDataset(Dataset):
         self.class_names: List[str] = list(class_names)
         self.num_classes = len(self.class_names)
 
-        if mode == "pretrain":
-            self.clip_sampler = PlaybackSpeedSampler(cfg, mode)
-        elif mode == "train":
-            self.clip_sampler = RandomClipSampler(cfg, mode)
-        else:
-            self.clip_sampler = UniformMultiViewSampler(cfg, mode, num_clips=num_clips)
+        # The sampler of the mode comes from its registry (DATA.CLIP_SAMPLER.<MODE>), so a
+        # plugin's sampler can be selected; a num_clips override reaches it through the config.
+        sampler_cfg = cfg
+        if mode == "test" and num_clips is not None:
+            sampler_cfg = cfg.clone()
+            sampler_cfg.defrost()
+            sampler_cfg.TEST.NUM_ENSEMBLE_VIEWS = int(num_clips)
+            sampler_cfg.freeze()
+        self.clip_sampler = build_clip_sampler(sampler_cfg, mode)
         if mode == "test":
             self.transform = build_eval_transform(cfg, num_crops=num_crops)
             self.num_views = self.clip_sampler.num_clips * self.transform.num_crops

@@ -49,7 +49,3 @@ def get_norm(name: str) -> Optional[Callable[..., nn.Module]]:
         )
     return _NORMS[key]
 
-
-def norm_names() -> list:
-    """The accepted values of ``MODEL.BACKBONE.NORM``."""
-    return sorted(_NORMS)
