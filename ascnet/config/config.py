@@ -345,7 +345,12 @@ def _choice(cfg: CfgNode, key: str, choices: Sequence[str]) -> None:
 
 
 def validate_cfg(cfg: CfgNode) -> None:
-    """Check values that must agree with each other; raise ConfigError naming the keys."""
+    """Check values that must agree with each other; raise ConfigError naming the keys.
+
+    The allowed values of a choice key are read from the component that uses it (e.g.
+    ``ascnet.solver.build.OPTIMIZERS``); keys of models and of the evaluation are checked by
+    their components when built.
+    """
     # TASK is checked where tasks are looked up (ascnet.engine.tasks.check_task).
     if cfg.NUM_GPUS < 0 or cfg.NUM_CPU_PROCESSES < 1:
         raise ConfigError("NUM_GPUS must be >= 0 and NUM_CPU_PROCESSES >= 1.")
@@ -392,14 +397,21 @@ def validate_cfg(cfg: CfgNode) -> None:
         raise ConfigError(f"ASCNET.EMA_BASE must be in [0, 1], got {cfg.ASCNET.EMA_BASE}.")
     if cfg.MEMORY_BANK.SIZE < 1:
         raise ConfigError(f"MEMORY_BANK.SIZE must be >= 1, got {cfg.MEMORY_BANK.SIZE}.")
-    _choice(cfg, "MEMORY_BANK.SEARCH", ("auto", "faiss", "torch"))
-    _choice(cfg, "ASCNET.TARGET_BN_MODE", ("train", "eval"))
+    # The choice lists live with the components that use them; the keys of components above
+    # the config layer's imports (modeling, evaluation: MODEL.BACKBONE.NORM,
+    # ASCNET.TARGET_BN_MODE, LINEAR.FEATURE_NORM, RETRIEVAL.POOLING) are checked there, when the
+    # component is built, so loading a config never imports a model.
+    from ascnet.sampling.clip import SHORT_VIDEO_POLICIES
+    from ascnet.solver.build import OPTIMIZERS
+    from ascnet.solver.lr_scheduler import LR_POLICIES
+    from ascnet.utils.search import BANK_SEARCH_CHOICES, SEARCH_BACKENDS
+
+    _choice(cfg, "MEMORY_BANK.SEARCH", BANK_SEARCH_CHOICES)
     if cfg.ASCNET.BANK_MIN_FILL < 0 or cfg.MEMORY_BANK.CHUNK_SIZE < 1:
         raise ConfigError(
             "ASCNET.BANK_MIN_FILL must be >= 0 (0 = one global batch) and MEMORY_BANK.CHUNK_SIZE >= 1."
         )
-    _choice(cfg, "RETRIEVAL.BACKEND", ("faiss", "torch"))
-    _choice(cfg, "RETRIEVAL.POOLING", ("mean",))
+    _choice(cfg, "RETRIEVAL.BACKEND", SEARCH_BACKENDS)
     # Downstream: view counts, top-k list and the linear/fine-tune recipes.
     if min(cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS, cfg.RETRIEVAL.NUM_CLIPS, cfg.RETRIEVAL.NUM_CROPS) < 1:
         raise ConfigError(
@@ -409,20 +421,18 @@ def validate_cfg(cfg: CfgNode) -> None:
         raise ConfigError(f"RETRIEVAL.TOPK must be a non-empty list of k >= 1, got {cfg.RETRIEVAL.TOPK}.")
     if cfg.RETRIEVAL.VIS_NUM_QUERIES < 1:
         raise ConfigError(f"RETRIEVAL.VIS_NUM_QUERIES must be >= 1, got {cfg.RETRIEVAL.VIS_NUM_QUERIES}.")
-    _choice(cfg, "LINEAR.FEATURE_NORM", ("bn", "none"))
     for grp in ("LINEAR", "FINETUNE"):
         r = cfg[grp]
         if r.BASE_LR <= 0 or r.MAX_EPOCH < 1 or r.WEIGHT_DECAY < 0 or r.WARMUP_EPOCHS < 0:
             raise ConfigError(
                 f"{grp}.BASE_LR must be > 0, {grp}.MAX_EPOCH >= 1, {grp}.WEIGHT_DECAY and {grp}.WARMUP_EPOCHS >= 0."
             )
-    _choice(cfg, "SOLVER.OPTIMIZING_METHOD", ("sgd", "lars"))
-    _choice(cfg, "SOLVER.LR_POLICY", ("cosine", "constant"))
+    _choice(cfg, "SOLVER.OPTIMIZING_METHOD", OPTIMIZERS)
+    _choice(cfg, "SOLVER.LR_POLICY", LR_POLICIES)
     _choice(cfg, "AMP.DTYPE", ("bfloat16", "float16"))
     _choice(cfg, "DIST_BACKEND", ("auto", "nccl", "gloo"))
-    _choice(cfg, "MODEL.BACKBONE.NORM", ("batchnorm", "syncbatchnorm", "groupnorm", "none"))
     # SyncBatchNorm only runs on CUDA tensors; on CPU it would fail at the first forward.
-    if cfg.MODEL.BACKBONE.NORM == "syncbatchnorm" and cfg.NUM_GPUS == 0:
+    if str(cfg.MODEL.BACKBONE.NORM).lower() == "syncbatchnorm" and cfg.NUM_GPUS == 0:
         raise ConfigError(
             "MODEL.BACKBONE.NORM 'syncbatchnorm' needs GPUs (NUM_GPUS > 0); on CPU use 'batchnorm' "
             "or 'groupnorm'."
@@ -434,15 +444,12 @@ def validate_cfg(cfg: CfgNode) -> None:
             raise ConfigError(f"AUG.*_PROB values must be probabilities in [0, 1], got {p}.")
     if not 0.0 <= cfg.DATA.MAX_FAILURE_RATIO <= 1.0:
         raise ConfigError("DATA.MAX_FAILURE_RATIO must be in [0, 1].")
-    # Data: how short videos are handled and which container the generated dataset uses.
-    _choice(cfg, "DATA.SHORT_VIDEO_POLICY", ("fail", "loop", "clamp"))
-    _choice(cfg, "DATA.SYNTHETIC.FORMAT", (".avi", ".mp4"))
+    # Data: how short videos are handled (the generated dataset's keys: SyntheticSpec.check).
+    _choice(cfg, "DATA.SHORT_VIDEO_POLICY", SHORT_VIDEO_POLICIES)
     # Augmentation ranges: the lengths the transforms unpack.
     for key, n in (("RRC_SCALE", 2), ("RRC_RATIO", 2), ("COLOR_JITTER", 4), ("BLUR_SIGMA", 2)):
         if len(cfg.AUG[key]) != n:
             raise ConfigError(f"AUG.{key} needs {n} numbers, got {list(cfg.AUG[key])}.")
-    if not 0.0 <= cfg.AUG.COLOR_JITTER[3] <= 0.5:
-        raise ConfigError(f"The hue jitter AUG.COLOR_JITTER[3] must be in [0, 0.5], got {cfg.AUG.COLOR_JITTER[3]}.")
     # The generated dataset's parameters (checked before minutes of generation, not after).
     if "Synthetic" in (cfg.TRAIN.DATASET, cfg.TEST.DATASET):
         from ascnet.data.synthetic import SyntheticSpec  # local: heavy imports only when used

@@ -43,6 +43,9 @@ from .metrics import retrieval_map, retrieval_topk_from_neighbors
 
 logger = logging.getLogger(__name__)
 
+# The values of RETRIEVAL.POOLING: how the clip features of a video are pooled.
+POOLINGS = ("mean",)
+
 
 
 # ------------------------------------------------------------------------------------------------
@@ -127,6 +130,8 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
 
 def feature_protocol(cfg: CfgNode, weights_id: str) -> Dict[str, object]:
     """Every setting that defines the retrieval features (the cache key) and the result."""
+    if cfg.RETRIEVAL.POOLING not in POOLINGS:
+        raise ValueError(f"RETRIEVAL.POOLING is {cfg.RETRIEVAL.POOLING!r}; choose one of {list(POOLINGS)}.")
     b = cfg.MODEL.BACKBONE
     return {
         "weights": weights_id,

@@ -24,6 +24,10 @@ NORM_TYPES = (
 )
 
 
+# The values of SOLVER.OPTIMIZING_METHOD (the config check reads them from here).
+OPTIMIZERS = ("sgd", "lars")
+
+
 def scaled_lr(cfg: CfgNode) -> float:
     """``BASE_LR * TRAIN.BATCH_SIZE / BASE_BATCH_SIZE`` (linear scaling rule)."""
     return cfg.SOLVER.BASE_LR * cfg.TRAIN.BATCH_SIZE / cfg.SOLVER.BASE_BATCH_SIZE
@@ -88,7 +92,7 @@ def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
             weight_decay=cfg.SOLVER.WEIGHT_DECAY, eta=cfg.SOLVER.LARS_ETA,
         )
     else:
-        raise ValueError(f"SOLVER.OPTIMIZING_METHOD is {method!r}; choose 'sgd' or 'lars'.")
+        raise ValueError(f"SOLVER.OPTIMIZING_METHOD is {method!r}; choose one of {list(OPTIMIZERS)}.")
     n = sum(p.numel() for g in groups for p in g["params"])
     logger.info("Optimiser %s, peak lr %.5g, %d trainable parameters in %d groups", method, lr, n, len(groups))
     return opt

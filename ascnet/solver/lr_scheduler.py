@@ -17,12 +17,16 @@ import torch
 from fvcore.common.config import CfgNode
 
 
+# The values of SOLVER.LR_POLICY (the config check reads them from here).
+LR_POLICIES = ("cosine", "constant")
+
+
 class WarmupCosineFactor:
     """The lr factor as a function of the iteration (see the module docstring)."""
 
     def __init__(self, total_iters: int, warmup_iters: int, warmup_start: float, end_ratio: float, policy: str):
-        if policy not in ("cosine", "constant"):
-            raise ValueError(f"SOLVER.LR_POLICY is {policy!r}; choose 'cosine' or 'constant'.")
+        if policy not in LR_POLICIES:
+            raise ValueError(f"SOLVER.LR_POLICY is {policy!r}; choose one of {list(LR_POLICIES)}.")
         self.total = max(int(total_iters), 1)
         self.warmup = min(max(int(warmup_iters), 0), self.total)
         self.start = float(warmup_start)

@@ -35,7 +35,9 @@ Array = Union[torch.Tensor, np.ndarray]
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BANK_SEARCH_CHOICES",
     "FAISS_GPU_MAX_K",
+    "SEARCH_BACKENDS",
     "faiss_available",
     "faiss_has_gpu",
     "knn",
@@ -288,6 +290,8 @@ def masked_top1_faiss(
 # Deterministic top-k (retrieval: the same neighbours, in the same order, on every backend)
 # ------------------------------------------------------------------------------------------------
 SEARCH_BACKENDS = ("faiss", "torch")
+# The values of MEMORY_BANK.SEARCH: a backend, or "auto" (the memory bank picks one).
+BANK_SEARCH_CHOICES = ("auto",) + SEARCH_BACKENDS
 
 
 def _rescore(queries: torch.Tensor, gallery: torch.Tensor, idx: torch.Tensor, chunk_size: int = 256) -> torch.Tensor:
@@ -361,7 +365,7 @@ def knn(queries: torch.Tensor, gallery: torch.Tensor, k: int, backend: str = "fa
         (scores, indices): (Q, min(k, G)) float64 and int64, nearest first.
     """
     if backend not in SEARCH_BACKENDS:
-        raise ValueError(f"Unknown retrieval backend {backend!r}; use 'faiss' or 'torch' (RETRIEVAL.BACKEND).")
+        raise ValueError(f"RETRIEVAL.BACKEND is {backend!r}; choose one of {list(SEARCH_BACKENDS)}.")
     queries, gallery = queries.float().contiguous(), gallery.float().contiguous()
     n_gallery = gallery.shape[0]
     if n_gallery == 0:

@@ -128,3 +128,32 @@ def test_list_values_on_the_command_line():
     assert "PLUGINS" in str(e.value) and "expects a list" in str(e.value) and "PLUGINS [my_plugin]" in str(e.value)
     with pytest.raises(ConfigError, match="expects a list"):
         load_config(None, ["PLUGINS", "'my_plugin'"])
+
+
+def test_choice_lists_come_from_the_components(monkeypatch):
+    # One list per choice key, where the key is used: the config check reads it from there, so
+    # a choice a plugin adds is accepted too.
+    import ascnet.solver.build as solver_build
+
+    with pytest.raises(ConfigError, match=r"SOLVER.OPTIMIZING_METHOD is 'adamw'; choose one of \['sgd', 'lars'\]"):
+        load_config(None, ["SOLVER.OPTIMIZING_METHOD", "adamw"])
+    monkeypatch.setattr(solver_build, "OPTIMIZERS", solver_build.OPTIMIZERS + ("adamw",))
+    assert load_config(None, ["SOLVER.OPTIMIZING_METHOD", "adamw"]).SOLVER.OPTIMIZING_METHOD == "adamw"
+    # A norm is checked by the norm table when the backbone is built (a plugin may add one);
+    # the check that spans two keys stays in the config.
+    assert load_config(None, ["MODEL.BACKBONE.NORM", "plugin_norm"]).MODEL.BACKBONE.NORM == "plugin_norm"
+    with pytest.raises(ConfigError, match="syncbatchnorm.*NUM_GPUS"):
+        load_config(None, ["MODEL.BACKBONE.NORM", "SyncBatchNorm"])
+
+
+def test_components_refuse_their_unknown_choices():
+    from ascnet.modeling.backbone.norm import get_norm
+    from ascnet.modeling.meta_arch.classifier import Classifier
+
+    with pytest.raises(ValueError, match="MODEL.BACKBONE.NORM is 'plugin_norm'; choose one of"):
+        get_norm("plugin_norm")
+    cfg = get_cfg()
+    cfg.MODEL.BACKBONE.WIDTHS = [4, 8, 8, 16]
+    cfg.MODEL.BACKBONE.STEM_WIDTH = 4
+    with pytest.raises(ValueError, match=r"LINEAR.FEATURE_NORM is 'batchnorm'; choose one of \['bn', 'none'\]"):
+        Classifier(cfg, freeze_backbone=True, feature_norm="batchnorm")

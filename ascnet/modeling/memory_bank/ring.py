@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 from torch import nn
 
-from ascnet.utils.search import masked_top1, masked_top1_faiss
+from ascnet.utils.search import BANK_SEARCH_CHOICES, masked_top1, masked_top1_faiss
 
 from .build import MEMORY_BANK_REGISTRY
 
@@ -40,8 +40,8 @@ class RingMemoryBank(nn.Module):
         self.size = size
         self.dim = int(dim)
         self.search_backend = cfg.MEMORY_BANK.SEARCH
-        if self.search_backend not in ("auto", "faiss", "torch"):
-            raise ValueError(f"MEMORY_BANK.SEARCH is {self.search_backend!r}; choose auto, faiss or torch.")
+        if self.search_backend not in BANK_SEARCH_CHOICES:
+            raise ValueError(f"MEMORY_BANK.SEARCH is {self.search_backend!r}; choose one of {list(BANK_SEARCH_CHOICES)}.")
         self.chunk_size = int(cfg.MEMORY_BANK.CHUNK_SIZE)
         self.register_buffer("appearance", torch.zeros(size, dim))
         self.register_buffer("motion", torch.zeros(size, dim))

@@ -45,6 +45,9 @@ from .build import MODEL_REGISTRY
 
 __all__ = ["ASCNet", "OnlineNetwork", "TargetNetwork", "ema_momentum"]
 
+# The values of ASCNET.TARGET_BN_MODE (see the module docstring).
+TARGET_BN_MODES = ("train", "eval")
+
 
 def ema_momentum(base: float, iteration: int, max_iter: int) -> float:
     """Cosine EMA schedule: ``1 - (1 - base) * (cos(pi * k / K) + 1) / 2``.
@@ -147,8 +150,8 @@ class ASCNet(nn.Module):
         self.scp_weight = float(cfg.ASCNET.SCP_WEIGHT)
         self.ema_base = float(cfg.ASCNET.EMA_BASE)
         self.target_bn_mode = cfg.ASCNET.TARGET_BN_MODE
-        if self.target_bn_mode not in ("train", "eval"):
-            raise ValueError(f"ASCNET.TARGET_BN_MODE is {self.target_bn_mode!r}; choose 'train' or 'eval'.")
+        if self.target_bn_mode not in TARGET_BN_MODES:
+            raise ValueError(f"ASCNET.TARGET_BN_MODE is {self.target_bn_mode!r}; choose one of {list(TARGET_BN_MODES)}.")
         min_fill = int(cfg.ASCNET.BANK_MIN_FILL) or int(cfg.TRAIN.BATCH_SIZE)
         # A threshold above the bank size could never be reached: cap it at K.
         self.bank_min_fill = min(min_fill, int(cfg.MEMORY_BANK.SIZE))

@@ -21,6 +21,9 @@ from .build import MODEL_REGISTRY
 
 logger = logging.getLogger(__name__)
 
+# The values of LINEAR.FEATURE_NORM (and of the ``feature_norm`` argument).
+FEATURE_NORMS = ("bn", "none")
+
 
 @MODEL_REGISTRY.register()
 class Classifier(nn.Module):
@@ -57,6 +60,8 @@ class Classifier(nn.Module):
         # (LINEAR.FEATURE_NORM); an affine map in eval mode, so the classifier stays linear.
         if feature_norm is None:
             feature_norm = cfg.LINEAR.FEATURE_NORM if self.freeze_backbone else "none"
+        if feature_norm not in FEATURE_NORMS:
+            raise ValueError(f"LINEAR.FEATURE_NORM is {feature_norm!r}; choose one of {list(FEATURE_NORMS)}.")
         if feature_norm == "bn":
             self.feat_norm = nn.BatchNorm1d(self.backbone.out_dim, affine=False)
         else:
