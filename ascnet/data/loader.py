@@ -15,21 +15,16 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from fvcore.common.config import CfgNode
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data._utils.collate import default_collate
+
+from ascnet.utils import distributed as du
 
 from .build import build_dataset
 from .utils import derive_seed
 
 logger = logging.getLogger(__name__)
-
-
-def _world() -> Tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
 
 
 class ResumableDistributedSampler(Sampler):
@@ -61,7 +56,7 @@ class ResumableDistributedSampler(Sampler):
         drop_last: bool = False,
         batch_size: int = 1,
     ):
-        world, r = _world()
+        world, r = du.get_world_size(), du.get_rank()
         self.num_replicas = int(num_replicas if num_replicas is not None else world)
         self.rank = int(rank if rank is not None else r)
         if not 0 <= self.rank < self.num_replicas:
@@ -118,7 +113,7 @@ class EvalDistributedSampler(Sampler):
     """
 
     def __init__(self, dataset: Dataset, num_replicas: Optional[int] = None, rank: Optional[int] = None):
-        world, r = _world()
+        world, r = du.get_world_size(), du.get_rank()
         self.num_replicas = int(num_replicas if num_replicas is not None else world)
         self.rank = int(rank if rank is not None else r)
         n = len(dataset)
@@ -191,7 +186,7 @@ def build_loader(
         A DataLoader whose batches are ``{"clips": (N, S|V, C, T, H, W) or (N, C, T, H, W),
         "index": (N,) int64, "label": (N,) int64}``. Its ``sampler`` has ``set_epoch``.
     """
-    world, rank = _world()
+    world, rank = du.get_world_size(), du.get_rank()
     training = mode in ("pretrain", "train")
     if dataset is None:
         dataset = build_dataset(cfg, split, mode)

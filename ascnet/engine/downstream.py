@@ -28,6 +28,7 @@ from ascnet.engine.trainer import Trainer
 from ascnet.evaluation.inference import inference_on_dataset
 from ascnet.evaluation.metrics import classification_topk
 from ascnet.modeling.meta_arch import classifier as _classifier  # noqa: F401  (registers Classifier)
+from ascnet.utils.distributed import is_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -78,12 +79,6 @@ def _device(cfg: CfgNode) -> torch.device:
     if cfg.NUM_GPUS > 0 and torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
-
-
-def _is_main() -> bool:
-    import torch.distributed as dist
-
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -208,7 +203,7 @@ def write_test_results(cfg: CfgNode, res: Dict, checkpoint: str = "") -> str:
 
 
 def _report(cfg: CfgNode, res: Dict, checkpoint: str) -> None:
-    if not _is_main():
+    if not is_main_process():
         return
     path = write_test_results(cfg, res, checkpoint)
     line = (
@@ -280,7 +275,7 @@ class DownstreamTrainer(Trainer):
         period = self.cfg.TRAIN.EVAL_PERIOD
         if period and (epoch + 1) % period == 0:
             r = evaluate_classifier(self.cfg, self.model)
-            if _is_main():
+            if is_main_process():
                 logger.info("epoch %d: test top1 %.2f top5 %.2f", epoch + 1, r["top1"], r["top5"])
                 # metrics.json / TensorBoard: test_top1, test_top5 at this iteration.
                 self.writer.write(

@@ -14,6 +14,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from ascnet.data.loader import EvalDistributedSampler, collate_clips, worker_init_fn
+from ascnet.utils import distributed as du
 
 logger = logging.getLogger(__name__)
 
@@ -22,14 +23,8 @@ class EvaluationCountError(RuntimeError):
     """The gathered evaluation outputs do not cover each video exactly once."""
 
 
-def _world() -> tuple:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _gather_objects(obj):
-    rank, world = _world()
+    rank, world = du.get_rank(), du.get_world_size()
     if world == 1:
         return [obj]
     out = [None] * world
@@ -89,7 +84,7 @@ def inference_on_dataset(
         On every rank: the outputs of ``fn`` gathered over all ranks, each (len(dataset), ...)
         in video-index order, plus ``"index"`` and ``"label"`` (len(dataset),) int64.
     """
-    rank, world = _world()
+    rank, world = du.get_rank(), du.get_world_size()
     device = device or torch.device("cpu")
     per_rank = max(1, batch_size // world)
     loader = DataLoader(

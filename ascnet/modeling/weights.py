@@ -14,6 +14,8 @@ import torch
 from iopath.common.file_io import g_pathmgr
 from torch import nn
 
+from ascnet.utils.distributed import strip_ddp_key
+
 logger = logging.getLogger(__name__)
 
 # Where a backbone lives in our checkpoints, most specific first. The online encoder of a
@@ -70,7 +72,7 @@ def _model_state(checkpoint: Mapping[str, Any]) -> Dict[str, Any]:
 
 def _strip_ddp(key: str) -> str:
     # DDP wraps a module as `.module`: `module.backbone.x` or `online.module.backbone.x`.
-    return ".".join(p for p in key.split(".") if p != "module")
+    return strip_ddp_key(key, ("", "online."))
 
 
 def extract_backbone_state_dict(

@@ -109,11 +109,7 @@ def _ddp_prefixes(model: nn.Module):
 
 
 def _strip_key(key: str, prefixes) -> str:
-    # Inner wrappers first (longest prefix) so nested wrappers all go.
-    for p in prefixes:
-        if key.startswith(p + "module."):
-            key = p + key[len(p) + len("module."):]
-    return key
+    return du.strip_ddp_key(key, prefixes)
 
 
 def model_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:

@@ -4,7 +4,7 @@ Every function here is safe to call in a single process that never initialised
 torch.distributed: it then behaves as the world of one process (rank 0, identity gathers).
 """
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Sequence
 
 import torch
 import torch.distributed as dist
@@ -104,6 +104,32 @@ def reduce_dict_mean(stats: Dict[str, float]) -> Dict[str, float]:
     vals = torch.tensor([float(stats[k]) for k in keys], dtype=torch.float64, device=dev)
     vals = all_reduce_mean(vals)
     return {k: float(v) for k, v in zip(keys, vals.tolist())}
+
+
+def strip_ddp_key(key: str, wrappers: Sequence[str] = ("",)) -> str:
+    """``key`` without the ``module.`` level that a DDP/DP wrapper adds to state-dict names.
+
+    The one DDP-prefix stripper of ascnet (checkpoints, ASCNet's state-dict hooks, backbone
+    weights).
+
+    Args:
+        key: a state-dict key, e.g. ``"module.online.module.backbone.w"``.
+        wrappers: the name prefixes of the wrapped modules (``""`` = the model itself,
+            ``"online."`` = its ``online`` child); a ``module.`` right after one is removed,
+            repeatedly, so nested wrappers all go.
+
+    Returns:
+        The key as the unwrapped model names it, e.g. ``"online.backbone.w"``.
+    """
+    wrappers = sorted(wrappers, key=len, reverse=True)
+    changed = True
+    while changed:
+        changed = False
+        for p in wrappers:
+            if key.startswith(p + "module."):
+                key = p + key[len(p) + len("module."):]
+                changed = True
+    return key
 
 
 def unwrap(model: Any) -> Any:

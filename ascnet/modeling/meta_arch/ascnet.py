@@ -39,7 +39,7 @@ from ascnet.modeling.memory_bank import build_memory_bank
 from ascnet.sampling import build_positive_sampler
 from ascnet.sampling import positive as _positive  # noqa: F401  (registers the positive samplers)
 from ascnet.sampling.positive import Gallery, Positives
-from ascnet.utils.distributed import all_gather_cat, get_rank, unwrap
+from ascnet.utils.distributed import all_gather_cat, get_rank, strip_ddp_key, unwrap
 
 from .build import MODEL_REGISTRY
 
@@ -335,7 +335,7 @@ def _strip_ddp_keys(module, state_dict, prefix, local_metadata) -> None:
     # Checkpoints hold `online.backbone.*` whether or not the online network is wrapped by DDP.
     wrapped = prefix + "online.module."
     for key in [k for k in state_dict if k.startswith(wrapped)]:
-        state_dict[prefix + "online." + key[len(wrapped):]] = state_dict.pop(key)
+        state_dict[strip_ddp_key(key, (prefix + "online.",))] = state_dict.pop(key)
 
 
 def _add_ddp_keys(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors) -> None:
