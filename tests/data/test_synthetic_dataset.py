@@ -9,14 +9,8 @@ from video_helpers import tiny_cfg
 
 from ascnet.data import build_dataset
 from ascnet.data.decoder import decode_all
-from ascnet.data.synthetic import (
-    MARKER,
-    MOTIONS,
-    SyntheticSpec,
-    _trajectory,
-    ensure_synthetic_dataset,
-    render_video,
-)
+from ascnet.data.synthetic import MARKER, SyntheticSpec, ensure_synthetic_dataset
+from ascnet.data.synthetic_render import MOTIONS, _trajectory, render_video
 
 SMALL = dict(num_classes=3, videos_per_class=4, num_frames=16, size=32)
 

@@ -1,0 +1,217 @@
+"""The generated dataset: real video files whose class is a kind of MOTION.
+
+Each video shows one moving object (a handwritten digit from scikit-learn's ``load_digits``
+scaled up, a geometric shape, or a noise texture patch; random colour) over a random static
+background (colour gradient, stripes or smooth noise). Its class is how the object moves:
+
+=================  =========================================================================
+HorizontalSlow     left-right translation, bouncing at the borders, 0.03 frame widths/frame
+HorizontalFast     the same at 3x the speed
+VerticalSlow       up-down translation, slow
+VerticalFast       up-down translation, fast
+Rotation           spinning in place (clockwise or counter-clockwise)
+Zoom               growing and shrinking periodically
+Orbit              circling around a point (either direction)
+Diagonal           translation along one of the two diagonals, bouncing
+HorizontalShake    fast small left-right oscillation
+VerticalShake      fast small up-down oscillation
+=================  =========================================================================
+
+No single frame reveals the class (content, colours, background and starting position are
+drawn independently of it), and a clip at playback speed 2 of a "slow" video looks faster than
+at speed 1. ``DATA.SYNTHETIC.APPEARANCE: fixed`` gives every video the same object and
+background (drawn from the seed), so that only the motion and its start tell videos apart.
+Every class is invariant to a horizontal flip (directions are drawn both ways, and flipping a
+diagonal gives the other diagonal), so the default ``AUG.FLIP_PROB`` can stay on (method.md
+section 1, "Mind what an augmentation erases").
+
+The video files and their layout: :mod:`ascnet.data.synthetic`.
+"""
+import math
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["APPEARANCES", "MOTIONS", "render_video"]
+
+APPEARANCES = ("random", "fixed")
+MOTIONS = (
+    "HorizontalSlow",
+    "HorizontalFast",
+    "VerticalSlow",
+    "VerticalFast",
+    "Rotation",
+    "Zoom",
+    "Orbit",
+    "Diagonal",
+    "HorizontalShake",
+    "VerticalShake",
+)
+
+# --------------------------------------------------------------------------------------------
+# Content
+# --------------------------------------------------------------------------------------------
+_DIGITS: Optional[np.ndarray] = None
+
+
+def _digits() -> np.ndarray:
+    global _DIGITS
+    if _DIGITS is None:
+        try:
+            from sklearn.datasets import load_digits  # bundled with scikit-learn, no download
+        except ImportError as e:
+            raise ImportError(
+                "The generated dataset draws handwritten digits from scikit-learn: pip install scikit-learn"
+            ) from e
+
+        _DIGITS = (load_digits().images / 16.0).astype(np.float32)  # (1797, 8, 8) in 0..1
+    return _DIGITS
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> torch.Tensor:
+    low = torch.from_numpy(rng.random((1, 3, cells, cells), dtype=np.float32))
+    return F.interpolate(low, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)[0]
+
+
+def _background(rng: np.random.Generator, size: int) -> torch.Tensor:
+    """(3, size, size) float in 0..1."""
+    kind = rng.integers(3)
+    c1, c2 = (torch.from_numpy(rng.random(3, dtype=np.float32)).view(3, 1, 1) for _ in range(2))
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    angle = float(rng.uniform(0, math.pi))
+    proj = xx * math.cos(angle) + yy * math.sin(angle)
+    if kind == 0:  # gradient
+        w = (proj + 1.5) / 3
+    elif kind == 1:  # stripes
+        w = 0.5 + 0.5 * torch.sin(proj * float(rng.uniform(3, 9)))
+    else:  # smooth noise texture
+        return 0.5 * _smooth_noise(rng, size, int(rng.integers(3, 8))) + 0.25 * c1
+    return c1 * w + c2 * (1 - w)
+
+
+def _contrasting_colour(rng: np.random.Generator, background_luma: float) -> torch.Tensor:
+    """A random colour whose luma differs from the background's by at least 0.3 (visible object)."""
+    for _ in range(20):
+        c = rng.uniform(0.0, 1.0, 3).astype(np.float32)
+        if abs(float(c @ _LUMA) - background_luma) >= 0.3:
+            break
+    else:  # a mid-grey background can make this rare: go to the far end of the luma range
+        c = np.full(3, 1.0 if background_luma < 0.5 else 0.0, np.float32)
+    return torch.from_numpy(c).view(3, 1, 1)
+
+
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _object(rng: np.random.Generator, background_luma: float, res: int = 32) -> torch.Tensor:
+    """(4, res, res) RGBA float: a digit, a shape or a texture patch, contrasting with the background."""
+    kind = rng.integers(3)
+    colour = _contrasting_colour(rng, background_luma)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, res), torch.linspace(-1, 1, res), indexing="ij")
+    if kind == 0:
+        d = torch.from_numpy(_digits()[rng.integers(len(_digits()))])[None, None]
+        alpha = F.interpolate(d, size=(res, res), mode="bilinear", align_corners=False)[0, 0]
+        rgb = colour.expand(3, res, res)
+    elif kind == 1:
+        shape = rng.integers(4)
+        if shape == 0:  # disk
+            alpha = (xx**2 + yy**2 <= 0.8).float()
+        elif shape == 1:  # square
+            alpha = ((xx.abs() <= 0.75) & (yy.abs() <= 0.75)).float()
+        elif shape == 2:  # triangle
+            alpha = ((yy <= 0.8) & (yy >= 2 * xx.abs() - 1.0)).float()
+        else:  # ring
+            r2 = xx**2 + yy**2
+            alpha = ((r2 <= 0.85) & (r2 >= 0.3)).float()
+        # A second colour on one half keeps rotation visible on symmetric shapes.
+        other = _contrasting_colour(rng, background_luma)
+        rgb = torch.where(xx > 0, colour, other).expand(3, res, res)
+    else:
+        alpha = ((xx.abs() <= 0.8) & (yy.abs() <= 0.8)).float()
+        # A texture in the contrasting colour's luma range.
+        rgb = 0.4 * _smooth_noise(rng, res, int(rng.integers(2, 6))) + 0.6 * colour
+    return torch.cat([rgb * alpha, alpha[None]])
+
+
+def _bounce(p: np.ndarray, a: float) -> np.ndarray:
+    """Reflect positions into [-a, a] (a triangle wave)."""
+    x = np.mod(p + a, 4 * a)
+    return np.where(x > 2 * a, 4 * a - x, x) - a
+
+
+def _trajectory(motion: str, rng: np.random.Generator, t: np.ndarray) -> Dict[str, np.ndarray]:
+    """Per-frame centre (cx, cy in -1..1), rotation angle (rad) and scale of the object."""
+    n = len(t)
+    sign = rng.choice([-1.0, 1.0])
+    cx0, cy0 = rng.uniform(-0.5, 0.5, 2)
+    cx, cy = np.full(n, cx0), np.full(n, cy0)
+    angle = np.full(n, rng.uniform(-0.3, 0.3))
+    scale = np.ones(n)
+    phase = rng.uniform(0, 2 * math.pi)
+    if motion in ("HorizontalSlow", "HorizontalFast", "VerticalSlow", "VerticalFast"):
+        v = (0.03 if motion.endswith("Slow") else 0.09) * 2 * sign  # x2: frame width = 2 units
+        moving = _bounce(rng.uniform(-0.6, 0.6) + v * t, 0.6)
+        if motion.startswith("Horizontal"):
+            cx = moving
+        else:
+            cy = moving
+    elif motion == "Rotation":
+        angle = angle + sign * rng.uniform(0.15, 0.25) * t
+    elif motion == "Zoom":
+        scale = 1.0 + 0.45 * np.sin(2 * math.pi * t / rng.uniform(14, 20) + phase)
+    elif motion == "Orbit":
+        w = sign * rng.uniform(0.15, 0.22)
+        cx = 0.35 * np.cos(w * t + phase) + cx0 * 0.3
+        cy = 0.35 * np.sin(w * t + phase) + cy0 * 0.3
+    elif motion == "Diagonal":
+        v = 0.1 * sign
+        d = rng.choice([-1.0, 1.0])
+        cx = _bounce(cx0 + v * t, 0.6)
+        cy = _bounce(cy0 + d * v * t, 0.6)
+    elif motion == "HorizontalShake":
+        cx = cx0 + 0.2 * np.sin(2 * math.pi * t / 6 + phase)
+    elif motion == "VerticalShake":
+        cy = cy0 + 0.2 * np.sin(2 * math.pi * t / 6 + phase)
+    else:
+        raise ValueError(f"Unknown motion {motion!r}; known: {list(MOTIONS)}.")
+    return {"cx": cx, "cy": cy, "angle": angle, "scale": scale}
+
+
+def render_video(
+    class_id: int, seed: int, index: int, num_frames: int = 48, size: int = 64, appearance: str = "random"
+) -> np.ndarray:
+    """Frames of one generated video.
+
+    Args:
+        class_id: index into :data:`MOTIONS`.
+        seed: dataset seed.
+        index: video number within its class.
+        num_frames: frames T.
+        size: height = width S.
+        appearance: "random" (object, background and object size drawn per video) or "fixed"
+            (the same for every video of the seed; the trajectory is still drawn per video).
+
+    Returns:
+        (T, S, S, 3) uint8 RGB frames; a function of the arguments only.
+    """
+    rng = np.random.default_rng([int(seed), int(class_id), int(index)])
+    # "fixed": the appearance comes from a stream of its own that depends on the seed only.
+    app_rng = np.random.default_rng([int(seed), 0xF1ED]) if appearance == "fixed" else rng
+    bg = _background(app_rng, size)
+    obj = _object(app_rng, float((bg.mean(dim=(1, 2)).numpy() * _LUMA).sum()))
+    traj = _trajectory(MOTIONS[class_id], rng, np.arange(num_frames, dtype=np.float64))
+    radius = float(app_rng.uniform(0.25, 0.4))  # object half-size in frame units (frame = 2)
+    # Inverse affine map (output -> object coordinates) for grid_sample, all frames at once.
+    r = torch.tensor(radius * traj["scale"], dtype=torch.float32)
+    a = torch.tensor(traj["angle"], dtype=torch.float32)
+    c = torch.tensor(np.stack([traj["cx"], traj["cy"]], 1), dtype=torch.float32)
+    cos, sin = torch.cos(a) / r, torch.sin(a) / r
+    rot = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2)  # (T, 2, 2)
+    theta = torch.cat([rot, -(rot @ c[:, :, None])], dim=2)
+    grid = F.affine_grid(theta, [num_frames, 4, size, size], align_corners=False)
+    layer = F.grid_sample(obj.expand(num_frames, -1, -1, -1), grid, align_corners=False)
+    alpha = layer[:, 3:4]
+    frames = bg[None] * (1 - alpha) + layer[:, :3]
+    return (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
