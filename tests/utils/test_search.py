@@ -94,3 +94,19 @@ def test_knn_search_gpu_k_above_limit_is_exact():
     s, i = knn_search(q, x, FAISS_GPU_MAX_K + 20, use_gpu=True)
     s_cpu, i_cpu = knn_search(q.cpu(), x.cpu(), FAISS_GPU_MAX_K + 20, use_gpu=False)
     assert i.is_cuda and torch.equal(i.cpu(), i_cpu)
+
+
+def test_search_is_defined_once():
+    # faiss is imported, and masked top-1 written, in ascnet/utils/search.py only.
+    import os
+    import re
+
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "ascnet")
+    hits = []
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            if f.endswith(".py"):
+                text = open(os.path.join(dirpath, f), encoding="utf-8").read()
+                if re.search(r"^\s*(import faiss|from faiss)|def (masked_top1|knn)\b", text, re.M):
+                    hits.append(f)
+    assert hits == ["search.py"]

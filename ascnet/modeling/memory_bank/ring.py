@@ -16,7 +16,7 @@ from ascnet.utils.search import BANK_SEARCH_CHOICES, masked_top1, masked_top1_fa
 
 from .build import MEMORY_BANK_REGISTRY
 
-__all__ = ["RingMemoryBank", "masked_top1"]  # masked_top1: ascnet.utils.search, re-exported
+__all__ = ["RingMemoryBank"]
 
 @MEMORY_BANK_REGISTRY.register()
 class RingMemoryBank(nn.Module):
