@@ -3,9 +3,12 @@
 ``tools/run_net.py --slurm`` calls :func:`submit`: it sizes the allocation from the config (or the
 command line), writes the sbatch script through submitit and submits an :class:`ASCNetJob`.
 Inside the allocation, every SLURM task (one per GPU, or ``--tasks-per-node`` on CPU clusters)
-runs ``ASCNetJob.__call__``: it joins one ``torch.distributed`` process group (rendezvous from
-SLURM's node list and a port derived from the job id and restart count, so a requeued job gets a
-fresh rendezvous), forces ``TRAIN.AUTO_RESUME`` and runs ``get_task(cfg.TASK)(cfg)``.
+runs ``ASCNetJob.__call__``: it joins one ``torch.distributed`` process group (rendezvous at the
+first node of SLURM's node list, by SLURM's ``NodeAddr`` where the name does not resolve, on a
+port derived from the job id and restart count, so a requeued job gets a fresh rendezvous; the
+group times out after ``DIST_TIMEOUT_S``), forces ``TRAIN.AUTO_RESUME`` and runs
+``get_task(cfg.TASK)(cfg)``. The command-line options live in ``tools/run_net.py``; they fill a
+:class:`SlurmOptions`.
 
 Requeue, in short (details in ``docs/slurm.md``):
 
