@@ -302,7 +302,7 @@ def _assert_same_run(out, ref, logs):
 
 def _assert_two_nodes(logs, runs=1):
     assert logs.count("process group ready: world size 2, ranks [0, 1], nodes ['n1', 'n2']") == 2 * runs, logs
-    assert f"rendezvous 127.0.0.1:" in logs and "(first node n1)" in logs, logs  # n1 does not resolve: NodeAddr
+    assert "rendezvous 127.0.0.1:" in logs and "(first node n1)" in logs, logs  # n1 does not resolve: NodeAddr
     assert "process group timeout 60 s" in logs, logs
 
 
