@@ -215,8 +215,8 @@ def test_admin_requeue_resumes_from_periodic_checkpoint(tmp_path, data_dir):
 # Two nodes (SLURM_NODES=2 bash tests/slurm/start_slurm.sh up): one task per node, gloo
 # --------------------------------------------------------------------------------------------
 SLURM_TESTS = os.path.join(REPO, "tests", "slurm")
-# 2 classes x 12 generated videos; one long epoch at a global batch of 2 (1 per rank), so that
-# a preemption anywhere but at the very end is mid-epoch.
+# 2 classes x 12 generated videos: one epoch of 8 iterations at a global batch of 2 (1 per rank),
+# so that a preemption anywhere but at the very end is mid-epoch.
 TWO_NODE_VIDEOS = 12
 TWO_NODE_EPOCHS = 1
 
@@ -226,9 +226,13 @@ def _nodes():
     return sorted({line.split()[0] for line in res.stdout.splitlines() if line.split()[1:2] != ["down"]})
 
 
-def _two_node_env():
+def _two_node_env(step_sleep_s=0.0):
     env = _env()
     env["PYTHONPATH"] = os.pathsep.join([SLURM_TESTS, env["PYTHONPATH"]])  # the bank-dump plugin
+    if step_sleep_s:
+        # The job's first run sleeps after each iteration (bank_dump_task.py): a signal or a kill
+        # sent after a few iterations surely lands mid-run, however fast the machine.
+        env["ASCNET_TEST_STEP_SLEEP_S"] = str(step_sleep_s)
     return env
 
 
@@ -269,11 +273,12 @@ def two_node_reference(tmp_path_factory, two_node_data):
     return out
 
 
-def _submit_two_node(out_dir, data_dir, *extra):
+def _submit_two_node(out_dir, data_dir, *extra, step_sleep_s=0.0):
     argv = [sys.executable, os.path.join(REPO, "tools", "run_net.py"), "--cfg", CFG, "--slurm", "--nodes", "2",
             "--tasks-per-node", "1", "--cpus-per-task", "2", "--timeout-min", "30", "--signal-delay-s", "30",
             "--job-name", "ascnet-two-node"] + _two_node_opts(data_dir, out_dir, *extra)
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=REPO, env=_two_node_env())
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=REPO,
+                         env=_two_node_env(step_sleep_s))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "2 node(s) x 1 task(s) (world size 2)" in res.stdout, res.stdout
     job_id = re.search(r"Submitted SLURM job (\d+)", res.stdout).group(1)
@@ -322,7 +327,7 @@ def test_two_node_pretrain_equals_two_local_processes(tmp_path, two_node_data, t
 
 def test_two_node_preempted_resumes_exactly(tmp_path, two_node_data, two_node_reference):
     out = tmp_path / "two_node"
-    job_id, folder = _submit_two_node(out, two_node_data)
+    job_id, folder = _submit_two_node(out, two_node_data, step_sleep_s=1.0)
     _wait(lambda: _iterations_done(out) >= 2, 240, "2 iterations", lambda: _logs(folder, job_id))
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
     logs = _wait_done(job_id, folder, timeout_s=300)
@@ -342,7 +347,7 @@ def test_two_node_preempted_resumes_exactly(tmp_path, two_node_data, two_node_re
 def test_two_node_killed_rank_fails_in_bounded_time_and_resubmission_resumes(tmp_path, two_node_data,
                                                                             two_node_reference):
     out = tmp_path / "two_node"
-    job_id, folder = _submit_two_node(out, two_node_data, "TRAIN.CHECKPOINT_ITERS", "2")
+    job_id, folder = _submit_two_node(out, two_node_data, "TRAIN.CHECKPOINT_ITERS", "2", step_sleep_s=1.0)
     _wait(lambda: _iterations_done(out) >= 3, 240, "3 iterations", lambda: _logs(folder, job_id))
     m = re.search(r"on node n2 \(host \S+, pid (\d+)\): rank 1 ", _logs(folder, job_id))
     assert m, _logs(folder, job_id)
