@@ -352,14 +352,15 @@ class ASCNetJob(submitit.helpers.Checkpointable):
         # RNG_SEED + rank, DETERMINISTIC, logging; it destroys the process group at the end.
         try:
             launch(cfg, _run_task)
-        except BaseException as e:
+        except Exception as e:  # not SystemExit: submitit's requeue after SIGUSR2 exits that way
             # The cause in this task's log in one line (the traceback follows in its stderr). A
-            # broken process group usually means another task died first: its log has the cause.
+            # broken process group means another task ended first: its log has the cause.
             _log(
                 f"rank {dist_env.rank} failed: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
                 + (
-                    " -- the process group broke: another task of the job probably died first (see the logs "
-                    "of the other ranks, and srun's message in the rank 0 log)"
+                    " -- the process group broke: another task of the job ended first (it died, or rank 0 "
+                    "was requeued after SIGUSR2; see the logs of the other ranks and srun's message in the "
+                    "rank 0 log)"
                     if _is_process_group_failure(e) else ""
                 )
             )
