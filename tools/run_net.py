@@ -34,8 +34,87 @@ EPILOG = """examples:
 """
 
 
+def add_slurm_args(parser: argparse.ArgumentParser, defaults) -> argparse.ArgumentParser:
+    """Add the SLURM options (``--slurm``, ``--slurm-dry-run``, resources) to ``parser``.
+
+    Each option is a field of ``ascnet.engine.slurm.SlurmOptions`` (dashes for underscores;
+    ``--slurm-dry-run`` is ``dry_run``, as ``--dry-run`` prints the config); ``defaults`` is a ``SlurmOptions()``, whose values the
+    options default to. Resources left unset follow the config: ``--nodes`` = ``NUM_SHARDS``,
+    ``--gpus-per-node`` = ``NUM_GPUS``, tasks per node = GPUs per node (or
+    ``NUM_CPU_PROCESSES`` on CPU). :func:`slurm_options` turns the parsed options back into one.
+
+    Returns:
+        The same parser (for chaining).
+    """
+    d = defaults
+    g = parser.add_argument_group(
+        "SLURM (submitit)",
+        "Submit the run as a SLURM job instead of running it here. The job is requeued on "
+        "preemption/time-out and resumes exactly from its checkpoint (see docs/slurm.md).",
+    )
+    g.add_argument("--slurm", action="store_true", help="Submit to SLURM and return.")
+    g.add_argument(
+        "--slurm-dry-run", action="store_true",
+        help="Print the sbatch script that would be submitted; submit nothing.",
+    )
+    g.add_argument("--partition", default=d.partition, help="SLURM partition (default: the cluster's default).")
+    g.add_argument("--nodes", type=int, default=d.nodes, help="Nodes (default: NUM_SHARDS).")
+    g.add_argument(
+        "--gpus-per-node", type=int, default=d.gpus_per_node, help="GPUs per node, one task each (default: NUM_GPUS)."
+    )
+    g.add_argument(
+        "--tasks-per-node",
+        type=int,
+        default=d.tasks_per_node,
+        help="Processes per node on CPU clusters (default: NUM_CPU_PROCESSES); on GPU it must equal --gpus-per-node.",
+    )
+    g.add_argument(
+        "--cpus-per-task",
+        type=int,
+        default=d.cpus_per_task,
+        help="CPUs per task, for sbatch and srun (default: DATA_LOADER.NUM_WORKERS + 1).",
+    )
+    g.add_argument("--mem-gb", type=float, default=d.mem_gb, help="Memory per node in GB (default: the cluster's).")
+    g.add_argument("--timeout-min", type=int, default=d.timeout_min, help="Time limit of one run of the job, minutes.")
+    g.add_argument("--account", default=d.account, help="SLURM account.")
+    g.add_argument("--qos", default=d.qos, help="SLURM quality of service.")
+    g.add_argument("--constraint", default=d.constraint, help="SLURM node constraint (e.g. volta32gb).")
+    g.add_argument("--comment", default=d.comment, help="SLURM job comment.")
+    g.add_argument("--exclude", default=d.exclude, help="Nodes to exclude (SLURM node list).")
+    g.add_argument(
+        "--signal-delay-s",
+        type=int,
+        default=d.signal_delay_s,
+        help="Seconds between SIGUSR2 and the kill at the time limit; must cover one iteration plus a checkpoint save.",
+    )
+    g.add_argument("--job-name", default=d.job_name, help="Job name (default: ascnet-<TASK>).")
+    g.add_argument(
+        "--max-num-timeout",
+        type=int,
+        default=d.max_num_timeout,
+        help="How many times the job may be requeued after reaching its time limit (preemptions do not count).",
+    )
+    g.add_argument(
+        "--slurm-folder",
+        default=d.slurm_folder,
+        help="Folder (on storage shared by the nodes) for the job's sbatch script, pickles and logs "
+        "(default: OUTPUT_DIR/slurm/<submission time>).",
+    )
+    return parser
+
+
+def slurm_options(args: argparse.Namespace):
+    """The ``ascnet.engine.slurm.SlurmOptions`` of the parsed command line."""
+    import dataclasses
+
+    from ascnet.engine.slurm import SlurmOptions
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SlurmOptions) if f.name != "dry_run"}
+    return SlurmOptions(dry_run=args.slurm_dry_run, **values)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line parser (SLURM options come from ``ascnet.engine.slurm`` when present)."""
+    """The command-line parser (the SLURM options need submitit: without it ``--slurm`` says so)."""
     parser = argparse.ArgumentParser(
         prog="run_net.py",
         description="Run an ascnet task (TASK in the config: pretrain | finetune | linear | test | retrieval).",
@@ -53,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="Config overrides, e.g. SOLVER.BASE_LR 0.05.")
     try:
-        from ascnet.engine.slurm import add_slurm_args
+        from ascnet.engine.slurm import SlurmOptions
     except ImportError as e:  # SLURM support needs submitit
         reason = str(e)
         parser.add_argument(
@@ -61,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         parser.set_defaults(_slurm_unavailable=reason)
     else:
-        add_slurm_args(parser)
+        add_slurm_args(parser, SlurmOptions())
     return parser
 
 
@@ -98,7 +177,7 @@ def main(argv=None) -> int:
         from ascnet.engine.slurm import submit
 
         try:
-            submit(args, cfg)
+            submit(slurm_options(args), cfg)
         except ConfigError as e:
             print(f"SLURM error: {e}", file=sys.stderr)
             return 2

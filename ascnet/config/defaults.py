@@ -38,6 +38,10 @@ _C.SHARD_ID = 0
 _C.DIST_URL = "auto"
 # torch.distributed backend: "auto" = nccl on GPU, gloo on CPU.
 _C.DIST_BACKEND = "auto"
+# [D] Timeout of the process group's rendezvous and collectives, in seconds: a rank whose peer
+# died or hangs raises after at most this long instead of waiting forever (the SLURM job then
+# fails with the cause in its log). Long enough for the slowest step (an evaluation, a save).
+_C.DIST_TIMEOUT_S = 1800
 # Importable module names imported before anything is built, so their registered components
 # can be selected by name. Installed packages can also register modules in the
 # `ascnet.plugins` entry-point group.

@@ -122,7 +122,10 @@ def _run_in_world(
     local_world_size: int,
 ) -> None:
     """Join the process group, set the process up, run ``fn`` and leave the group."""
-    init_distributed(rank, world_size, local_rank, backend, url, local_world_size=local_world_size)
+    init_distributed(
+        rank, world_size, local_rank, backend, url, local_world_size=local_world_size,
+        timeout_min=cfg.DIST_TIMEOUT_S / 60.0,
+    )
     try:
         setup_process(cfg, rank)
         fn(cfg, *args)
@@ -172,16 +175,19 @@ def launch(cfg: CfgNode, fn: Callable, args: Sequence[Any] = ()) -> None:
 
     Args:
         cfg: the run's config (``NUM_GPUS``, ``NUM_CPU_PROCESSES``, ``NUM_SHARDS``,
-            ``SHARD_ID``, ``DIST_URL``, ``DIST_BACKEND``, ``RNG_SEED``, ``DETERMINISTIC``).
+            ``SHARD_ID``, ``DIST_URL``, ``DIST_BACKEND``, ``DIST_TIMEOUT_S``, ``RNG_SEED``,
+            ``DETERMINISTIC``).
         fn: a picklable (module-level) function; it runs once per process after
             torch.distributed is set up.
         args: extra picklable arguments passed after ``cfg``.
 
     Raises:
-        LaunchError: more GPUs asked than available, ``DIST_URL auto`` on several machines
+        LaunchError: more GPUs asked than available, ``DIST_TIMEOUT_S`` <= 0, ``DIST_URL auto`` on several machines
             without MASTER_ADDR/MASTER_PORT, or a batch size not divisible by the world.
     """
     _check_gpus(cfg)
+    if cfg.DIST_TIMEOUT_S <= 0:
+        raise LaunchError(f"DIST_TIMEOUT_S must be > 0 seconds, got {cfg.DIST_TIMEOUT_S}.")
     use_cuda = cfg.NUM_GPUS > 0
     backend = resolve_backend(cfg.DIST_BACKEND, use_cuda)
 

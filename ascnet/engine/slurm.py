@@ -3,9 +3,12 @@
 ``tools/run_net.py --slurm`` calls :func:`submit`: it sizes the allocation from the config (or the
 command line), writes the sbatch script through submitit and submits an :class:`ASCNetJob`.
 Inside the allocation, every SLURM task (one per GPU, or ``--tasks-per-node`` on CPU clusters)
-runs ``ASCNetJob.__call__``: it joins one ``torch.distributed`` process group (rendezvous from
-SLURM's node list and a port derived from the job id and restart count, so a requeued job gets a
-fresh rendezvous), forces ``TRAIN.AUTO_RESUME`` and runs ``get_task(cfg.TASK)(cfg)``.
+runs ``ASCNetJob.__call__``: it joins one ``torch.distributed`` process group (rendezvous at the
+first node of SLURM's node list, by SLURM's ``NodeAddr`` where the name does not resolve, on a
+port derived from the job id and restart count, so a requeued job gets a fresh rendezvous; the
+group times out after ``DIST_TIMEOUT_S``), forces ``TRAIN.AUTO_RESUME`` and runs
+``get_task(cfg.TASK)(cfg)``. The command-line options live in ``tools/run_net.py``; they fill a
+:class:`SlurmOptions`.
 
 Requeue, in short (details in ``docs/slurm.md``):
 
@@ -20,12 +23,13 @@ Requeue, in short (details in ``docs/slurm.md``):
   forced, resumes from the last periodic checkpoint (``TRAIN.CHECKPOINT_ITERS`` /
   ``TRAIN.CHECKPOINT_PERIOD``).
 """
-import argparse
+import dataclasses
 import os
 import random
+import re
 import shutil
 import socket
-import sys
+import subprocess
 import time
 import uuid
 from typing import Any, Dict, List, Optional, Tuple
@@ -33,12 +37,17 @@ from typing import Any, Dict, List, Optional, Tuple
 import submitit
 from fvcore.common.config import CfgNode
 from iopath.common.file_io import g_pathmgr
-from submitit.slurm.slurm import SlurmExecutor
 
 from ascnet.config.config import ConfigError, save_config, validate_cfg
+from ascnet.engine import preemption
 
-# Ports tried for the rendezvous (the range submitit's TorchDistributedEnvironment uses).
+# Ports of the rendezvous (the range submitit's TorchDistributedEnvironment uses).
 _MIN_PORT, _MAX_PORT = 20000, 60000
+# Consecutive ports per job: one per restart (restart count modulo this), see rendezvous_port().
+_PORTS_PER_JOB = 8
+# submitit versions whose private script writer the dry run was checked with (see sbatch_script;
+# tests/engine/test_slurm.py fails when the dry run and a real submission write different scripts).
+SUBMITIT_CHECKED_VERSIONS = ("1.5.4",)
 # Prefix of every line this module prints inside a job (grep-able in the job logs).
 LOG_PREFIX = "[ascnet.slurm]"
 
@@ -50,76 +59,41 @@ def _log(msg: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Command line
+# What the job asks for (the command line lives in tools/run_net.py)
 # ------------------------------------------------------------------------------------------------
-def add_slurm_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the SLURM options (``--slurm``, ``--slurm-dry-run``, resources) to ``parser``.
+@dataclasses.dataclass
+class SlurmOptions:
+    """The SLURM job's resources and behaviour; ``None`` follows the config or the cluster default.
 
-    Resources left unset follow the config: ``--nodes`` = ``NUM_SHARDS``, ``--gpus-per-node`` =
-    ``NUM_GPUS``, tasks per node = GPUs per node (or ``NUM_CPU_PROCESSES`` on CPU).
-
-    Returns:
-        The same parser (for chaining).
+    ``tools/run_net.py`` fills it from its ``--slurm*`` options (same names, dashes for
+    underscores). Resources left unset follow the config: ``nodes`` = ``NUM_SHARDS``,
+    ``gpus_per_node`` = ``NUM_GPUS``, tasks per node = GPUs per node (or ``NUM_CPU_PROCESSES``
+    on CPU), ``cpus_per_task`` = ``DATA_LOADER.NUM_WORKERS + 1``.
     """
-    g = parser.add_argument_group(
-        "SLURM (submitit)",
-        "Submit the run as a SLURM job instead of running it here. The job is requeued on "
-        "preemption/time-out and resumes exactly from its checkpoint (see docs/slurm.md).",
-    )
-    g.add_argument("--slurm", action="store_true", help="Submit to SLURM and return.")
-    g.add_argument(
-        "--slurm-dry-run", action="store_true", help="Print the sbatch script that would be submitted; submit nothing."
-    )
-    g.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's default).")
-    g.add_argument("--nodes", type=int, default=None, help="Nodes (default: NUM_SHARDS).")
-    g.add_argument(
-        "--gpus-per-node", type=int, default=None, help="GPUs per node, one task each (default: NUM_GPUS)."
-    )
-    g.add_argument(
-        "--tasks-per-node",
-        type=int,
-        default=None,
-        help="Processes per node on CPU clusters (default: NUM_CPU_PROCESSES); on GPU it must equal --gpus-per-node.",
-    )
-    g.add_argument(
-        "--cpus-per-task",
-        type=int,
-        default=None,
-        help="CPUs per task (default: DATA_LOADER.NUM_WORKERS + 1).",
-    )
-    g.add_argument("--mem-gb", type=float, default=None, help="Memory per node in GB (default: the cluster's).")
-    g.add_argument("--timeout-min", type=int, default=4320, help="Time limit of one run of the job, minutes.")
-    g.add_argument("--account", default=None, help="SLURM account.")
-    g.add_argument("--qos", default=None, help="SLURM quality of service.")
-    g.add_argument("--constraint", default=None, help="SLURM node constraint (e.g. volta32gb).")
-    g.add_argument("--comment", default=None, help="SLURM job comment.")
-    g.add_argument("--exclude", default=None, help="Nodes to exclude (SLURM node list).")
-    g.add_argument(
-        "--signal-delay-s",
-        type=int,
-        default=120,
-        help="Seconds between SIGUSR2 and the kill at the time limit; must cover one iteration plus a checkpoint save.",
-    )
-    g.add_argument("--job-name", default=None, help="Job name (default: ascnet-<TASK>).")
-    g.add_argument(
-        "--max-num-timeout",
-        type=int,
-        default=20,
-        help="How many times the job may be requeued after reaching its time limit (preemptions do not count).",
-    )
-    g.add_argument(
-        "--slurm-folder",
-        default=None,
-        help="Folder (on storage shared by the nodes) for the job's sbatch script, pickles and logs "
-        "(default: OUTPUT_DIR/slurm/<submission time>).",
-    )
-    return parser
+
+    dry_run: bool = False  # print the sbatch script; submit nothing
+    partition: Optional[str] = None
+    nodes: Optional[int] = None
+    gpus_per_node: Optional[int] = None
+    tasks_per_node: Optional[int] = None  # CPU clusters; on GPU it must equal gpus_per_node
+    cpus_per_task: Optional[int] = None  # given to sbatch AND srun (Slurm 22.05-23.02 do not pass it on)
+    mem_gb: Optional[float] = None  # per node
+    timeout_min: int = 4320  # time limit of one run of the job
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
+    comment: Optional[str] = None
+    exclude: Optional[str] = None
+    signal_delay_s: int = 120  # SIGUSR2 this long before the time limit: one iteration + one save
+    job_name: Optional[str] = None  # default ascnet-<TASK>
+    max_num_timeout: int = 20  # requeues after reaching the time limit (preemptions do not count)
+    slurm_folder: Optional[str] = None  # job files and logs (default OUTPUT_DIR/slurm/<stamp>)
 
 
 # ------------------------------------------------------------------------------------------------
 # Sizing the allocation
 # ------------------------------------------------------------------------------------------------
-def allocation_from_args(args: argparse.Namespace, cfg: CfgNode) -> Tuple[int, int, int]:
+def allocation_from_args(args: SlurmOptions, cfg: CfgNode) -> Tuple[int, int, int]:
     """Return ``(nodes, gpus_per_node, tasks_per_node)`` from the options and the config.
 
     Raises:
@@ -174,8 +148,13 @@ def adapt_cfg_to_allocation(cfg: CfgNode, nodes: int, gpus_per_node: int, tasks_
     return cfg
 
 
-def slurm_parameters(args: argparse.Namespace, cfg: CfgNode) -> Dict[str, Any]:
-    """Return the ``AutoExecutor.update_parameters`` keywords for this run.
+def _mem(mem_gb: float) -> str:
+    """sbatch ``--mem`` for ``mem_gb`` GB: whole GB as ``<n>GB``, otherwise ``<n>MB``."""
+    return f"{int(mem_gb)}GB" if mem_gb == int(mem_gb) else f"{int(mem_gb * 1024)}MB"
+
+
+def slurm_parameters(args: SlurmOptions, cfg: CfgNode) -> Dict[str, Any]:
+    """Return the ``submitit.SlurmExecutor.update_parameters`` keywords (sbatch's names) for this run.
 
     ``cfg`` must already be adapted (:func:`adapt_cfg_to_allocation`).
     """
@@ -191,38 +170,29 @@ def slurm_parameters(args: argparse.Namespace, cfg: CfgNode) -> Dict[str, Any]:
             f"({args.timeout_min} min)."
         )
     params: Dict[str, Any] = {
-        "name": args.job_name or f"ascnet-{cfg.TASK}",
-        "timeout_min": args.timeout_min,
+        "job_name": args.job_name or f"ascnet-{cfg.TASK}",
+        "time": args.timeout_min,
         "nodes": nodes,
-        "tasks_per_node": tasks,
+        "ntasks_per_node": tasks,
         "cpus_per_task": cpus,
-        "slurm_signal_delay_s": args.signal_delay_s,
+        # Slurm 22.05 to 23.02: srun no longer inherits --cpus-per-task from sbatch, so each task
+        # would get one CPU (DataLoader workers on one core). submitit 1.5.4 does not pass it to
+        # srun either: give it explicitly (harmless where srun does inherit it).
+        "srun_args": ["--cpus-per-task", str(cpus)],
+        "signal_delay_s": args.signal_delay_s,
         # Requeue-able whatever the cluster's JobRequeue default: submitit's requeue after
         # USR2 needs it, and a node failure then requeues the job too (it resumes from OUTPUT_DIR).
-        "slurm_additional_parameters": {"requeue": True},
+        "additional_parameters": {"requeue": True},
     }
     if gpus > 0:
         params["gpus_per_node"] = gpus
     if args.mem_gb is not None:
-        params["mem_gb"] = args.mem_gb
+        params["mem"] = _mem(args.mem_gb)
     for opt in ("partition", "account", "qos", "constraint", "comment", "exclude"):
         value = getattr(args, opt)
         if value:
-            params[f"slurm_{opt}"] = value
+            params[opt] = value
     return params
-
-
-def to_slurm_executor_parameters(params: Dict[str, Any]) -> Dict[str, Any]:
-    """Translate AutoExecutor keywords (generic + ``slurm_*``) to ``SlurmExecutor`` ones.
-
-    The same translation ``submitit.AutoExecutor`` does for ``cluster="slurm"``.
-    """
-    generics = submitit.AutoExecutor._typed_parameters()
-    out = {SlurmExecutor._equivalence_dict().get(k, k): v for k, v in params.items() if k in generics}
-    if "mem" in out:
-        out["mem"] = submitit.slurm.slurm._convert_mem(out["mem"])
-    out.update({k[len("slurm_"):]: v for k, v in params.items() if k.startswith("slurm_")})
-    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -231,24 +201,52 @@ def to_slurm_executor_parameters(params: Dict[str, Any]) -> Dict[str, Any]:
 def rendezvous_port(job_id: str, restart_count: int) -> int:
     """A port for the process group's rendezvous, the same on every task of one run of a job.
 
-    Derived from the job id and SLURM's restart count: every task computes it without talking to
-    the others, and a requeued job (restart count + 1) rendezvous on a different port than the
-    run it replaces, whose sockets may linger.
+    Computed from SLURM's job id and restart count, so every task finds it without talking to
+    the others. Each job owns ``_PORTS_PER_JOB`` consecutive ports, one per restart (modulo), so
+    two jobs on one node whose ids differ by less than 40000 / 8 = 5000 never share a port, and a
+    requeued job (restart count + 1) does not reuse the port of the run it replaces, whose
+    sockets may linger. A non-numeric id (never from SLURM itself) hashes into the range.
     """
+    span = _MAX_PORT - _MIN_PORT
+    if job_id.isdigit():
+        return _MIN_PORT + (int(job_id) * _PORTS_PER_JOB + restart_count % _PORTS_PER_JOB) % span
     return random.Random(f"{job_id}:{restart_count}").randint(_MIN_PORT, _MAX_PORT)
 
 
-def _current_trainer() -> Any:
-    """The running Trainer of this process, or None.
+def node_address(node: str) -> str:
+    """An address of the SLURM node ``node`` that the other nodes can connect to.
 
-    Called from a signal handler, which may interrupt an ``import`` during start-up: never import
-    here (an ImportError raised there could be swallowed by the interrupted code). If the trainer
-    module is not loaded yet, no trainer can be running.
+    The node name itself when it resolves (DNS or /etc/hosts, as on most clusters); otherwise
+    the ``NodeAddr`` that SLURM keeps for it (``scontrol show node``), as on clusters (and the
+    test cluster of ``tests/slurm/start_slurm.sh``) whose node names are not host names. Every
+    task asks the same question and gets the same answer.
+
+    Raises:
+        RuntimeError: the name does not resolve and SLURM gives no address for it.
     """
-    trainer_module = sys.modules.get("ascnet.engine.trainer")
-    if trainer_module is None:
-        return None
-    return trainer_module.get_current_trainer()
+    try:
+        socket.getaddrinfo(node, None)
+        return node
+    except socket.gaierror:
+        pass
+    try:
+        res = subprocess.run(["scontrol", "show", "node", "-o", node], capture_output=True, text=True, timeout=60)
+        out = res.stdout if res.returncode == 0 else ""
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    m = re.search(r"\bNodeAddr=(\S+)", out)
+    if m is None:
+        raise RuntimeError(
+            f"The first node of the job, {node!r}, does not resolve and `scontrol show node {node}` gives "
+            "no NodeAddr: the ranks cannot find the rendezvous. Make the node names resolve on every node "
+            "(DNS or /etc/hosts)."
+        )
+    return m.group(1)
+
+
+def _current_trainer() -> Any:
+    """The running Trainer of this process, or None (read without importing: see preemption)."""
+    return preemption.get_current_trainer()
 
 
 def _run_task(cfg: CfgNode) -> None:
@@ -257,6 +255,22 @@ def _run_task(cfg: CfgNode) -> None:
 
     ASCNetJob._log_process_group()
     get_task(cfg.TASK)(cfg)
+
+
+def _node_name() -> str:
+    """This task's SLURM node name (several node names can share one host)."""
+    return os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+
+
+def _is_process_group_failure(e: BaseException) -> bool:
+    """True for the errors torch.distributed raises when a peer is gone or a collective timed out."""
+    import torch.distributed as dist
+
+    kinds = tuple(k for k in (getattr(dist, "DistError", None),) if k is not None)
+    text = f"{type(e).__name__}: {e}"
+    return isinstance(e, kinds) or any(
+        m in text for m in ("Connection closed by peer", "Connection reset", "Timed out", "timed out", "NCCL", "Gloo", "gloo")
+    )
 
 
 def _restart_count() -> int:
@@ -314,22 +328,43 @@ class ASCNetJob(submitit.helpers.Checkpointable):
         cfg = self._job_cfg(job_env)
 
         dist_env = submitit.helpers.TorchDistributedEnvironment()
+        # The rendezvous: the first node of SLURM_JOB_NODELIST (submitit parses it the same way on
+        # every task), by address when its name does not resolve, on a port from the job id.
+        first_node = dist_env.master_addr
+        dist_env.master_addr = node_address(first_node)
+        job_id = os.environ.get("SLURM_JOB_ID", job_env.job_id)  # numeric, also for array tasks
         if "MASTER_PORT" not in os.environ:
-            dist_env.master_port = rendezvous_port(job_env.job_id, _restart_count())
+            dist_env.master_port = rendezvous_port(job_id, _restart_count())
         # MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE for launch()'s join
         # mode. CUDA_VISIBLE_DEVICES stays as SLURM set it (all GPUs of the node): each process
         # selects cuda:LOCAL_RANK, which keeps NCCL's peer-to-peer paths between local GPUs.
         dist_env.export(set_cuda_visible_devices=False, overwrite=True)
         backend = cfg.DIST_BACKEND if cfg.DIST_BACKEND != "auto" else ("nccl" if cfg.NUM_GPUS > 0 else "gloo")
         _log(
-            f"job {job_env.job_id} (restart {_restart_count()}) on {socket.gethostname()}: "
+            f"job {job_env.job_id} (restart {_restart_count()}) on node {_node_name()} "
+            f"(host {socket.gethostname()}, pid {os.getpid()}): "
             f"rank {dist_env.rank} of world size {dist_env.world_size} (node {job_env.node} of "
             f"{job_env.num_nodes}, local rank {dist_env.local_rank}), backend {backend}, "
-            f"rendezvous {dist_env.master_addr}:{dist_env.master_port}"
+            f"rendezvous {dist_env.master_addr}:{dist_env.master_port} (first node {first_node}), "
+            f"process group timeout {cfg.DIST_TIMEOUT_S:g} s"
         )
         # launch() joins the world described by the environment: init_distributed, seeds
         # RNG_SEED + rank, DETERMINISTIC, logging; it destroys the process group at the end.
-        launch(cfg, _run_task)
+        try:
+            launch(cfg, _run_task)
+        except Exception as e:  # not SystemExit: submitit's requeue after SIGUSR2 exits that way
+            # The cause in this task's log in one line (the traceback follows in its stderr). A
+            # broken process group means another task ended first: its log has the cause.
+            _log(
+                f"rank {dist_env.rank} failed: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+                + (
+                    " -- the process group broke: another task of the job ended first (it died, or rank 0 "
+                    "was requeued after SIGUSR2; see the logs of the other ranks and srun's message in the "
+                    "rank 0 log)"
+                    if _is_process_group_failure(e) else ""
+                )
+            )
+            raise
         _log(f"rank {dist_env.rank}: task {cfg.TASK!r} finished")
 
     @staticmethod
@@ -341,10 +376,10 @@ class ASCNetJob(submitit.helpers.Checkpointable):
             _log("process group: none (world size 1)")
             return
         members: List[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(members, (dist.get_rank(), socket.gethostname()))
+        dist.all_gather_object(members, (dist.get_rank(), _node_name()))
         ranks = sorted(r for r, _ in members)
-        hosts = sorted({h for _, h in members})
-        _log(f"process group ready: world size {dist.get_world_size()}, ranks {ranks}, hosts {hosts}")
+        nodes = [n for _, n in sorted(members)]
+        _log(f"process group ready: world size {dist.get_world_size()}, ranks {ranks}, nodes {nodes}")
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """Called by submitit on global rank 0 when SIGUSR2 (preemption/time limit) arrives.
@@ -378,7 +413,7 @@ class ASCNetJob(submitit.helpers.Checkpointable):
 # ------------------------------------------------------------------------------------------------
 # Submission
 # ------------------------------------------------------------------------------------------------
-class _ScriptOnlySlurmExecutor(SlurmExecutor):
+class _ScriptOnlySlurmExecutor(submitit.SlurmExecutor):
     """A SlurmExecutor that can write sbatch scripts on a machine without SLURM (dry runs)."""
 
     @classmethod
@@ -386,7 +421,7 @@ class _ScriptOnlySlurmExecutor(SlurmExecutor):
         return 1
 
 
-def _job_folder(args: argparse.Namespace, cfg: CfgNode) -> str:
+def _job_folder(args: SlurmOptions, cfg: CfgNode) -> str:
     if args.slurm_folder:
         return os.path.abspath(args.slurm_folder)
     out = cfg.OUTPUT_DIR
@@ -404,12 +439,16 @@ def _job_folder(args: argparse.Namespace, cfg: CfgNode) -> str:
 
 
 def sbatch_script(folder: str, params: Dict[str, Any], max_num_timeout: int = 20) -> str:
-    """The sbatch script submitit would submit for ``params`` (AutoExecutor keywords).
+    """The sbatch script submitit would submit for ``params`` (:func:`slurm_parameters`).
 
-    Works without SLURM installed (nothing is submitted or written).
+    Works without SLURM installed (nothing is submitted or written). submitit has no public
+    call for the script alone: this uses two private members of ``SlurmExecutor``
+    (``_make_submission_file_text``, ``_submitit_command_str``), checked with the submitit
+    versions in ``SUBMITIT_CHECKED_VERSIONS``; ``tests/engine/test_slurm.py`` compares this text
+    with the script a real ``submit()`` writes, and fails when they part.
     """
     executor = _ScriptOnlySlurmExecutor(folder, max_num_timeout=max_num_timeout)
-    executor.update_parameters(**to_slurm_executor_parameters(params))
+    executor.update_parameters(**params)
     return executor._make_submission_file_text(executor._submitit_command_str, "dry-run")
 
 
@@ -425,13 +464,13 @@ def _absolute_output_dir(cfg: CfgNode) -> CfgNode:
     return cfg
 
 
-def submit(args: argparse.Namespace, cfg: CfgNode) -> Optional[submitit.Job]:
+def submit(args: SlurmOptions, cfg: CfgNode) -> Optional[submitit.Job]:
     """Submit the run described by ``cfg`` as a SLURM job (or print its script with --slurm-dry-run).
 
     Prints the job id, the job folder and the log paths of task 0.
 
     Args:
-        args: parsed command line, with the options of :func:`add_slurm_args`.
+        args: the job's resources and behaviour (``tools/run_net.py`` fills them from its options).
         cfg: the loaded config.
 
     Returns:
@@ -444,7 +483,7 @@ def submit(args: argparse.Namespace, cfg: CfgNode) -> Optional[submitit.Job]:
     cfg = _absolute_output_dir(adapt_cfg_to_allocation(cfg, nodes, gpus, tasks))
     params = slurm_parameters(args, cfg)
     folder = _job_folder(args, cfg)
-    if args.slurm_dry_run:
+    if args.dry_run:
         print(f"# SLURM dry run: nothing submitted. Job folder would be {folder}", flush=True)
         print(sbatch_script(folder, params, args.max_num_timeout), flush=True)
         return None
@@ -455,8 +494,8 @@ def submit(args: argparse.Namespace, cfg: CfgNode) -> Optional[submitit.Job]:
         )
     g_pathmgr.mkdirs(folder)
     save_config(cfg, os.path.join(folder, "config.yaml"))
-    # cluster="slurm" explicitly: never fall back to running locally by accident.
-    executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=args.max_num_timeout)
+    # SlurmExecutor, not AutoExecutor: never fall back to running locally by accident.
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=args.max_num_timeout)
     executor.update_parameters(**params)
     job = executor.submit(ASCNetJob(cfg))
     world = nodes * tasks

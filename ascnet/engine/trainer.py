@@ -19,13 +19,13 @@ checkpoint continues with the next batch of the same epoch ordering (the sampler
 ``set_epoch(epoch, start_iter)``), so a resumed run sees exactly the batches an uninterrupted
 run would have seen.
 
-Preemption contract (SLURM, ``ascnet/engine/slurm.py``):
+Preemption contract (SLURM, ``ascnet/engine/slurm.py``; helpers in ``ascnet/engine/preemption.py``):
 
-* while :meth:`Trainer.train` runs, :func:`get_current_trainer` returns the trainer;
+* while :meth:`Trainer.train` runs, ``preemption.get_current_trainer()`` returns the trainer;
 * :meth:`Trainer.save_checkpoint` saves the full state at the current iteration boundary
   (rank 0 writes; no collective, so it is safe in a signal handler on every rank);
 * every iteration (forward, backward, step, EMA, logging, periodic checkpoint) runs inside
-  :func:`defer_signals`, which blocks SIGUSR2 and SIGTERM with ``signal.pthread_sigmask`` (and
+  ``preemption.defer_signals()``, which blocks SIGUSR2 and SIGTERM with ``signal.pthread_sigmask`` (and
   holds back their Python handlers, since another thread may take a process-wide signal);
   they are let through between iterations. A Python signal handler (submitit's) therefore
   only runs at an iteration boundary and sees a consistent model / optimiser / counter state. The data
@@ -41,10 +41,8 @@ import contextlib
 import logging
 import math
 import os
-import signal
-import threading
 import time
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Optional
 
 import torch
 from fvcore.common.config import CfgNode
@@ -52,6 +50,7 @@ from iopath.common.file_io import g_pathmgr
 from torch import nn
 
 from ascnet.config.config import save_config
+from ascnet.engine.preemption import defer_signals, set_current_trainer
 from ascnet.solver import build_lr_scheduler, build_optimizer, total_iterations
 from ascnet.utils import distributed as du
 from ascnet.utils.checkpoint import Checkpointer
@@ -61,72 +60,8 @@ from ascnet.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
 
-_CURRENT_TRAINER: Optional["Trainer"] = None
-
-# Signals that a cluster sends to ask for a checkpoint (submitit: SIGUSR2) or to stop.
-DEFERRED_SIGNALS = tuple(s for s in (getattr(signal, "SIGUSR2", None), getattr(signal, "SIGTERM", None)) if s)
-
-
-def get_current_trainer() -> Optional["Trainer"]:
-    """The :class:`Trainer` whose :meth:`Trainer.train` is running in this process, or None."""
-    return _CURRENT_TRAINER
-
-
-@contextlib.contextmanager
-def defer_signals(signals=DEFERRED_SIGNALS) -> Iterator[None]:
-    """Hold back ``signals`` (default SIGUSR2, SIGTERM) inside the block; deliver them on exit.
-
-    A signal that arrives inside the block runs its handler right after the block, in the
-    main thread. Two layers, because ``pthread_sigmask`` alone is not enough in a process with
-    other threads (OpenMP, CUDA, NCCL, loader threads): the kernel hands a process-wide signal
-    to any thread that does not block it, and CPython then runs the Python handler in the main
-    thread at once, mid-iteration. So inside the block:
-
-    * the main thread's mask blocks the signals (``signal.pthread_sigmask``), and threads or
-      processes started inside the block inherit that mask;
-    * the Python handlers are swapped for one that only records the signal; on exit the mask
-      and the handlers are restored and every recorded signal is raised again.
-
-    Main thread only; a no-op in other threads. Signals whose handler is SIG_IGN or was not
-    set from Python are left alone.
-    """
-    if not signals or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending = []
-
-    def _record(signum, frame):
-        if signum not in pending:
-            pending.append(signum)
-
-    saved = {}
-    for s in signals:
-        h = signal.getsignal(s)
-        if h is None or h is signal.SIG_IGN:
-            continue
-        saved[s] = h
-        signal.signal(s, _record)
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals) if hasattr(signal, "pthread_sigmask") else None
-    try:
-        yield
-    finally:
-        if old_mask is not None:
-            # Unblocking delivers kernel-pending signals; CPython runs _record for them here.
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        for s, h in saved.items():
-            if signal.getsignal(s) is _record:
-                signal.signal(s, h)
-        for s in pending:
-            signal.raise_signal(s)  # the real handler runs now, at the boundary
-
-
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or Inf; training stopped without saving."""
-
-
-def _set_current(trainer: Optional["Trainer"]) -> None:
-    global _CURRENT_TRAINER
-    _CURRENT_TRAINER = trainer
 
 
 class Trainer:
@@ -336,7 +271,7 @@ class Trainer:
             type(du.unwrap(self.model)).__name__, self.max_iter, self.iters_per_epoch, cfg.SOLVER.MAX_EPOCH,
             self.iter, self.device,
         )
-        _set_current(self)
+        set_current_trainer(self)
         try:
             self.before_train()
             while self.epoch < cfg.SOLVER.MAX_EPOCH and self.iter < self.max_iter:
@@ -349,7 +284,7 @@ class Trainer:
                 self.save_checkpoint("checkpoint_final")
             self.after_train()
         finally:
-            _set_current(None)
+            set_current_trainer(None)
             self.writer.close()
 
     def train_epoch(self, epoch: int, start_iter: int) -> None:

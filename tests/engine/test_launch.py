@@ -1,5 +1,6 @@
 """launch(): spawned gloo processes, seeding, clear errors."""
 import os
+import time
 
 import pytest
 import torch
@@ -54,6 +55,31 @@ def test_two_process_gloo_launch_all_reduces(tmp_path, monkeypatch):
     torch.manual_seed(8)
     assert res[1]["draw"] == pytest.approx(torch.rand(1).item())
     assert (tmp_path / "run" / "log.txt").exists()
+
+
+def _stuck_peer_job(cfg):
+    # Rank 1 hangs (alive, in no collective); rank 0's all_reduce must give up after DIST_TIMEOUT_S.
+    if du.get_rank() == 1:
+        time.sleep(120)
+    torch.distributed.all_reduce(torch.ones(1))
+
+
+def test_dist_timeout_bounds_a_collective_with_a_stuck_peer(tmp_path):
+    from torch.multiprocessing import ProcessRaisedException
+
+    cfg = get_cfg()
+    cfg.NUM_GPUS, cfg.NUM_CPU_PROCESSES, cfg.TRAIN.BATCH_SIZE = 0, 2, 2
+    cfg.DIST_TIMEOUT_S = 3
+    cfg.OUTPUT_DIR = str(tmp_path / "run")
+    t0 = time.time()
+    with pytest.raises(ProcessRaisedException) as info:
+        launch(cfg, _stuck_peer_job)
+    # Rank 0 failed on the configured timeout (gloo names it in ms), long before rank 1 woke up.
+    assert info.value.error_index == 0 and "3000ms" in str(info.value), str(info.value)
+    assert time.time() - t0 < 100
+    cfg.DIST_TIMEOUT_S = 0
+    with pytest.raises(LaunchError, match="DIST_TIMEOUT_S must be > 0"):
+        launch(cfg, _stuck_peer_job)
 
 
 def _single_job(cfg, box):

@@ -1,20 +1,32 @@
-"""SLURM options, sizing, sbatch script (--slurm-dry-run) and rendezvous port; no cluster needed."""
-import argparse
+"""SLURM options, sizing, sbatch script (--slurm-dry-run), rendezvous address and port; no cluster needed."""
+import importlib.util
 import os
 import re
 import subprocess
 import sys
 
 import pytest
+import submitit
 
 from ascnet.config.config import ConfigError, load_config
-from ascnet.engine import slurm
+from ascnet.engine import preemption, slurm
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def _run_net():
+    spec = importlib.util.spec_from_file_location("run_net", os.path.join(REPO, "tools", "run_net.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+RUN_NET = _run_net()
+
+
 def _args(*argv):
-    return slurm.add_slurm_args(argparse.ArgumentParser()).parse_args(list(argv))
+    """The SlurmOptions that tools/run_net.py makes of these command-line options."""
+    return RUN_NET.slurm_options(RUN_NET.build_parser().parse_args(["--cfg", "unused.yaml", *argv]))
 
 
 def _cfg(tmp_path, *opts):
@@ -115,16 +127,14 @@ class _FakeTrainer:
 
 
 def test_checkpoint_saves_through_the_running_trainer(tmp_path, capsys):
-    from ascnet.engine import trainer as trainer_module
-
     cfg = _cfg(tmp_path)
     job = slurm.ASCNetJob(cfg)
     fake = _FakeTrainer()
-    trainer_module._set_current(fake)
+    preemption.set_current_trainer(fake)
     try:
         delayed = job.checkpoint()
     finally:
-        trainer_module._set_current(None)
+        preemption.set_current_trainer(None)
     assert fake.saved == [None]
     assert "saved a checkpoint at iteration 7" in capsys.readouterr().out
     # A fresh job with the same config: the requeued run resumes through TRAIN.AUTO_RESUME.
@@ -136,28 +146,86 @@ def test_checkpoint_saves_through_the_running_trainer(tmp_path, capsys):
 
 
 def test_checkpoint_requeues_even_when_saving_fails(tmp_path, capsys):
-    from ascnet.engine import trainer as trainer_module
-
     class _FullDisk(_FakeTrainer):
         def save_checkpoint(self, name=None):
             raise OSError(28, "No space left on device")
 
-    trainer_module._set_current(_FullDisk())
+    preemption.set_current_trainer(_FullDisk())
     try:
         delayed = slurm.ASCNetJob(_cfg(tmp_path)).checkpoint()
     finally:
-        trainer_module._set_current(None)
+        preemption.set_current_trainer(None)
     assert type(delayed.function) is slurm.ASCNetJob
     out = capsys.readouterr().out
     assert "saving a checkpoint at iteration 7 failed (OSError" in out and "No space left" in out
 
 
-def test_slurm_executor_parameters_translation():
-    params = {"name": "x", "timeout_min": 30, "mem_gb": 1.5, "tasks_per_node": 2, "nodes": 1,
-              "slurm_partition": "p", "slurm_signal_delay_s": 60}
-    assert slurm.to_slurm_executor_parameters(params) == {
-        "job_name": "x", "time": 30, "mem": "1536MB", "ntasks_per_node": 2, "nodes": 1,
-        "partition": "p", "signal_delay_s": 60}
+def test_slurm_parameters_are_sbatch_names_and_reach_srun(tmp_path):
+    cfg = slurm.adapt_cfg_to_allocation(_cfg(tmp_path), 2, 0, 1)
+    params = slurm.slurm_parameters(_args("--cpus-per-task", "3", "--mem-gb", "1.5", "--partition", "p",
+                                          "--timeout-min", "30", "--signal-delay-s", "60", "--job-name", "x"), cfg)
+    assert params == {
+        "job_name": "x", "time": 30, "nodes": 2, "ntasks_per_node": 1, "cpus_per_task": 3,
+        "srun_args": ["--cpus-per-task", "3"], "signal_delay_s": 60, "additional_parameters": {"requeue": True},
+        "mem": "1536MB", "partition": "p"}
+
+
+def test_srun_gets_cpus_per_task(tmp_path, capsys):
+    # Slurm 22.05-23.02's srun does not inherit --cpus-per-task from sbatch: it must be on the srun line.
+    slurm.submit(_args("--slurm-dry-run", "--nodes", "2", "--tasks-per-node", "1", "--cpus-per-task", "5"),
+                 _cfg(tmp_path))
+    out = capsys.readouterr().out
+    assert _sbatch_flags(out)["cpus-per-task"] == "5"
+    srun = [line for line in out.splitlines() if line.startswith("srun ")]
+    assert len(srun) == 1 and " --cpus-per-task 5 " in srun[0], out
+    assert srun[0].index("--cpus-per-task") < srun[0].index("-m submitit.core._submit")
+
+
+def test_dry_run_script_is_the_submitted_script(tmp_path, capsys, monkeypatch):
+    """The dry run uses two private submitit members (SUBMITIT_CHECKED_VERSIONS); here a real
+    submit() through submitit writes its script, with sbatch answering from a stand-in, and the
+    dry run must print the very same text. Fails when a submitit release changes either."""
+    assert submitit.__version__ in slurm.SUBMITIT_CHECKED_VERSIONS, (
+        f"submitit {submitit.__version__} is not among the versions the dry run was checked with "
+        f"{slurm.SUBMITIT_CHECKED_VERSIONS}: check sbatch_script() and add it")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("sbatch", "echo 'Submitted batch job 4242'"), ("srun", "exit 0"), ("sacct", "exit 1")):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    folder = tmp_path / "jobfiles"
+    cfg = _cfg(tmp_path, "NUM_CPU_PROCESSES", "2")
+    opts = ("--nodes", "2", "--tasks-per-node", "1", "--cpus-per-task", "2", "--partition", "dev",
+            "--timeout-min", "45", "--slurm-folder", str(folder))
+    slurm.submit(_args("--slurm-dry-run", *opts), cfg)
+    dry = capsys.readouterr().out.split("\n", 1)[1]  # after the "# SLURM dry run" line
+    job = slurm.submit(_args("--slurm", *opts), cfg)
+    assert job.job_id == "4242"
+    with open(folder / "4242_submission.sh") as f:
+        submitted = f.read()
+    assert dry.rstrip("\n") == submitted.rstrip("\n")
+
+
+def test_rendezvous_port_differs_between_jobs_on_one_node():
+    # Two jobs sharing a node (ids close together) never share a port, in any of 8 restarts.
+    ports = {(j, r): slurm.rendezvous_port(str(j), r) for j in range(1000, 1100) for r in range(8)}
+    assert len(set(ports.values())) == len(ports)
+    assert slurm.rendezvous_port("123_4", 0) == slurm.rendezvous_port("123_4", 0)  # non-numeric: hashed
+
+
+def test_node_address_falls_back_to_slurm_node_addr(tmp_path, monkeypatch):
+    assert slurm.node_address("localhost") == "localhost"  # a name that resolves is used as is
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(
+        "#!/bin/sh\n[ \"$4\" = nx-unresolvable-7 ] && echo 'NodeName=nx-unresolvable-7 Arch=x86_64 "
+        "NodeAddr=10.1.2.3 NodeHostName=h7 Port=17001' && exit 0\nexit 1\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert slurm.node_address("nx-unresolvable-7") == "10.1.2.3"
+    with pytest.raises(RuntimeError, match="does not resolve.*NodeAddr"):
+        slurm.node_address("nx-unresolvable-8")
 
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(REPO, "tools", "run_net.py")), reason="tools/run_net.py not present")

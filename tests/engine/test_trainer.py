@@ -10,7 +10,8 @@ from torch.utils.data import Dataset
 
 from ascnet.config import get_cfg
 from ascnet.data.build import DATASET_REGISTRY
-from ascnet.engine.trainer import NonFiniteLossError, Trainer, defer_signals, get_current_trainer
+from ascnet.engine.preemption import get_current_trainer
+from ascnet.engine.trainer import NonFiniteLossError, Trainer
 from ascnet.modeling.meta_arch.build import MODEL_REGISTRY
 from ascnet.utils.checkpoint import Checkpointer
 from ascnet.utils.events import read_metrics
@@ -181,26 +182,6 @@ def test_initial_weights_when_nothing_to_resume(tmp_path):
     assert Recording.seen == [path] and t.iter == 0
     for k, v in t.model.state_dict().items():
         assert torch.equal(v, src.model.state_dict()[k]), k
-
-
-def test_defer_signals_delays_handler_to_block_exit():
-    import threading
-
-    got = []
-    stop = threading.Event()
-    helper = threading.Thread(target=stop.wait)  # a thread whose mask does not block SIGUSR2
-    helper.start()
-    old = signal.signal(signal.SIGUSR2, lambda s, f: got.append("handled"))
-    try:
-        with defer_signals():
-            os.kill(os.getpid(), signal.SIGUSR2)
-            got.append("still inside")
-        got.append("after")
-    finally:
-        signal.signal(signal.SIGUSR2, old)
-        stop.set()
-        helper.join()
-    assert got == ["still inside", "handled", "after"]
 
 
 def test_preemption_signal_saves_at_iteration_boundary(tmp_path):

@@ -22,7 +22,7 @@ import time
 import torch
 import torch.distributed as dist
 
-import ascnet.engine.slurm as slurm
+from ascnet.engine import preemption
 from ascnet.engine.tasks import register_task
 
 CKPT = "toy_checkpoint.pt"
@@ -97,14 +97,14 @@ class ToyTrainer:
 
 def run_toy(cfg):
     global _TRAINER
-    # Stand-in for the engine's trainer registry (ascnet.engine.trainer.get_current_trainer),
-    # set only in the job's processes, never in a test process that merely imports this module.
-    slurm._current_trainer = lambda: _TRAINER
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     _TRAINER = ToyTrainer(cfg)
+    # The running trainer, as the engine's Trainer records itself (ascnet.engine.preemption).
+    preemption.set_current_trainer(_TRAINER)
     try:
         _TRAINER.train()
     finally:
+        preemption.set_current_trainer(None)
         _TRAINER = None
 
 
