@@ -129,7 +129,7 @@ def test_crash_mid_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError("disk full (simulated)")
 
     monkeypatch.setattr(ckpt_mod.torch, "save", crashing_save)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(CheckpointError, match="simulated.*Free space.*first.pyth, is intact"):
         ck.save("second", iteration=2)
     monkeypatch.setattr(ckpt_mod.torch, "save", real_save)
 
