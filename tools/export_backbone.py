@@ -35,7 +35,14 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    state = extract_backbone_state_dict(args.checkpoint, prefix=args.prefix)
+    from ascnet.modeling.weights import WeightsError
+    from ascnet.utils.checkpoint import CheckpointError
+
+    try:
+        state = extract_backbone_state_dict(args.checkpoint, prefix=args.prefix)
+    except (CheckpointError, WeightsError) as e:  # one line, as tools/run_net.py
+        print(f"Checkpoint error: {e}", file=sys.stderr)
+        return 2
     save_backbone_weights(state, args.out)
     n = sum(v.numel() for v in state.values())
     print(f"Wrote {len(state)} tensors ({n:,} values) to {args.out}")
