@@ -118,18 +118,20 @@ class Kinetics(VideoDataset):
                 f"(tried {list(names)}). Set DATA.PATH_PREFIX to the folder holding the split folders."
             )
         files = self._index_video_dir(video_dir)
-        paths, labels, missing = [], [], 0
+        paths, labels, missing = [], [], []
         for r in rows:
             rel = files.get(_clip_stem(r))
             if rel is None:
-                missing += 1
+                missing.append(join_path(video_dir, _clip_stem(r)))
                 continue
             paths.append(join_path(video_dir, rel))
             labels.append(by_name.get(r.get("label", ""), -1))
+        # Annotated videos without a file (tools/check_dataset.py reports them by name).
+        self.missing_videos = missing
         if missing:
             logger.warning(
-                "Kinetics %s: %d of %d annotated videos are not in %s and were left out.",
-                self.split, missing, len(rows), video_dir,
+                "Kinetics %s: %d of %d annotated videos are not in %s and were left out, e.g. %s.",
+                self.split, len(missing), len(rows), video_dir, ", ".join(os.path.basename(m) for m in missing[:5]),
             )
         return paths, labels, class_names
 
