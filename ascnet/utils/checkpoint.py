@@ -19,11 +19,20 @@ plus RNG states and DDP-submodule key mapping, would leave little of it; this cl
 method names (``save``, ``load``, ``has_checkpoint``, ``get_checkpoint_file``,
 ``resume_or_load``) so users of detectron2 find their way.
 
-Writes are atomic: the file is streamed into a temporary file in the same folder, flushed and
-fsync'ed, then renamed over the final name (``os.replace``); the pointer file is written the
-same way only afterwards. A crash at any moment leaves the previous checkpoint and pointer
-intact. Loading uses ``torch.load(..., weights_only=True)``: a file that needs arbitrary
-unpickling (code execution) is refused.
+Writes are atomic (:func:`ascnet.utils.io.atomic_write`): the file is streamed into a
+temporary file in the same folder, flushed and fsync'ed, then renamed over the final name
+(``os.replace``); the pointer file is written the same way only afterwards. A crash at any
+moment leaves the previous checkpoint and pointer intact; a full disk raises
+:class:`CheckpointError` naming the file and the fix. Every checkpoint read in ascnet goes
+through :func:`read_checkpoint` (``torch.load(..., weights_only=True)``): a file that needs
+arbitrary unpickling (code execution) is refused, a missing, truncated or garbled one is a
+one-line :class:`CheckpointError` with its path.
+
+Resuming (:meth:`Checkpointer.find_resume_checkpoint`) does not trust the folder blindly: a
+missing, empty, binary or dangling pointer falls back to the newest readable checkpoint (by the
+iteration stored in it), a damaged file is moved aside to ``<name>.corrupt``, and partial
+``*.tmp-*`` files of an interrupted save are removed. Pruning (``max_to_keep``) counts every
+checkpoint of the folder, also those of earlier processes of the run.
 """
 import logging
 import os
@@ -215,7 +224,8 @@ class Checkpointer:
         output_dir: the run's OUTPUT_DIR (any iopath URI).
         model: the model, possibly DDP-wrapped (or with DDP-wrapped submodules).
         optimizer, scheduler, scaler: optional objects with ``state_dict``/``load_state_dict``.
-        max_to_keep: keep only the newest N checkpoint files written by this run (0 = all).
+        max_to_keep: keep only the newest N checkpoint files of the folder, by stored iteration
+            (0 = all); the file ``last_checkpoint`` names is always kept.
         **stateful: more objects with ``state_dict``/``load_state_dict`` (saved by name).
     """
 
