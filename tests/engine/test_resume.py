@@ -5,8 +5,8 @@ of another run, a fresh start over old checkpoints, a full disk, replayed metric
 The stand-in model and dataset of tests/engine/test_trainer.py (6 iterations per epoch, 2
 epochs) keep every run at a second or two.
 """
-import errno
 import builtins
+import errno
 import json
 import logging
 import os

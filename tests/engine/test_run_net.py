@@ -109,7 +109,7 @@ def test_bad_initial_checkpoint_is_one_line_and_exit_code_2(repo_root, tmp_path,
         sys.path.pop(0)
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1, err
-    assert err.startswith(f"Checkpoint error: ") and str(bad) in err
+    assert err.startswith("Checkpoint error: ") and str(bad) in err
     if kind == "malicious":
         assert "Refusing to load" in err and "weights_only=True" in err
     else:
