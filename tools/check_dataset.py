@@ -37,6 +37,7 @@ from tqdm import tqdm  # noqa: E402
 from ascnet.config import load_config  # noqa: E402
 from ascnet.data.build import DATASET_REGISTRY  # noqa: E402
 from ascnet.data.check import check_video  # noqa: E402
+from ascnet.data.utils import AnnotationError  # noqa: E402
 from ascnet.utils.io import atomic_write_bytes  # noqa: E402
 
 
@@ -50,11 +51,19 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=1, help="decoding processes (e.g. the number of cores)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = p.parse_args(argv)
+    late = [o for o in args.opts if o.split("=", 1)[0] in p._option_string_actions]
+    if late:
+        p.error(f"{' '.join(late)}: options go before the KEY VALUE overrides (everything after the first "
+                "override is read as overrides).")
     torch.set_num_threads(1)
     cfg = load_config(args.cfg, args.opts)
     name = args.dataset or cfg.TRAIN.DATASET
     split = args.split or cfg.TRAIN.SPLIT
-    ds = DATASET_REGISTRY.get(name)(cfg, split, "train")
+    try:
+        ds = DATASET_REGISTRY.get(name)(cfg, split, "train")
+    except (AnnotationError, FileNotFoundError) as e:  # one line naming the file (and line)
+        print(f"Dataset error: {e}", file=sys.stderr)
+        return 2
     stride = max(cfg.ASCNET.SPEEDS) * cfg.DATA.SAMPLING_RATE
     needed = (cfg.DATA.NUM_FRAMES - 1) * stride + 1 if cfg.DATA.SHORT_VIDEO_POLICY == "fail" else 0
     bad, t0 = [], time.time()

@@ -129,6 +129,7 @@ def main(argv=None) -> int:
 
     from ascnet.engine.launch import LaunchError, launch
     from ascnet.engine.tasks import get_task
+    from ascnet.data.utils import AnnotationError
     from ascnet.engine.trainer import NonFiniteLossError
     from ascnet.utils.checkpoint import CheckpointError
 
@@ -140,6 +141,9 @@ def main(argv=None) -> int:
     except CheckpointError as e:  # already logged where it matters (log.txt); no traceback
         print(f"Checkpoint error: {e}", file=sys.stderr)
         return 2
+    except AnnotationError as e:  # names the file and the line
+        print(f"Dataset error: {e}", file=sys.stderr)
+        return 2
     except NonFiniteLossError as e:  # already logged; no traceback for a diverged run
         print(f"Training stopped: {e}", file=sys.stderr)
         return 3
@@ -148,9 +152,10 @@ def main(argv=None) -> int:
         if "NonFiniteLossError" in last:
             print(f"Training stopped on rank {e.error_index}: {last.split(': ', 1)[-1]}", file=sys.stderr)
             return 3
-        if "CheckpointError" in last.split(": ", 1)[0]:
-            print(f"Checkpoint error: {last.split(': ', 1)[-1]}", file=sys.stderr)
-            return 2
+        for kind, title in (("CheckpointError", "Checkpoint error"), ("AnnotationError", "Dataset error")):
+            if kind in last.split(": ", 1)[0]:
+                print(f"{title}: {last.split(': ', 1)[-1]}", file=sys.stderr)
+                return 2
         raise
     return 0
 

@@ -85,3 +85,34 @@ def test_check_dataset_names_missing_and_too_small_videos(tmp_path, capsys):
         assert bad == {"gone1": "missing", "gone2": "missing", "tiny1": "too_small", "tiny2": "too_small"}, bad
         assert report["videos"] == 7 and report["bad"] == 4
         assert "gone1" in printed and "gone2" in printed and "missing" in printed
+
+
+def test_check_dataset_ucf_names_with_spaces_and_a_bad_line(tmp_path, capsys):
+    from test_ucf101 import make_ucf
+
+    root = make_ucf(str(tmp_path / "ucf"))
+    spaced = "YoYo/v_YoYo g97_c01.avi"
+    write_index_video(os.path.join(root, "UCF-101", spaced), 16)
+    train_list = os.path.join(root, "ucfTrainTestlist", "trainlist01.txt")
+    with open(train_list, "a") as f:
+        f.write(f"{spaced} 3\n")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        f"TRAIN:\n  DATASET: UCF101\nDATA:\n  PATH_TO_DATA_DIR: {root}\n  NUM_FRAMES: 4\n  TARGET_FPS: 0\n"
+        f"  CROP_SIZE: 32\nOUTPUT_DIR: {tmp_path / 'out'}\n"
+    )
+    tool = load_tool("check_dataset")
+    assert tool.main(["--cfg", str(cfg)]) == 0
+    assert "7 videos, 0 bad" in capsys.readouterr().out
+    n = len(open(train_list).read().splitlines())
+    with open(train_list, "a") as f:
+        f.write("YoYo/v_YoYo_g98_c01.avi\n")  # a training line without its class number
+    assert tool.main(["--cfg", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "trainlist01.txt" in err and f"line {n + 1}" in err, err
+    # Options after the overrides: said so, not taken as an override.
+    try:
+        tool.main(["--cfg", str(cfg), "DATA.NUM_FRAMES", "4", "--probe-only"])
+    except SystemExit as e:
+        assert e.code == 2
+    assert "before the KEY VALUE overrides" in capsys.readouterr().err

@@ -114,3 +114,17 @@ def test_bad_initial_checkpoint_is_one_line_and_exit_code_2(repo_root, tmp_path,
         assert "Refusing to load" in err and "weights_only=True" in err
     else:
         assert "unreadable (truncated or corrupt" in err and "Refusing" not in err
+
+
+def test_unparseable_split_line_is_one_line_and_exit_code_2(repo_root, tmp_path, capsys):
+    run_net = _import_run_net(repo_root)
+    lists = tmp_path / "ucf" / "ucfTrainTestlist"
+    lists.mkdir(parents=True)
+    (lists / "classInd.txt").write_text("1 YoYo\n")
+    (lists / "trainlist01.txt").write_text("YoYo/v_YoYo g01_c01.avi 1\nYoYo/v_YoYo_g02_c01.avi\n")
+    cfg = os.path.join(repo_root, "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")
+    rc = run_net.main(["--cfg", cfg, "TRAIN.DATASET", "UCF101", "DATA.PATH_TO_DATA_DIR", str(tmp_path / "ucf"),
+                       "OUTPUT_DIR", str(tmp_path / "out"), "TENSORBOARD.ENABLE", "False"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("Dataset error: ") and "trainlist01.txt" in err and "line 2" in err

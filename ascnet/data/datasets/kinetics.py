@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Tuple
 from iopath.common.file_io import g_pathmgr
 
 from ..build import DATASET_REGISTRY
-from ..utils import join_path
+from ..utils import AnnotationError, join_path
 from .base import VideoDataset
 
 logger = logging.getLogger(__name__)
@@ -144,11 +144,11 @@ class Kinetics(VideoDataset):
                 continue
             parts = ln.strip().rsplit(maxsplit=1)
             if len(parts) != 2:
-                raise ValueError(f"{list_path!r} line {k + 1}: expected '<path> <label>', got {ln!r}.")
+                raise AnnotationError(f"{list_path!r} line {k + 1}: expected '<path> <label>', got {ln!r}.")
             try:
                 label = int(parts[1])
             except ValueError:
-                raise ValueError(f"{list_path!r} line {k + 1}: label {parts[1]!r} is not an integer.") from None
+                raise AnnotationError(f"{list_path!r} line {k + 1}: label {parts[1]!r} is not an integer.") from None
             paths.append(join_path(prefix, parts[0]))
             labels.append(label)
         names_file = join_path(root, "classnames.txt")

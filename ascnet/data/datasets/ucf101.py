@@ -20,7 +20,7 @@ from typing import List, Tuple
 from iopath.common.file_io import g_pathmgr
 
 from ..build import DATASET_REGISTRY
-from ..utils import join_path
+from ..utils import AnnotationError, join_path
 from .base import VideoDataset
 
 UCF_LIST_DIR = "ucfTrainTestlist"
@@ -84,15 +84,15 @@ class UCF101(VideoDataset):
             if len(parts) == 2 and parts[1].isdigit():
                 rel, label = parts[0], int(parts[1]) - 1
             elif labelled:
-                raise ValueError(f"{where}: expected '<path> <class number>' (a number of classInd.txt), got {ln!r}.")
+                raise AnnotationError(f"{where}: expected '<path> <class number>' (a number of classInd.txt), got {ln!r}.")
             else:
                 rel = ln
                 folder = rel.replace("\\", "/").split("/")[0].lower()
                 if folder not in lower:
-                    raise ValueError(f"{where}: class folder of {rel!r} is not in classInd.txt.")
+                    raise AnnotationError(f"{where}: class folder of {rel!r} is not in classInd.txt.")
                 label = lower[folder]
             if not 0 <= label < len(class_names):
-                raise ValueError(f"{where}: label of {rel!r} is outside classInd.txt (1..{len(class_names)}).")
+                raise AnnotationError(f"{where}: label of {rel!r} is outside classInd.txt (1..{len(class_names)}).")
             paths.append(join_path(video_dir, rel))
             labels.append(label)
         return paths, labels, class_names
