@@ -116,6 +116,8 @@ def read_checkpoint(path: str, source: str = "", mmap: bool = False) -> Dict[str
             "weights_only=False)['model']}, new_path).",
             path,
         ) from e
+    except (PermissionError, IsADirectoryError, FileNotFoundError) as e:  # not the file's fault: leave it
+        raise CheckpointError(f"Checkpoint {path!r}{where} cannot be opened ({_first_line(e, 120)}).", path) from e
     except Exception as e:  # truncated zip (OSError/RuntimeError), empty (EOFError), garbled (IndexError, ...)
         raise CheckpointError(
             f"Checkpoint {path!r}{where} is unreadable (truncated or corrupt; {_first_line(e, 120)}). Use another "
