@@ -324,11 +324,14 @@ class Trainer:
         """
         existing = self.checkpointer.list_checkpoints()
         if existing:
-            why = "TRAIN.AUTO_RESUME is False" if not self.cfg.TRAIN.AUTO_RESUME else "none of them could be resumed"
+            if self.cfg.TRAIN.AUTO_RESUME:
+                why, fix = "none of them could be resumed (see the warnings above)", "Move them away"
+            else:
+                why, fix = "TRAIN.AUTO_RESUME is False", "Set TRAIN.AUTO_RESUME True to continue that run"
             raise CheckpointError(
                 f"{self.checkpointer.save_dir!r} already holds {len(existing)} checkpoint(s) (e.g. "
-                f"{os.path.basename(existing[-1])}) and {why}: starting over would overwrite them. Set "
-                "TRAIN.AUTO_RESUME True to continue that run, or set a new OUTPUT_DIR.",
+                f"{os.path.basename(existing[-1])}) and {why}: starting over would overwrite them. {fix}, "
+                "or set a new OUTPUT_DIR.",
                 existing[-1],
             )
 
