@@ -15,8 +15,9 @@ Examples::
     # what would be checked, without reading a video
     python tools/check_dataset.py --cfg configs/UCF101/ASCNet_R3D18_finetune.yaml --dry-run
 
-A video is bad when it is missing, empty, unreadable, truncated (fewer decodable frames than
-its header promises), or shorter than a clip under DATA.SHORT_VIDEO_POLICY "fail" (the largest
+A video is bad when it is missing (an annotated video without a file, listed by name),
+empty, unreadable, truncated (fewer decodable frames than its header promises), smaller than
+the crop (DATA.CROP_SIZE / TEST_CROP_SIZE, the smaller one) on a side, or shorter than a clip under DATA.SHORT_VIDEO_POLICY "fail" (the largest
 playback speed of ASCNET.SPEEDS is used). The report (JSON, default
 ``<OUTPUT_DIR>/dataset_check_<dataset>_<split>.json``) lists every bad path with its reason;
 a summary is printed. Exit status 1 when a video is bad.
@@ -35,6 +36,7 @@ from tqdm import tqdm
 
 from ascnet.data.build import DATASET_REGISTRY
 from ascnet.data.check import check_video
+from ascnet.data.utils import AnnotationError
 from ascnet.engine.plugins import load_config
 from ascnet.utils.io import atomic_write_bytes
 
@@ -50,6 +52,10 @@ def main(argv=None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print what would be checked and exit; reads no video")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = p.parse_args(argv)
+    late = [o for o in args.opts if o.split("=", 1)[0] in p._option_string_actions]
+    if late:
+        p.error(f"{' '.join(late)}: options go before the KEY VALUE overrides (everything after the first "
+                "override is read as overrides).")
     torch.set_num_threads(1)
     cfg = load_config(args.cfg, args.opts)
     name = args.dataset or cfg.TRAIN.DATASET
@@ -59,11 +65,16 @@ def main(argv=None) -> int:
         print(f"# dry run: would check {name}/{split} under DATA.PATH_TO_DATA_DIR {cfg.DATA.PATH_TO_DATA_DIR!r}. "
               "Nothing was read.")
         return 0
-    ds = DATASET_REGISTRY.get(name)(cfg, split, "train")
+    try:
+        ds = DATASET_REGISTRY.get(name)(cfg, split, "train")
+    except (AnnotationError, FileNotFoundError) as e:  # one line naming the file (and line)
+        print(f"Dataset error: {e}", file=sys.stderr)
+        return 2
     stride = max(cfg.ASCNET.SPEEDS) * cfg.DATA.SAMPLING_RATE
     needed = (cfg.DATA.NUM_FRAMES - 1) * stride + 1 if cfg.DATA.SHORT_VIDEO_POLICY == "fail" else 0
     bad, t0 = [], time.time()
-    check = functools.partial(check_video, needed=needed, target_fps=cfg.DATA.TARGET_FPS, probe_only=args.probe_only)
+    check = functools.partial(check_video, needed=needed, target_fps=cfg.DATA.TARGET_FPS, probe_only=args.probe_only,
+                              min_size=min(cfg.DATA.CROP_SIZE, cfg.DATA.TEST_CROP_SIZE))
     progress = dict(total=len(ds.paths), desc=f"Checking {name}/{split}", unit="video")
     if args.workers > 1:
         # One process per core, each decoding on one thread (FFmpeg's own threading is slower
@@ -73,7 +84,11 @@ def main(argv=None) -> int:
             results = list(tqdm(pool.imap(check, ds.paths, chunksize=4), **progress))
     else:
         results = [check(p) for p in tqdm(ds.paths, **progress)]
-    bad = [r for r in results if r is not None]
+    # Annotated videos the dataset left out because no file matches them (Kinetics' official
+    # layout), then every video that fails the check.
+    bad = [{"path": m, "reason": "missing"} for m in getattr(ds, "missing_videos", [])]
+    bad += [r for r in results if r is not None]
+    total = len(ds.paths) + len(getattr(ds, "missing_videos", []))
     reasons: Dict[str, int] = {}
     for r in bad:
         reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
@@ -81,9 +96,9 @@ def main(argv=None) -> int:
         "dataset": name,
         "split": split,
         "root": cfg.DATA.PATH_TO_DATA_DIR,
-        "videos": len(ds.paths),
+        "videos": total,
         "bad": len(bad),
-        "bad_ratio": len(bad) / max(len(ds.paths), 1),
+        "bad_ratio": len(bad) / max(total, 1),
         "reasons": reasons,
         "probe_only": args.probe_only,
         "frames_needed": needed,
@@ -92,7 +107,7 @@ def main(argv=None) -> int:
     }
     out = args.out or os.path.join(cfg.OUTPUT_DIR, f"dataset_check_{name}_{split}.json")
     atomic_write_bytes(out, json.dumps(report, indent=1).encode("utf-8"))
-    print(f"{name}/{split}: {len(ds.paths)} videos, {len(bad)} bad ({report['bad_ratio']:.2%}) {reasons}")
+    print(f"{name}/{split}: {total} videos, {len(bad)} bad ({report['bad_ratio']:.2%}) {reasons}")
     for r in bad[:20]:
         print(f"  {r['reason']:>10}  {r['path']}")
     if len(bad) > 20:

@@ -33,10 +33,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--visualize", action="store_true", help="write an HTML page and a PNG contact sheet (RETRIEVAL.VISUALIZE)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit; reads nothing")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    late = [o for o in args.opts if o.split("=", 1)[0] in p._option_string_actions]
+    if late:
+        p.error(f"{' '.join(late)}: options go before the KEY VALUE overrides (everything after the first "
+                "override is read as overrides).")
+    return args
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     args = parse_args(argv)
     opts = list(args.opts) + ["TASK", "retrieval"]
     if args.checkpoint:
@@ -48,12 +53,18 @@ def main(argv=None) -> None:
         print(cfg.dump(), end="")
         print(f"# dry run: TASK retrieval, checkpoint {cfg.RETRIEVAL.CHECKPOINT_FILE_PATH or '(random init)'!s}, "
               f"OUTPUT_DIR {cfg.OUTPUT_DIR}. Nothing was run.")
-        return
+        return 0
     from ascnet.engine.launch import launch
     from ascnet.engine.retrieval import run_retrieval
+    from ascnet.utils.checkpoint import CheckpointError
 
-    launch(cfg, run_retrieval)
+    try:
+        launch(cfg, run_retrieval)
+    except CheckpointError as e:  # the same one-line message as tools/run_net.py
+        print(f"Checkpoint error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -36,12 +36,15 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from ascnet.modeling.weights import WeightsError
+    from ascnet.utils.checkpoint import CheckpointError
+
     try:
         path = resolve_checkpoint_path(args.checkpoint, "--checkpoint")
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
+        state = extract_backbone_state_dict(path, prefix=args.prefix)
+    except (FileNotFoundError, CheckpointError, WeightsError) as e:  # one line, as tools/run_net.py
+        print(f"Checkpoint error: {e}", file=sys.stderr)
         return 2
-    state = extract_backbone_state_dict(path, prefix=args.prefix)
     save_backbone_weights(state, args.out)
     n = sum(v.numel() for v in state.values())
     print(f"Wrote {len(state)} tensors ({n:,} values) to {args.out}")

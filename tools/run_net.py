@@ -144,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def misplaced_options(parser: argparse.ArgumentParser, opts) -> list:
+    """Options of ``parser`` found among the KEY VALUE overrides (argparse takes every word after
+    the first override as an override, so ``... SOLVER.BASE_LR 0.05 --dry-run`` would not run
+    dry)."""
+    known = set(parser._option_string_actions) - {"--opts"}
+    return [o for o in opts if isinstance(o, str) and o.split("=", 1)[0] in known]
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -151,6 +159,14 @@ def main(argv=None) -> int:
     from ascnet.engine.plugins import load_config
 
     opts = list(args.opts or []) + list(args.opts_flag or [])
+    late = misplaced_options(parser, opts)
+    if late:
+        print(
+            f"{' '.join(late)}: options go before the KEY VALUE overrides, e.g. run_net.py --cfg FILE "
+            f"{' '.join(late)} SOLVER.BASE_LR 0.05 (everything after the first override is read as overrides).",
+            file=sys.stderr,
+        )
+        return 2
     if args.resume:
         opts += ["TRAIN.AUTO_RESUME", "True"]
     try:
@@ -187,12 +203,20 @@ def main(argv=None) -> int:
 
     from ascnet.engine.launch import LaunchError, launch
     from ascnet.engine.tasks import get_task
+    from ascnet.data.utils import AnnotationError
     from ascnet.engine.trainer import NonFiniteLossError
+    from ascnet.utils.checkpoint import CheckpointError
 
     try:
         launch(cfg, get_task(cfg.TASK))
     except LaunchError as e:
         print(f"Launch error: {e}", file=sys.stderr)
+        return 2
+    except CheckpointError as e:  # already logged where it matters (log.txt); no traceback
+        print(f"Checkpoint error: {e}", file=sys.stderr)
+        return 2
+    except AnnotationError as e:  # names the file and the line
+        print(f"Dataset error: {e}", file=sys.stderr)
         return 2
     except NonFiniteLossError as e:  # already logged; no traceback for a diverged run
         print(f"Training stopped: {e}", file=sys.stderr)
@@ -202,6 +226,10 @@ def main(argv=None) -> int:
         if "NonFiniteLossError" in last:
             print(f"Training stopped on rank {e.error_index}: {last.split(': ', 1)[-1]}", file=sys.stderr)
             return 3
+        for kind, title in (("CheckpointError", "Checkpoint error"), ("AnnotationError", "Dataset error")):
+            if kind in last.split(": ", 1)[0]:
+                print(f"{title}: {last.split(': ', 1)[-1]}", file=sys.stderr)
+                return 2
         raise
     return 0
 

@@ -68,9 +68,12 @@ _C.TRAIN.CHECKPOINT_PERIOD = 1
 # Also save a checkpoint every CHECKPOINT_ITERS iterations (0 = off). Mid-epoch checkpoints
 # resume at the next batch of the same epoch ordering.
 _C.TRAIN.CHECKPOINT_ITERS = 0
-# Keep only the newest N checkpoint files a run writes (0 = keep all).
+# Keep only the newest N checkpoint files of OUTPUT_DIR/checkpoints, by the iteration stored in
+# them, whichever process wrote them (0 = keep all); the one last_checkpoint names is kept.
 _C.TRAIN.CHECKPOINT_MAX_KEEP = 0
-# Resume from the last checkpoint in OUTPUT_DIR when there is one.
+# Resume from the last checkpoint in OUTPUT_DIR when there is one (a lost pointer or a damaged
+# newest file falls back to the newest readable checkpoint; a folder of a run with other
+# model-defining keys is refused; see docs/engine.md "Resuming").
 _C.TRAIN.AUTO_RESUME = True
 # Weights to initialise from (a pretraining or downstream checkpoint); "" = random init.
 # Only used when there is nothing to resume.

@@ -47,12 +47,15 @@ class VideoInfo:
         fps: native frame rate (frames per second).
         time_base: the stream's time base (seconds per pts tick).
         start_pts: pts of the first frame.
+        width, height: frame size in pixels from the header (0 when the header has none).
     """
 
     num_frames: int
     fps: float
     time_base: Fraction
     start_pts: int
+    width: int = 0
+    height: int = 0
 
     @property
     def duration(self) -> float:
@@ -115,7 +118,11 @@ def _stream_info(path: str, stream) -> VideoInfo:
         n = int(math.floor(seconds * fps + 1e-3))
     if n <= 0:
         raise VideoDecodeError(f"Video {path!r} is empty (no frames).")
-    return VideoInfo(num_frames=n, fps=fps, time_base=Fraction(time_base), start_pts=int(start_pts))
+    ctx = getattr(stream, "codec_context", None)
+    return VideoInfo(
+        num_frames=n, fps=fps, time_base=Fraction(time_base), start_pts=int(start_pts),
+        width=int(getattr(ctx, "width", 0) or 0), height=int(getattr(ctx, "height", 0) or 0),
+    )
 
 
 def probe_video(path: str) -> VideoInfo:

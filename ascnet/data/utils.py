@@ -1,5 +1,10 @@
-"""Small helpers shared by the data modules: seed derivation and path joining."""
+"""Small helpers shared by the data modules: seed derivation, path joining, annotation errors."""
 from typing import Tuple, Union
+
+
+class AnnotationError(ValueError):
+    """An annotation file cannot be parsed; the message names the file, the line and the fix."""
+
 
 _MASK64 = (1 << 64) - 1
 

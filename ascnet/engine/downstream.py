@@ -171,11 +171,11 @@ def _test_checkpoint(cfg: CfgNode) -> str:
         return resolve_checkpoint_path(cfg.TEST.CHECKPOINT_FILE_PATH, "TEST.CHECKPOINT_FILE_PATH")
     from ascnet.utils.checkpoint import Checkpointer
 
-    path = Checkpointer(cfg.OUTPUT_DIR, torch.nn.Identity()).get_checkpoint_file()
+    path = Checkpointer(cfg.OUTPUT_DIR, torch.nn.Identity()).find_resume_checkpoint(repair=False)
     if not path:
         raise DownstreamError(
             f"TASK test needs weights: TEST.CHECKPOINT_FILE_PATH is empty and {cfg.OUTPUT_DIR!r} holds no "
-            "checkpoint. Give TEST.CHECKPOINT_FILE_PATH or the OUTPUT_DIR of a finetune/linear run."
+            "readable checkpoint. Give TEST.CHECKPOINT_FILE_PATH or the OUTPUT_DIR of a finetune/linear run."
         )
     return path
 

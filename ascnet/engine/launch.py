@@ -4,7 +4,8 @@ Three ways a run starts:
 
 * **Spawn** (the default): ``launch(cfg, fn)`` starts ``NUM_GPUS`` processes (one per GPU,
   NCCL) or ``NUM_CPU_PROCESSES`` processes on CPU (gloo), so multi-process code can be run
-  and tested without GPUs. A world of one process runs ``fn`` in the calling process without
+  and tested without GPUs. The spawned processes end when the launcher dies
+  (:func:`die_with_parent`). A world of one process runs ``fn`` in the calling process without
   a process group. On several machines, start the same command on each with
   ``NUM_SHARDS N SHARD_ID i DIST_URL tcp://<host of shard 0>:<port>``.
 * **Join**: when the environment already describes the world (``RANK``, ``WORLD_SIZE``,
@@ -19,7 +20,10 @@ switches torch's deterministic algorithms on; logging is set up (only rank 0 pri
 import datetime
 import logging
 import os
+import signal
 import socket
+import threading
+import time
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -134,6 +138,37 @@ def _run_in_world(
             dist.destroy_process_group()
 
 
+def die_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """End this process (SIGKILL) as soon as the process ``parent_pid`` is gone.
+
+    Spawned ranks must not outlive their launcher: reparented to PID 1 they would keep training
+    and writing checkpoints into OUTPUT_DIR (torch's spawn asks for a SIGINT on the parent's
+    death, which a process that ignores SIGINT, e.g. one started with ``&`` from a script, or
+    that catches KeyboardInterrupt, never acts on). Two layers: Linux's parent-death signal
+    (``prctl(PR_SET_PDEATHSIG, SIGKILL)``, immediate), and a watchdog thread that compares
+    ``os.getppid()`` with ``parent_pid`` every ``poll_s`` seconds (other systems, and a parent
+    that died before the prctl). SIGKILL, so nothing (no checkpoint) is written after it; a
+    save it interrupts leaves a partial ``*.tmp-*`` file, removed at the next start.
+    """
+    try:  # Linux only; ctypes since the standard library has no prctl
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before the prctl took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent_pid:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="ascnet-parent-watchdog", daemon=True).start()
+
+
 def _worker(
     local_rank: int,
     fn: Callable,
@@ -144,7 +179,10 @@ def _worker(
     shard_id: int,
     backend: str,
     url: str,
+    parent_pid: Optional[int] = None,
 ) -> None:
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     rank = shard_id * procs_per_machine + local_rank
     # A spawned process starts from a fresh interpreter: import the config's plugins again so
     # their registered components (and patches) exist here too.
@@ -231,7 +269,7 @@ def launch(cfg: CfgNode, fn: Callable, args: Sequence[Any] = ()) -> None:
             url = f"tcp://127.0.0.1:{find_free_port()}"
     torch.multiprocessing.start_processes(
         _worker,
-        args=(fn, cfg, tuple(args), world, procs, cfg.SHARD_ID, backend, url),
+        args=(fn, cfg, tuple(args), world, procs, cfg.SHARD_ID, backend, url, os.getpid()),
         nprocs=procs,
         join=True,
         start_method="spawn",

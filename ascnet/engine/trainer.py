@@ -53,7 +53,7 @@ from ascnet.config.config import save_config
 from ascnet.engine.preemption import defer_signals, set_current_trainer
 from ascnet.solver import build_lr_scheduler, build_optimizer, total_iterations
 from ascnet.utils import distributed as du
-from ascnet.utils.checkpoint import Checkpointer
+from ascnet.utils.checkpoint import CheckpointError, Checkpointer, read_checkpoint
 from ascnet.utils.env import seed_all
 from ascnet.utils.events import EventWriter
 from ascnet.utils.logging import setup_logging
@@ -91,9 +91,6 @@ class Trainer:
         # then reproducible whichever launcher started the process (torchrun, SLURM, a notebook).
         seed_all(cfg.RNG_SEED + du.get_rank())
         self.device = self.get_device(cfg)
-        if du.is_main_process():
-            g_pathmgr.mkdirs(cfg.OUTPUT_DIR)
-            save_config(cfg, os.path.join(cfg.OUTPUT_DIR, "config.yaml"))
 
         model = self.build_model(cfg).to(self.device)
         self.train_loader = self.build_train_loader(cfg)
@@ -200,8 +197,9 @@ class Trainer:
     def resume_or_load(self) -> None:
         """Resume from the last checkpoint (``TRAIN.AUTO_RESUME``) or load initial weights."""
         cfg = self.cfg
-        if cfg.TRAIN.AUTO_RESUME and self.checkpointer.has_checkpoint():
-            path = self.checkpointer.get_checkpoint_file()
+        path = self.checkpointer.find_resume_checkpoint() if cfg.TRAIN.AUTO_RESUME else ""
+        if path:
+            self.check_same_run(path)
             extra = self.checkpointer.load(path)
             self.iter = int(extra.get("iteration", 0))
             self.epoch = int(extra.get("epoch", 0))
@@ -221,10 +219,56 @@ class Trainer:
                 path, self.iter, self.epoch + 1, self.epoch_iter,
             )
             self._last_saved_iter = self.iter
-        elif cfg.TRAIN.CHECKPOINT_FILE_PATH:
-            logger.info("Initialising weights from %s", cfg.TRAIN.CHECKPOINT_FILE_PATH)
-            self.load_initial_weights(cfg.TRAIN.CHECKPOINT_FILE_PATH)
+        else:
+            self.check_fresh_start()
+            if cfg.TRAIN.CHECKPOINT_FILE_PATH:
+                logger.info("Initialising weights from %s", cfg.TRAIN.CHECKPOINT_FILE_PATH)
+                self.load_initial_weights(cfg.TRAIN.CHECKPOINT_FILE_PATH)
         self.start_iter = self.iter
+        # Written only now: a run refused above leaves the folder's config.yaml as it was.
+        if du.is_main_process():
+            g_pathmgr.mkdirs(cfg.OUTPUT_DIR)
+            save_config(cfg, os.path.join(cfg.OUTPUT_DIR, "config.yaml"))
+
+    def check_same_run(self, path: str) -> None:
+        """Refuse to resume from ``path`` when it was written by a run with other
+        model-defining keys (:data:`ascnet.engine.resume.MODEL_DEFINING_KEYS`).
+
+        Raises:
+            CheckpointError: the folder holds another run (the message names the keys).
+        """
+        from ascnet.engine.resume import model_defining_differences, other_run_message
+
+        stored = read_checkpoint(path, mmap=True).get("cfg")
+        if not isinstance(stored, str):
+            cfg_file = os.path.join(self.cfg.OUTPUT_DIR, "config.yaml")
+            if not g_pathmgr.exists(cfg_file):
+                return
+            with g_pathmgr.open(cfg_file, "r") as f:
+                stored = f.read()
+        diffs = model_defining_differences(stored, self.cfg)
+        if diffs:
+            raise CheckpointError(other_run_message(self.cfg.OUTPUT_DIR, path, diffs), path)
+
+    def check_fresh_start(self) -> None:
+        """A run that starts from iteration 0 must not overwrite checkpoints in its folder.
+
+        Raises:
+            CheckpointError: the checkpoint folder holds checkpoint files (with
+                ``TRAIN.AUTO_RESUME False``, or none of them readable).
+        """
+        existing = self.checkpointer.list_checkpoints()
+        if existing:
+            if self.cfg.TRAIN.AUTO_RESUME:
+                why, fix = "none of them could be resumed (see the warnings above)", "Move them away"
+            else:
+                why, fix = "TRAIN.AUTO_RESUME is False", "Set TRAIN.AUTO_RESUME True to continue that run"
+            raise CheckpointError(
+                f"{self.checkpointer.save_dir!r} already holds {len(existing)} checkpoint(s) (e.g. "
+                f"{os.path.basename(existing[-1])}) and {why}: starting over would overwrite them. {fix}, "
+                "or set a new OUTPUT_DIR.",
+                existing[-1],
+            )
 
     def _position(self):
         # A finished epoch is recorded as the start of the next one.
@@ -264,7 +308,7 @@ class Trainer:
         with defer_signals():  # TensorBoard's writer thread inherits the blocked mask
             self.writer = EventWriter(
                 cfg.OUTPUT_DIR, tensorboard=cfg.TENSORBOARD.ENABLE, tensorboard_dir=cfg.TENSORBOARD.LOG_DIR,
-                window=max(cfg.LOG_PERIOD, 1),
+                window=max(cfg.LOG_PERIOD, 1), resume_iter=self.start_iter,
             )
         logger.info(
             "Training %s: %d iterations (%d per epoch, %d epochs), from iteration %d on %s.",

@@ -19,13 +19,21 @@ def resolve_checkpoint_path(path: str, key: str = "the checkpoint path") -> str:
         raise FileNotFoundError(f"{key}: {path!r} does not exist. Give a checkpoint file or a run's OUTPUT_DIR.")
     if not g_pathmgr.isdir(path):
         return path
-    from ascnet.utils.checkpoint import Checkpointer
+    from ascnet.utils.checkpoint import POINTER_FILE, Checkpointer
 
+    problems = []
     for out_dir in (path, os.path.dirname(path.rstrip("/"))):
-        found = Checkpointer(out_dir, None).get_checkpoint_file()
+        ck = Checkpointer(out_dir, None)
+        # The pointer's file, else the newest readable checkpoint of the folder (with a warning);
+        # a reader leaves the folder as it is.
+        found = ck.find_resume_checkpoint(repair=False)
         if found:
             return found
+        problem = ck.read_pointer()[1]
+        if problem != "is missing" or ck.list_checkpoints():
+            problems.append(f"{os.path.join(ck.save_dir, POINTER_FILE)} {problem} and no checkpoint there is readable")
+    detail = "; ".join(problems) or "no checkpoints/last_checkpoint"
     raise FileNotFoundError(
-        f"{key}: the folder {path!r} holds no checkpoint (no checkpoints/last_checkpoint). Give a checkpoint "
-        "file, or the OUTPUT_DIR of a finished run."
+        f"{key}: the folder {path!r} holds no checkpoint ({detail}). Give a checkpoint file, or the OUTPUT_DIR "
+        "of a finished run."
     )

@@ -260,8 +260,13 @@ def cached_features(cfg, backbone, protocol, split, device) -> Tuple[torch.Tenso
     cache_dir = cfg.RETRIEVAL.CACHE_DIR or os.path.join(cfg.OUTPUT_DIR, "retrieval_cache")
     path = os.path.join(cache_dir, f"{split}_{_cache_key(protocol, split)}.pt")
     if cfg.RETRIEVAL.USE_CACHE and g_pathmgr.exists(path):
-        with g_pathmgr.open(path, "rb") as f:
-            blob = torch.load(f, map_location="cpu", weights_only=True)
+        from ascnet.utils.checkpoint import CheckpointError, read_checkpoint
+
+        try:
+            blob = read_checkpoint(path, source="RETRIEVAL.CACHE_DIR")
+        except CheckpointError as e:  # a damaged cache is recomputed (and rewritten)
+            logger.warning("Ignoring the feature cache: %s", e)
+            blob = {}
         if blob.get("protocol") == json.dumps(protocol, sort_keys=True):
             return blob["feats"], blob["labels"], True
     ds = build_retrieval_dataset(cfg, split, cfg.RETRIEVAL.NUM_CLIPS, cfg.RETRIEVAL.NUM_CROPS)
@@ -269,13 +274,10 @@ def cached_features(cfg, backbone, protocol, split, device) -> Tuple[torch.Tenso
         backbone, ds, cfg.RETRIEVAL.BATCH_SIZE, num_workers=cfg.DATA_LOADER.NUM_WORKERS, device=device
     )
     if cfg.RETRIEVAL.USE_CACHE and is_main_process():
-        import io
+        from ascnet.utils.io import atomic_write
 
-        from ascnet.utils.io import atomic_write_bytes
-
-        buf = io.BytesIO()
-        torch.save({"protocol": json.dumps(protocol, sort_keys=True), "feats": feats, "labels": labels}, buf)
-        atomic_write_bytes(path, buf.getvalue())
+        blob = {"protocol": json.dumps(protocol, sort_keys=True), "feats": feats, "labels": labels}
+        atomic_write(path, lambda f: torch.save(blob, f))
     return feats, labels, False
 
 

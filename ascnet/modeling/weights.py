@@ -11,7 +11,6 @@ import logging
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
 
 import torch
-from iopath.common.file_io import g_pathmgr
 from torch import nn
 
 from ascnet.utils.distributed import strip_ddp_key
@@ -49,15 +48,15 @@ class LoadReport(NamedTuple):
 
 
 def load_checkpoint_file(path: str) -> Dict[str, Any]:
-    """Read a checkpoint (any iopath URI) on CPU with ``weights_only=True`` (no code is run).
+    """Read a checkpoint (any iopath URI) on CPU with ``weights_only=True`` (no code is run),
+    through :func:`ascnet.utils.checkpoint.read_checkpoint`, the one reader of checkpoints.
 
     Raises:
-        WeightsError: the file does not exist.
+        CheckpointError: the file is missing, unreadable or needs arbitrary unpickling.
     """
-    if not g_pathmgr.exists(path):
-        raise WeightsError(f"Checkpoint not found: {path!r}. Check TRAIN.CHECKPOINT_FILE_PATH / --checkpoint.")
-    with g_pathmgr.open(path, "rb") as f:
-        return torch.load(f, map_location="cpu", weights_only=True)
+    from ascnet.utils.checkpoint import read_checkpoint
+
+    return read_checkpoint(path, source="TRAIN.CHECKPOINT_FILE_PATH / --checkpoint")
 
 
 def _model_state(checkpoint: Mapping[str, Any]) -> Dict[str, Any]:
@@ -165,9 +164,8 @@ def load_backbone_weights(
 
 
 def save_backbone_weights(state: Mapping[str, torch.Tensor], path: str) -> None:
-    """Write a bare backbone state dict as ``{"model": state}`` (readable by the loaders here)."""
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent:
-        g_pathmgr.mkdirs(parent)
-    with g_pathmgr.open(path, "wb") as f:
-        torch.save({"model": dict(state)}, f)
+    """Write a bare backbone state dict as ``{"model": state}`` (readable by the loaders here),
+    atomically (:func:`ascnet.utils.io.atomic_write`)."""
+    from ascnet.utils.io import atomic_write
+
+    atomic_write(path, lambda f: torch.save({"model": dict(state)}, f))

@@ -4,9 +4,11 @@
 
 * ``OUTPUT_DIR/metrics.json``: one JSON object per line (iteration, epoch, losses, lr, time
   per iteration, data time, ETA and every other scalar stat), appended, so a resumed run
-  continues the same file (a resumed iteration may appear twice; the later line wins);
+  continues the same file; a writer opened with ``resume_iter`` first drops the lines of
+  later iterations (those the resumed run replays), so each iteration appears once;
 * TensorBoard scalars under ``OUTPUT_DIR/tensorboard`` (or ``TENSORBOARD.LOG_DIR``) when
-  ``TENSORBOARD.ENABLE``;
+  ``TENSORBOARD.ENABLE``; with ``resume_iter`` the writer purges the later steps (TensorBoard's
+  ``purge_step``);
 * a ``json_stats: {...}`` log line and a human progress line with the ETA.
 
 Windowed statistics use fvcore's ``HistoryBuffer`` (median / average over the last values).
@@ -52,8 +54,9 @@ def format_eta(seconds: float) -> str:
 def read_metrics(output_dir: str) -> Dict[int, Dict[str, Any]]:
     """Read ``OUTPUT_DIR/metrics.json`` back as ``{iteration: record}``.
 
-    A resumed run appends to the same file, so an iteration replayed after a resume can
-    appear twice; the later line (the resumed run's) wins.
+    A resumed run drops the lines after its checkpoint's iteration before it appends, so each
+    iteration appears once; should a line appear twice anyway (a file edited by hand), the
+    later one wins.
 
     Args:
         output_dir: the run's ``OUTPUT_DIR`` (any iopath URI).
@@ -78,9 +81,14 @@ class EventWriter:
         tensorboard: also write TensorBoard scalars.
         tensorboard_dir: folder of the TensorBoard files ("" = ``output_dir/tensorboard``).
         window: iterations averaged in the progress line.
+        resume_iter: the iteration a resumed run continues from (None: not resumed). Records
+            of later iterations, which the run is about to replay, are removed first.
     """
 
-    def __init__(self, output_dir: str, tensorboard: bool = False, tensorboard_dir: str = "", window: int = 20):
+    def __init__(
+        self, output_dir: str, tensorboard: bool = False, tensorboard_dir: str = "", window: int = 20,
+        resume_iter: Optional[int] = None,
+    ):
         self.output_dir = output_dir
         self.metrics_path = os.path.join(output_dir, "metrics.json")
         self.tensorboard_dir = tensorboard_dir or os.path.join(output_dir, "tensorboard")
@@ -91,12 +99,34 @@ class EventWriter:
         self._tb = None
         if self.enabled:
             g_pathmgr.mkdirs(output_dir)
+            if resume_iter is not None:
+                self._drop_records_after(resume_iter)
             self._file = g_pathmgr.open(self.metrics_path, "a")
             if tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
                 g_pathmgr.mkdirs(self.tensorboard_dir)
-                self._tb = SummaryWriter(log_dir=self.tensorboard_dir)
+                purge = resume_iter + 1 if resume_iter is not None else None
+                self._tb = SummaryWriter(log_dir=self.tensorboard_dir, purge_step=purge)
+
+    def _drop_records_after(self, iteration: int) -> None:
+        """Rewrite metrics.json without the records of iterations after ``iteration``."""
+        if not g_pathmgr.exists(self.metrics_path):
+            return
+        with g_pathmgr.open(self.metrics_path, "r") as f:
+            lines = f.readlines()
+        kept = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:  # a line cut by a kill mid-write
+                continue
+            if isinstance(rec, dict) and rec.get("iteration", 0) <= iteration:
+                kept.append(line if line.endswith("\n") else line + "\n")
+        if len(kept) != len(lines):
+            from ascnet.utils.io import atomic_write_bytes
+
+            atomic_write_bytes(self.metrics_path, "".join(kept))
 
     def update_history(self, stats: Dict[str, float], iteration: int) -> None:
         """Add one iteration's scalar stats to the windowed history (every iteration)."""

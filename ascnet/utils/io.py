@@ -1,29 +1,92 @@
-"""File helpers on iopath's PathManager (local paths and any registered URI)."""
+"""File helpers on iopath's PathManager (local paths and any registered URI).
+
+Every file that a run must not lose half-written (checkpoints, the ``last_checkpoint`` pointer,
+``config.yaml``, feature caches, json results) is written by :func:`atomic_write`: the one place
+with the write-to-temporary, fsync, rename sequence.
+"""
+import io
 import os
+import re
 import uuid
+from typing import Callable, List, Union
 
 from iopath.common.file_io import g_pathmgr
 
+# Temporary files of atomic_write: "<final name>.tmp-<8 hex digits>".
+TMP_PATTERN = re.compile(r"\.tmp-[0-9a-f]{8}$")
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
 
-    The bytes go to a temporary file in the same folder, are flushed and fsync'ed, then the
-    temporary file is renamed over ``path`` (atomic on POSIX). For non-local URIs, iopath's
-    copy-then-rename is used.
+def atomic_write(path: str, write: Callable[[io.BufferedIOBase], None]) -> None:
+    """Write ``path`` so that readers see the old file or the whole new one, never a part.
+
+    ``write(f)`` streams the content into a temporary file in the same folder
+    (``<path>.tmp-<hex>``); the file is flushed and fsync'ed, renamed over ``path``
+    (``os.replace``, atomic on POSIX) and the folder is fsync'ed so that the rename itself
+    survives a power loss. On any error (disk full included) the temporary file is removed and
+    the error is raised again; ``path`` is untouched. Non-local URIs are written into memory
+    first, then through iopath's copy-then-rename (iopath has no fsync).
+
+    Args:
+        path: final file path (any iopath URI); its folder is created.
+        write: called once with a binary file object open for writing.
     """
     folder = os.path.dirname(path)
     if folder:
         g_pathmgr.mkdirs(folder)
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    local = g_pathmgr.get_local_path(folder or ".") if "://" in path else None
-    if local is None:
+    if "://" in path:
+        buf = io.BytesIO()
+        write(buf)
+        with g_pathmgr.open(tmp, "wb") as f:
+            f.write(buf.getvalue())
+        g_pathmgr.mv(tmp, path)
+        return
+    try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        return
-    with g_pathmgr.open(tmp, "wb") as f:
-        f.write(data)
-    g_pathmgr.mv(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename durable
+        fd = os.open(folder or ".", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def atomic_write_bytes(path: str, data: Union[bytes, str]) -> None:
+    """:func:`atomic_write` of ``data`` (a str is encoded as UTF-8)."""
+    blob = data.encode("utf-8") if isinstance(data, str) else data
+    atomic_write(path, lambda f: f.write(blob))
+
+
+def remove_partial_files(folder: str) -> List[str]:
+    """Delete the temporary files that a kill during :func:`atomic_write` left in ``folder``.
+
+    Only names of the form ``<name>.tmp-<8 hex digits>`` are removed. Call it when no writer
+    is active in the folder (a run's start, on the process that writes).
+
+    Returns:
+        The paths removed.
+    """
+    removed = []
+    if "://" in folder or not os.path.isdir(folder):
+        return removed
+    for name in sorted(os.listdir(folder)):
+        if TMP_PATTERN.search(name):
+            path = os.path.join(folder, name)
+            try:
+                os.remove(path)
+                removed.append(path)
+            except OSError:
+                pass
+    return removed

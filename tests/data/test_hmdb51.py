@@ -42,3 +42,18 @@ def test_hmdb51_splits_and_labels(tmp_path):
 def test_hmdb51_missing_split_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="testTrainMulti_7030_splits"):
         build_dataset(tiny_cfg(str(tmp_path)), "train", "train", name="HMDB51")
+
+
+def test_file_names_with_spaces_and_unparseable_lines(tmp_path):
+    root = make_hmdb(str(tmp_path))
+    split_file = os.path.join(root, "testTrainMulti_7030_splits", "wave_test_split1.txt")
+    spaced = "wave hello g97 clip.avi"
+    write_index_video(os.path.join(root, "videos", "wave", spaced), 16)
+    with open(split_file, "a") as f:
+        f.write(f"{spaced} 2 \n")
+    test = build_dataset(tiny_cfg(root), "test", "test", name="HMDB51")
+    assert test.paths[-1].endswith(f"wave/{spaced}") and test.labels[-1] == 2 and os.path.exists(test.paths[-1])
+    with open(split_file, "a") as f:
+        f.write("wave_broken.avi x\n")
+    with pytest.raises(ValueError, match=r"wave_test_split1\.txt.* line 6: .*tag"):
+        build_dataset(tiny_cfg(root), "test", "test", name="HMDB51")

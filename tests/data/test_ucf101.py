@@ -65,3 +65,25 @@ def test_ucf101_split_ids_and_path_prefix(tmp_path):
 def test_ucf101_missing_annotations_name_the_key(tmp_path):
     with pytest.raises(FileNotFoundError, match="PATH_TO_DATA_DIR"):
         build_dataset(tiny_cfg(str(tmp_path)), "train", "train", name="UCF101")
+
+
+def test_file_names_with_spaces_and_unparseable_lines(tmp_path):
+    root = make_ucf(str(tmp_path))
+    lists = os.path.join(root, "ucfTrainTestlist")
+    spaced = "YoYo/v_YoYo g97_c01.avi"
+    write_index_video(os.path.join(root, "UCF-101", spaced), 16)
+    with open(os.path.join(lists, "trainlist01.txt"), "a") as f:
+        f.write(f"{spaced} 3\r\n")
+    with open(os.path.join(lists, "testlist01.txt"), "a") as f:
+        f.write(f"{spaced}\r\n")
+    cfg = tiny_cfg(root)
+    train = build_dataset(cfg, "train", "train", name="UCF101")
+    test = build_dataset(cfg, "test", "test", name="UCF101")
+    for ds in (train, test):
+        i = [k for k, p in enumerate(ds.paths) if p.endswith(spaced)]
+        assert len(i) == 1 and ds.labels[i[0]] == 2 and os.path.exists(ds.paths[i[0]])
+    n_lines = len(open(os.path.join(lists, "trainlist01.txt")).read().splitlines())
+    with open(os.path.join(lists, "trainlist01.txt"), "a") as f:
+        f.write("YoYo/v_YoYo_g98_c01.avi three\n")
+    with pytest.raises(ValueError, match=rf"trainlist01\.txt.* line {n_lines + 1}: .*'<path> <class number>'"):
+        build_dataset(cfg, "train", "train", name="UCF101")

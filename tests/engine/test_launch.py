@@ -163,3 +163,86 @@ def test_joins_a_torchrun_world_instead_of_spawning(tmp_path):
     for rank in range(2):
         d = torch.load(tmp_path / f"r{rank}.pt")
         assert d == {"sum": 3.0, "world": 2, "local": rank}
+
+
+def _descendants(pid):
+    """Pids of every living descendant of ``pid`` (from /proc)."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process tree from /proc (Linux)")
+def test_ranks_end_when_the_launcher_is_killed(tmp_path, repo_root):
+    # tools/run_net.py with 2 CPU processes, saving a checkpoint every iteration; SIGKILL the
+    # launcher mid-training: no rank may survive it (10 s) nor write a checkpoint after it.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    engine_tests = os.path.dirname(os.path.abspath(__file__))
+    cmd = [sys.executable, os.path.join(repo_root, "tools", "run_net.py"),
+           "--cfg", os.path.join(repo_root, "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml"),
+           "PLUGINS", "['test_trainer']", "MODEL.META_ARCH", "_TinySSL", "TRAIN.DATASET", "_TinyClips",
+           "TRAIN.BATCH_SIZE", "4", "SOLVER.BASE_BATCH_SIZE", "4", "DATA_LOADER.NUM_WORKERS", "0",
+           "SOLVER.MAX_EPOCH", "100000", "TRAIN.CHECKPOINT_ITERS", "1", "TENSORBOARD.ENABLE", "False",
+           "NUM_GPUS", "0", "NUM_CPU_PROCESSES", "2", "OUTPUT_DIR", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore",
+               PYTHONPATH=os.pathsep.join([engine_tests, repo_root, os.environ.get("PYTHONPATH", "")]))
+    console = open(tmp_path / "console.txt", "wb")  # like a terminal: the ranks print into it too
+    # Started as a script starts `cmd &`: with SIGINT ignored. torch's spawn asks for a
+    # SIGINT when the launcher dies, which such a rank (or one that catches KeyboardInterrupt)
+    # never acts on.
+    launcher = subprocess.Popen(cmd, cwd=repo_root, env=env, stdout=console, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    ranks = []
+    try:
+        pointer = out / "checkpoints" / "last_checkpoint"
+        deadline = time.time() + 240
+        while time.time() < deadline and launcher.poll() is None:
+            ckpts = [f for f in os.listdir(out / "checkpoints") if f.endswith(".pyth")] if pointer.exists() else []
+            if len(ckpts) >= 2:
+                break
+            time.sleep(0.2)
+        assert launcher.poll() is None, (tmp_path / "console.txt").read_text()[-3000:]
+        ranks = _descendants(launcher.pid)
+        assert len(ranks) >= 2, ranks
+        os.kill(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+        time.sleep(0.5)  # a write already inside os.replace may still land
+        before = {f: os.stat(out / "checkpoints" / f).st_mtime_ns for f in os.listdir(out / "checkpoints")}
+        time.sleep(9.5)
+        left = [p for p in ranks if _alive(p)]
+        assert not left, f"processes {left} outlived their launcher"
+        after = {f: os.stat(out / "checkpoints" / f).st_mtime_ns for f in os.listdir(out / "checkpoints")}
+        assert {f: t for f, t in after.items() if ".tmp-" not in f} == {f: t for f, t in before.items() if ".tmp-" not in f}
+    finally:
+        for p in ranks:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+        if launcher.poll() is None:
+            launcher.kill()
+        console.close()

@@ -56,3 +56,75 @@ def test_pretrain_configs_load(path):
     else:
         assert cfg.NUM_GPUS == 0 and cfg.AUG.FLIP_PROB == 0.0 and cfg.TENSORBOARD.ENABLE
         assert cfg.TRAIN.DATASET == "Synthetic" and cfg.DATA.NUM_FRAMES == 8 and cfg.DATA.CROP_SIZE <= 64
+
+
+def _import_run_net(repo_root):
+    sys.path.insert(0, os.path.join(repo_root, "tools"))
+    try:
+        import run_net
+    finally:
+        sys.path.pop(0)
+    return run_net
+
+
+@pytest.mark.parametrize("option", ["--dry-run", "--resume", "--slurm"])
+def test_options_after_the_overrides_are_named(repo_root, capsys, option):
+    run_net = _import_run_net(repo_root)
+    cfg = os.path.join(repo_root, "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")
+    assert run_net.main(["--cfg", cfg, "SOLVER.BASE_LR", "0.05", option]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and option in err and "before the KEY VALUE overrides" in err, err
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def _bad_checkpoints(tmp_path):
+    import torch
+
+    evil = tmp_path / "evil.pyth"
+    torch.save({"model": {}, "payload": _Evil()}, evil)
+    good = tmp_path / "good.pyth"
+    torch.save({"model": {"w": torch.zeros(64, 64)}, "iteration": 1}, good)
+    raw = good.read_bytes()
+    garbled = tmp_path / "garbled.pyth"
+    garbled.write_bytes(raw[:30] + bytes(range(7, 207)) + raw[230:])
+    return {"malicious": evil, "garbled": garbled}
+
+
+@pytest.mark.parametrize("kind", ["malicious", "garbled"])
+def test_bad_initial_checkpoint_is_one_line_and_exit_code_2(repo_root, tmp_path, capsys, kind):
+    run_net = _import_run_net(repo_root)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the stand-ins of test_trainer
+    try:
+        bad = _bad_checkpoints(tmp_path)[kind]
+        cfg = os.path.join(repo_root, "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")
+        rc = run_net.main(["--cfg", cfg, "PLUGINS", "['test_trainer']", "MODEL.META_ARCH", "_TinySSL",
+                           "TRAIN.DATASET", "_TinyClips", "TRAIN.BATCH_SIZE", "4", "DATA_LOADER.NUM_WORKERS", "0",
+                           "TENSORBOARD.ENABLE", "False", "OUTPUT_DIR", str(tmp_path / "out"),
+                           "TRAIN.CHECKPOINT_FILE_PATH", str(bad), "TRAIN.MAX_ITERS", "1"])
+    finally:
+        sys.path.pop(0)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("Checkpoint error: ") and str(bad) in err
+    if kind == "malicious":
+        assert "Refusing to load" in err and "weights_only=True" in err
+    else:
+        assert "unreadable (truncated or corrupt" in err and "Refusing" not in err
+
+
+def test_unparseable_split_line_is_one_line_and_exit_code_2(repo_root, tmp_path, capsys):
+    run_net = _import_run_net(repo_root)
+    lists = tmp_path / "ucf" / "ucfTrainTestlist"
+    lists.mkdir(parents=True)
+    (lists / "classInd.txt").write_text("1 YoYo\n")
+    (lists / "trainlist01.txt").write_text("YoYo/v_YoYo g01_c01.avi 1\nYoYo/v_YoYo_g02_c01.avi\n")
+    cfg = os.path.join(repo_root, "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")
+    rc = run_net.main(["--cfg", cfg, "TRAIN.DATASET", "UCF101", "DATA.PATH_TO_DATA_DIR", str(tmp_path / "ucf"),
+                       "OUTPUT_DIR", str(tmp_path / "out"), "TENSORBOARD.ENABLE", "False"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("Dataset error: ") and "trainlist01.txt" in err and "line 2" in err

@@ -70,3 +70,31 @@ def test_eval_retrieval_tool_with_visualize(pretrained, tmp_path, capsys):
 
     ckpt = Checkpointer.read(saved["protocol"]["checkpoint"])["model"]
     assert any(k.startswith("online.backbone.") for k in ckpt)
+
+
+def test_malicious_checkpoint_gets_the_run_net_message(tmp_path, capsys):
+    import torch
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = tmp_path / "evil.pyth"
+    torch.save({"model": {"w": torch.zeros(2)}, "payload": Evil()}, evil)
+    rc = _load_tool().main(["--cfg", RETRIEVAL, "--checkpoint", str(evil), *_shrink(tmp_path / "data"),
+                            "OUTPUT_DIR", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    from ascnet.utils.checkpoint import CheckpointError, read_checkpoint
+
+    with pytest.raises(CheckpointError) as info:  # the reader run_net's resume and weights go through
+        read_checkpoint(str(evil))
+    assert err.startswith(f"Checkpoint error: Refusing to load '{evil}'")
+    assert str(info.value).split("rebuild", 1)[1] in err
+
+
+def test_options_after_the_overrides_are_named(capsys):
+    with pytest.raises(SystemExit) as info:
+        _load_tool().main(["--cfg", RETRIEVAL, "RETRIEVAL.NUM_CLIPS", "2", "--visualize"])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and "--visualize" in err and "before the KEY VALUE overrides" in err, err

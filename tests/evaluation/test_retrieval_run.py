@@ -105,3 +105,19 @@ def test_two_processes_give_the_single_process_result(data_root, tmp_path):
         saved = json.load(f)
     assert saved["results"] == pytest.approx(single["results"])
     assert saved["protocol"]["num_queries"] == single["protocol"]["num_queries"]
+
+
+def test_damaged_feature_cache_is_recomputed(data_root, tmp_path, caplog):
+    ckpt = tmp_path / "pretrain.pyth"
+    cfg = load_config(None, tiny_opts(data_root, tmp_path / "out") + ["RETRIEVAL.CHECKPOINT_FILE_PATH", str(ckpt)])
+    _save_pretrain_ckpt(cfg, ckpt, seed=1)
+    r1 = run_retrieval(cfg)
+    cache = tmp_path / "out" / "retrieval_cache"
+    files = [cache / n for n in os.listdir(cache)]
+    assert files and not [f for f in files if ".tmp-" in f.name]
+    for f in files:  # a kill or a full disk while another tool wrote it
+        f.write_bytes(f.read_bytes()[:64])
+    r2 = run_retrieval(cfg)
+    assert r2["protocol"]["features_from_cache"] is False and r2["results"] == r1["results"]
+    assert any("Ignoring the feature cache" in r.getMessage() for r in caplog.records)
+    assert run_retrieval(cfg)["protocol"]["features_from_cache"] is True  # rewritten whole

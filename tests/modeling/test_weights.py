@@ -15,6 +15,7 @@ from ascnet.modeling.weights import (
     load_backbone_weights,
     save_backbone_weights,
 )
+from ascnet.utils.checkpoint import CheckpointError
 
 
 def _tiny_backbone(seed):
@@ -122,7 +123,7 @@ def test_refuses_empty_and_mismatched_loads(tmp_path):
     other = build_backbone(cfg)
     with pytest.raises(WeightsError, match="other shapes"):
         load_backbone_weights(backbone, {"model": other.state_dict()})
-    with pytest.raises(WeightsError, match="not found"):
+    with pytest.raises(CheckpointError, match="missing.pyth.*does not exist"):
         load_backbone_weights(backbone, str(tmp_path / "missing.pyth"))
     with pytest.raises(WeightsError, match="starts with"):
         extract_backbone_state_dict({"backbone.x": torch.zeros(1)}, prefix="online.backbone.")

@@ -27,6 +27,8 @@ def test_plugins_doc_example_runs(repo_root, tmp_path, monkeypatch):
     cfg = load_config(str(tmp_path / "my.yaml"))
     backbone = build_backbone(cfg)
     assert backbone.out_dim == cfg.MODEL.TINY.WIDTH == 128
+    # The example sets its own OUTPUT_DIR (one inherited through _BASE_ is another run's folder).
+    assert cfg.OUTPUT_DIR != get_cfg().OUTPUT_DIR and "OUTPUT_DIR" in text.split("Run:")[0]
     assert backbone(torch.randn(2, 3, 8, 32, 32)).shape == (2, 128)
 
 

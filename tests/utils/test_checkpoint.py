@@ -129,7 +129,7 @@ def test_crash_mid_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError("disk full (simulated)")
 
     monkeypatch.setattr(ckpt_mod.torch, "save", crashing_save)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(CheckpointError, match="simulated.*Free space.*first.pyth, is intact"):
         ck.save("second", iteration=2)
     monkeypatch.setattr(ckpt_mod.torch, "save", real_save)
 
@@ -205,3 +205,64 @@ def test_max_to_keep(tmp_path):
     for i in range(4):
         ck.save(f"c{i}")
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["c2.pyth", "c3.pyth", "last_checkpoint"]
+
+
+def _damaged(raw, kind):
+    return {
+        "truncated": raw[: len(raw) // 2],
+        "zeroed": b"\0" * len(raw),
+        "empty": b"",
+        "garbled_header": raw[:30] + bytes(range(7, 207)) + raw[230:],
+        "random_start": bytes(range(255, 191, -1)) + raw[64:],
+    }[kind]
+
+
+@pytest.mark.parametrize("kind", ["truncated", "zeroed", "empty", "garbled_header", "random_start"])
+def test_damaged_file_is_one_line_unreadable_not_unsafe(tmp_path, kind):
+    path = Checkpointer(str(tmp_path), _tiny()).save("c", iteration=1)
+    raw = open(path, "rb").read()
+    open(path, "wb").write(_damaged(raw, kind))
+    with pytest.raises(CheckpointError) as info:
+        Checkpointer.read(path)
+    msg = str(info.value)
+    assert "\n" not in msg and path in msg and "unreadable" in msg and "Refusing" not in msg, msg
+    assert info.value.damaged
+
+
+@pytest.mark.parametrize("pointer", [b"", b"\x80\x04\xff\xfe", b"gone.pyth"])
+def test_bad_pointer_names_the_pointer_file(tmp_path, pointer, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    m = _tiny()
+    ck = Checkpointer(str(tmp_path), m)
+    ck.save("only", iteration=5)
+    ptr = tmp_path / "checkpoints" / "last_checkpoint"
+    ptr.write_bytes(pointer)
+    assert not ck.has_checkpoint() and ck.get_checkpoint_file() == ""
+    assert Checkpointer(str(tmp_path), _tiny()).resume_or_load("", resume=True)["iteration"] == 5
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert str(ptr) in text and "only.pyth" in text and "CHECKPOINT_FILE_PATH" not in text
+    assert ptr.read_text() == "only.pyth"  # pointed at the file used
+    # Nothing else to resume: a fresh start, the warning names the pointer file.
+    caplog.clear()
+    os.remove(tmp_path / "checkpoints" / "only.pyth")
+    ptr.write_bytes(pointer or b"gone.pyth")
+    assert Checkpointer(str(tmp_path), _tiny()).resume_or_load("", resume=True) == {}
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert str(ptr) in text and "CHECKPOINT_FILE_PATH" not in text
+
+
+def test_atomic_write_failure_leaves_old_file_and_no_partial(tmp_path):
+    from ascnet.utils.io import atomic_write, atomic_write_bytes
+
+    path = str(tmp_path / "sub" / "config.yaml")
+    atomic_write_bytes(path, b"old")
+
+    def failing(f):
+        f.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        atomic_write(path, failing)
+    assert open(path, "rb").read() == b"old" and os.listdir(tmp_path / "sub") == ["config.yaml"]

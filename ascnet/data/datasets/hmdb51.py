@@ -17,7 +17,7 @@ from typing import List, Tuple
 from iopath.common.file_io import g_pathmgr
 
 from ..build import DATASET_REGISTRY
-from ..utils import join_path
+from ..utils import AnnotationError, join_path
 from .base import VideoDataset
 from .ucf101 import find_video_dir
 
@@ -48,9 +48,17 @@ class HMDB51(VideoDataset):
         paths, labels = [], []
         for label, (cls, fname) in enumerate(zip(class_names, files)):
             with g_pathmgr.open(join_path(split_dir, fname), "r") as f:
-                for ln in f:
-                    parts = ln.split()
-                    if len(parts) >= 2 and parts[1] == tag:
+                for k, ln in enumerate(f):
+                    if not ln.strip():
+                        continue
+                    # The tag is the last word (a file name may contain spaces).
+                    parts = ln.strip().rsplit(maxsplit=1)
+                    if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                        raise AnnotationError(
+                            f"{join_path(split_dir, fname)!r} line {k + 1}: expected '<video name> <tag>' with "
+                            f"tag 0 (unused), 1 (train) or 2 (test), got {ln.strip()!r}."
+                        )
+                    if parts[1] == tag:
                         paths.append(join_path(video_dir, f"{cls}/{parts[0]}"))
                         labels.append(label)
         return paths, labels, class_names

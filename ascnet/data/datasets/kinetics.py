@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Tuple
 from iopath.common.file_io import g_pathmgr
 
 from ..build import DATASET_REGISTRY
-from ..utils import join_path
+from ..utils import AnnotationError, join_path
 from .base import VideoDataset
 
 logger = logging.getLogger(__name__)
@@ -118,18 +118,20 @@ class Kinetics(VideoDataset):
                 f"(tried {list(names)}). Set DATA.PATH_PREFIX to the folder holding the split folders."
             )
         files = self._index_video_dir(video_dir)
-        paths, labels, missing = [], [], 0
+        paths, labels, missing = [], [], []
         for r in rows:
             rel = files.get(_clip_stem(r))
             if rel is None:
-                missing += 1
+                missing.append(join_path(video_dir, _clip_stem(r)))
                 continue
             paths.append(join_path(video_dir, rel))
             labels.append(by_name.get(r.get("label", ""), -1))
+        # Annotated videos without a file (tools/check_dataset.py reports them by name).
+        self.missing_videos = missing
         if missing:
             logger.warning(
-                "Kinetics %s: %d of %d annotated videos are not in %s and were left out.",
-                self.split, missing, len(rows), video_dir,
+                "Kinetics %s: %d of %d annotated videos are not in %s and were left out, e.g. %s.",
+                self.split, len(missing), len(rows), video_dir, ", ".join(os.path.basename(m) for m in missing[:5]),
             )
         return paths, labels, class_names
 
@@ -142,11 +144,11 @@ class Kinetics(VideoDataset):
                 continue
             parts = ln.strip().rsplit(maxsplit=1)
             if len(parts) != 2:
-                raise ValueError(f"{list_path!r} line {k + 1}: expected '<path> <label>', got {ln!r}.")
+                raise AnnotationError(f"{list_path!r} line {k + 1}: expected '<path> <label>', got {ln!r}.")
             try:
                 label = int(parts[1])
             except ValueError:
-                raise ValueError(f"{list_path!r} line {k + 1}: label {parts[1]!r} is not an integer.") from None
+                raise AnnotationError(f"{list_path!r} line {k + 1}: label {parts[1]!r} is not an integer.") from None
             paths.append(join_path(prefix, parts[0]))
             labels.append(label)
         names_file = join_path(root, "classnames.txt")

@@ -20,18 +20,20 @@ from typing import List, Tuple
 from iopath.common.file_io import g_pathmgr
 
 from ..build import DATASET_REGISTRY
-from ..utils import join_path
+from ..utils import AnnotationError, join_path
 from .base import VideoDataset
 
 UCF_LIST_DIR = "ucfTrainTestlist"
 UCF_VIDEO_DIRS = ("UCF-101", "videos", "")
 
 
-def _read_lines(path: str) -> List[str]:
+def _read_lines(path: str, keep_blank: bool = False) -> List[str]:
+    """The stripped lines of an annotation file (blank ones kept as "" with ``keep_blank``, so
+    that list positions are line numbers)."""
     if not g_pathmgr.exists(path):
         raise FileNotFoundError(f"Annotation file {path!r} not found. Check DATA.PATH_TO_DATA_DIR.")
     with g_pathmgr.open(path, "r") as f:
-        return [ln.strip() for ln in f if ln.strip()]
+        return [ln.strip() for ln in f if keep_blank or ln.strip()]
 
 
 def find_video_dir(cfg, root: str, candidates=UCF_VIDEO_DIRS) -> str:
@@ -72,18 +74,25 @@ class UCF101(VideoDataset):
         video_dir = find_video_dir(self.cfg, root)
         paths, labels = [], []
         split_file = self._split_file(root)
-        for ln in _read_lines(split_file):
-            parts = ln.split()
-            rel = parts[0]
-            if len(parts) > 1:
-                label = int(parts[1]) - 1
+        labelled = "trainlist" in split_file.rsplit("/", 1)[-1]
+        for k, ln in enumerate(_read_lines(split_file, keep_blank=True)):
+            if not ln:
+                continue
+            where = f"{split_file!r} line {k + 1}"
+            # The label is the last word (a file name may contain spaces); test lists have none.
+            parts = ln.rsplit(maxsplit=1)
+            if len(parts) == 2 and parts[1].isdigit():
+                rel, label = parts[0], int(parts[1]) - 1
+            elif labelled:
+                raise AnnotationError(f"{where}: expected '<path> <class number>' (a number of classInd.txt), got {ln!r}.")
             else:
+                rel = ln
                 folder = rel.replace("\\", "/").split("/")[0].lower()
                 if folder not in lower:
-                    raise ValueError(f"{split_file!r}: class folder of {rel!r} is not in classInd.txt.")
+                    raise AnnotationError(f"{where}: class folder of {rel!r} is not in classInd.txt.")
                 label = lower[folder]
             if not 0 <= label < len(class_names):
-                raise ValueError(f"{split_file!r}: label of {rel!r} is outside classInd.txt.")
+                raise AnnotationError(f"{where}: label of {rel!r} is outside classInd.txt (1..{len(class_names)}).")
             paths.append(join_path(video_dir, rel))
             labels.append(label)
         return paths, labels, class_names
