@@ -19,6 +19,7 @@ Without --checkpoint (and RETRIEVAL.CHECKPOINT_FILE_PATH empty) a randomly initi
 is evaluated, and the output says so.
 """
 import argparse
+import sys
 
 from ascnet.engine.plugins import load_config
 
