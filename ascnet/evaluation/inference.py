@@ -84,7 +84,7 @@ def inference_on_dataset(
         On every rank: the outputs of ``fn`` gathered over all ranks, each (len(dataset), ...)
         in video-index order, plus ``"index"`` and ``"label"`` (len(dataset),) int64.
     """
-    world = du.get_world_size()
+    rank, world = du.get_rank(), du.get_world_size()
     device = device or torch.device("cpu")
     per_rank = max(1, batch_size // world)
     loader = DataLoader(
