@@ -5,7 +5,8 @@ import re
 
 import torch
 
-from ascnet.config import get_cfg, load_config
+from ascnet.config import get_cfg
+from ascnet.engine.plugins import load_config
 from ascnet.modeling import build_backbone
 
 
