@@ -84,8 +84,8 @@ class RingMemoryBank(nn.Module):
         self.ptr.fill_((int(self.ptr) + b) % self.size)
         self.fill.fill_(min(int(self.fill) + b, self.size))
 
-    def resolve_backend(self, num_queries: int) -> str:
-        """The backend a search of ``num_queries`` queries uses ("faiss" or "torch").
+    def resolve_backend(self) -> str:
+        """The backend a search uses ("faiss" or "torch").
 
         ``auto`` picks torch everywhere. Measured (docs/benchmarks.md, "Memory-bank search",
         K=32768, d=256, CPU): torch is 3-5x cheaper than faiss.knn up to 256 queries; faiss is
@@ -123,6 +123,6 @@ class RingMemoryBank(nn.Module):
             b = query.shape[0]
             return (torch.full((b,), -1, dtype=torch.long, device=dev),
                     torch.full((b,), float("-inf"), device=dev))
-        if self.resolve_backend(query.shape[0]) == "faiss":
+        if self.resolve_backend() == "faiss":
             return masked_top1_faiss(query, query_video_id, keys, key_vid, self.chunk_size)
         return masked_top1(query, query_video_id, keys, key_vid, self.chunk_size)
