@@ -19,7 +19,7 @@ import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import av
 import numpy as np
@@ -46,12 +46,15 @@ class VideoInfo:
         fps: native frame rate (frames per second).
         time_base: the stream's time base (seconds per pts tick).
         start_pts: pts of the first frame.
+        height, width: the frame size stored in the stream header (0 when unknown).
     """
 
     num_frames: int
     fps: float
     time_base: Fraction
     start_pts: int
+    height: int = 0
+    width: int = 0
 
     @property
     def duration(self) -> float:
@@ -114,7 +117,10 @@ def _stream_info(path: str, stream) -> VideoInfo:
         n = int(math.floor(seconds * fps + 1e-3))
     if n <= 0:
         raise VideoDecodeError(f"Video {path!r} is empty (no frames).")
-    return VideoInfo(num_frames=n, fps=fps, time_base=Fraction(time_base), start_pts=int(start_pts))
+    return VideoInfo(
+        num_frames=n, fps=fps, time_base=Fraction(time_base), start_pts=int(start_pts),
+        height=int(stream.height or 0), width=int(stream.width or 0),
+    )
 
 
 def probe_video(path: str) -> VideoInfo:
@@ -138,8 +144,10 @@ def _frame_index(frame, info: VideoInfo, previous: int) -> int:
     return int(round(seconds * info.fps))
 
 
-def _decode_frames(path: str, container, info: VideoInfo, wanted: Sequence[int]) -> Tuple[Dict[int, np.ndarray], int]:
-    """Decode the frames ``wanted`` (sorted unique native indices).
+def _decode_frames(
+    path: str, container, info: VideoInfo, wanted: Sequence[int], size: Optional[Tuple[int, int]] = None
+) -> Tuple[Dict[int, np.ndarray], int]:
+    """Decode the frames ``wanted`` (sorted unique native indices), scaled to ``size`` (H, W).
 
     Returns:
         ({index: (H, W, 3) uint8}, index of the last frame decoded).
@@ -151,7 +159,11 @@ def _decode_frames(path: str, container, info: VideoInfo, wanted: Sequence[int])
     out: Dict[int, np.ndarray] = {}
 
     def convert(frame) -> np.ndarray:
-        # threads=1: see the module docstring (FFmpeg's 3x threading trap).
+        # threads=1: see the module docstring (FFmpeg's 3x threading trap). With a size, swscale
+        # scales in the same pass that converts YUV to RGB (cheaper than converting first).
+        info.height, info.width = frame.height, frame.width  # the decoded size is the truth
+        if size is not None and (frame.height, frame.width) != tuple(size):
+            return frame.reformat(width=size[1], height=size[0], format="rgb24", threads=1).to_ndarray()
         return frame.reformat(format="rgb24", threads=1).to_ndarray()
 
     def run(seek_to: int) -> Tuple[int, int]:
@@ -200,7 +212,9 @@ def _decode_frames(path: str, container, info: VideoInfo, wanted: Sequence[int])
     return out, last_seen
 
 
-def decode_clips(path: str, clip_sampler, generator: torch.Generator = None) -> Tuple[List[torch.Tensor], VideoInfo]:
+def decode_clips(
+    path: str, clip_sampler, generator: torch.Generator = None, size: Optional[Tuple[int, int]] = None
+) -> Tuple[List[torch.Tensor], VideoInfo]:
     """Open a video, choose the clips with ``clip_sampler`` and decode them in one pass.
 
     Args:
@@ -208,10 +222,12 @@ def decode_clips(path: str, clip_sampler, generator: torch.Generator = None) -> 
         clip_sampler: ``clip_sampler(num_frames, fps, generator) -> List[(T,) LongTensor]`` of
             native frame indices (``ascnet/sampling/clip.py``).
         generator: drives the sampler's random choices.
+        size: (H, W) to scale the frames to during the RGB conversion (default: their own size).
 
     Returns:
         (clips, info): ``clips`` is a list of (T, 3, H, W) uint8 tensors, one per clip, in the
-        sampler's order; ``info`` describes the stream.
+        sampler's order; ``info`` describes the stream (its ``height`` / ``width`` are those of
+        the decoded frames before any scaling).
 
     Raises:
         VideoDecodeError: missing/unreadable/truncated file, or frames that cannot be decoded.
@@ -227,7 +243,7 @@ def decode_clips(path: str, clip_sampler, generator: torch.Generator = None) -> 
                 info.num_frames = num_frames
             clip_indices = clip_sampler(info.num_frames, info.fps, generator)
             wanted = sorted({int(i) for idx in clip_indices for i in idx.tolist()})
-            frames, last_seen = _decode_frames(path, container, info, wanted)
+            frames, last_seen = _decode_frames(path, container, info, wanted, size)
         finally:
             container.close()
             f.close()

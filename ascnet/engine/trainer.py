@@ -52,6 +52,7 @@ from iopath.common.file_io import g_pathmgr
 from torch import nn
 
 from ascnet.config.config import save_config
+from ascnet.data.batch_augment import augment_batch, build_batch_augment
 from ascnet.solver import build_lr_scheduler, build_optimizer, total_iterations
 from ascnet.utils import distributed as du
 from ascnet.utils.checkpoint import Checkpointer
@@ -161,6 +162,8 @@ class Trainer:
             save_config(cfg, os.path.join(cfg.OUTPUT_DIR, "config.yaml"))
 
         model = self.build_model(cfg).to(self.device)
+        # AUG.DEVICE "device": batches carry uint8 clips and augmentation parameters, applied here.
+        self.batch_augment = build_batch_augment(cfg).to(self.device)
         self.train_loader = self.build_train_loader(cfg)
         self.sampler = self._find_sampler(self.train_loader)
         if self.sampler is not None:
@@ -392,6 +395,15 @@ class Trainer:
             return type(batch)(self.to_device(v) for v in batch)
         return batch
 
+    def prepare_batch(self, batch: Any) -> Any:
+        """Batch to the device, then the batched augmentation (``AUG.DEVICE`` "device": uint8
+        clips + ``"aug"`` parameters -> normalised float clips, one op per step for the whole
+        batch). Batches of float clips (augmented in the loader) pass through."""
+        batch = self.to_device(batch)
+        if isinstance(batch, dict):
+            batch = augment_batch(batch, self.batch_augment)
+        return batch
+
     def autocast(self):
         """AMP autocast on CUDA (``AMP.*``); no autocast on CPU."""
         if self.amp_dtype is None:
@@ -404,7 +416,7 @@ class Trainer:
         Raises:
             NonFiniteLossError: a loss is NaN/Inf (on any rank); the run must stop.
         """
-        batch = self.to_device(batch)
+        batch = self.prepare_batch(batch)
         with self.autocast():
             out = self.model(batch)
         losses = {k: v for k, v in out.items() if k.startswith("loss")}
