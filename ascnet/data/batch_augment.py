@@ -6,7 +6,8 @@ The loader does per sample only what must happen on the CPU: it decodes the fram
 seed with exactly the random draws of the per-clip torchvision pipeline
 (:func:`ascnet.data.transforms.create_train_transform`): the same ``torch`` calls in the same
 order under the same forked, seeded RNG, so the ``(seed, epoch, iteration, sample)``
-derivation and exact resume hold. The samples hold uint8 clips and these parameters.
+derivation and exact resume hold. The samples hold uint8 clips (in the decoder's (T, H, W, C)
+layout) and these parameters.
 
 :class:`BatchAugment` then applies the parameterised ops to a whole batch with one tensor op per
 step (no Python loop over clips), wherever ``AUG.DEVICE`` says: on the training device after
@@ -20,8 +21,9 @@ Ops, in the per-clip pipeline's order, on (B, C, T, H, W) clips:
 1. uint8 -> float in [0, 1];
 2. random resized crop: the crop box, drawn on the video's own frame size and mapped onto the
    loaded frame, resampled to ``CROP_SIZE`` with torch's antialiased bilinear filter written as
-   two batched products with per-clip (S, H) and (S, W) weight matrices (an ROI resize);
-3. horizontal flip; 4. colour jitter (brightness, contrast, saturation, hue; each clip its own
+   two batched products with per-clip (S, H) and (S, W) weight matrices (an ROI resize; on the
+   CPU torch's own kernel per clip, which is cheaper there, see :func:`resized_crop`);
+3. horizontal flip (folded into the width matrix); 4. colour jitter (brightness, contrast, saturation, hue; each clip its own
    factors and order); 5. grayscale; 6. Gaussian blur (per-clip sigma, separable, reflect
    padding); 7. normalisation with ``DATA.MEAN`` / ``DATA.STD``.
 
@@ -199,11 +201,44 @@ def resize_weights(start: torch.Tensor, length: torch.Tensor, in_size: int, out_
     return w.float()
 
 
-def resized_crop(x: torch.Tensor, box: torch.Tensor, size: int) -> torch.Tensor:
-    """Per-clip crop + antialiased resize: (B, C, T, H, W), box (B, 4) -> (B, C, T, size, size)."""
+def resized_crop(
+    x: torch.Tensor, box: torch.Tensor, size: int, flip: Optional[torch.Tensor] = None, scale: float = 1.0,
+    dense: Optional[bool] = None,
+) -> torch.Tensor:
+    """Per-clip crop + antialiased resize (+ horizontal flip, x ``scale``):
+    (B, C, T, H, W) float, box (B, 4) -> (B, C, T, size, size).
+
+    On a GPU: two batched products with the per-clip resampling matrices (:func:`resize_weights`;
+    the flip reverses the rows of the width matrix, ``scale`` is folded into it). On the CPU the
+    dense products cost several times torch's own antialiased kernel, which only visits each
+    output pixel's support, so there each clip's integer box is cropped and resized with
+    ``interpolate`` (the per-clip pipeline's kernel; fractional boxes take the products).
+    ``dense`` True / False forces the products / the per-clip kernel (tests).
+    """
     b, c, t, h, w = x.shape
+    if dense is None:
+        dense = x.device.type != "cpu" or not bool((box == box.round()).all())
+    if not dense:
+        # uint8 input: only the crop is converted (``to(float32) * scale``, as ``v2.ToDtype``).
+        out = torch.empty(b, c, t, size, size, dtype=torch.float32, device=x.device)
+        for i, (top, left, bh, bw) in enumerate(box.round().long().tolist()):
+            crop = x[i, :, :, top : top + bh, left : left + bw].to(torch.float32, memory_format=torch.contiguous_format)
+            if not x.is_floating_point():
+                crop.mul_(scale)
+            r = torch.nn.functional.interpolate(
+                crop.reshape(c * t, 1, bh, bw), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            )
+            out[i] = r.view(c, t, size, size)
+        if flip is not None and bool(flip.any()):
+            idx = flip.nonzero().flatten()
+            out.index_copy_(0, idx, out.index_select(0, idx).flip(-1))
+        return out.mul_(scale) if x.is_floating_point() and scale != 1.0 else out
     wy = resize_weights(box[:, 0], box[:, 2], h, size).to(x.device)  # (B, S, H)
     wx = resize_weights(box[:, 1], box[:, 3], w, size).to(x.device)  # (B, S, W)
+    if flip is not None:
+        wx = torch.where(flip.view(-1, 1, 1), wx.flip(1), wx)
+    if scale != 1.0:
+        wx = wx * scale
     out = torch.bmm(x.reshape(b, c * t * h, w), wx.transpose(1, 2))  # width pass: (B, CTH, S)
     out = torch.matmul(wy.unsqueeze(1), out.view(b, c * t, h, size))  # height pass: (B, CT, S, S)
     return out.view(b, c, t, size, size)
@@ -250,8 +285,11 @@ class BatchAugment(torch.nn.Module):
         crop_size: output side S (``DATA.CROP_SIZE``).
         mean, std: ``DATA.MEAN`` / ``DATA.STD``.
 
-    Call: ``(clips (..., C, T, H, W) uint8, params with matching leading dims) ->
-    (..., C, T, S, S)`` float32 on the clips' device. The leading dims (N or N, S) are flattened
+    Call: ``(clips (..., T, H, W, C) uint8, params with matching leading dims) ->
+    (..., C, T, S, S)`` float32 on the clips' device. The uint8 clips keep the decoder's
+    channels-last layout: the transposition to channels-first is a strided copy that costs the
+    loader more than the rest of its work after decoding, and is free here (it happens as part
+    of the float conversion, on the device). Float clips are taken as (..., C, T, H, W) in [0, 1]. The leading dims (N or N, S) are flattened
     into one batch B; every op below is one tensor op over that batch (jitter: one op per
     (position, kind) over the clips that have it there).
     """
@@ -266,12 +304,18 @@ class BatchAugment(torch.nn.Module):
     def forward(self, clips: torch.Tensor, params: Dict[str, torch.Tensor]) -> torch.Tensor:
         lead = clips.shape[:-4]
         x = clips.reshape(-1, *clips.shape[-4:])
+        if not x.is_floating_point():
+            x = x.permute(0, 4, 1, 2, 3)  # (B, T, H, W, C) -> (B, C, T, H, W), a view
         dev = x.device
         p = {k: params[k].to(dev, non_blocking=True).reshape(x.shape[0], *params[k].shape[len(lead):]) for k in PARAM_KEYS}
-        x = x.float().mul_(1.0 / 255) if not x.is_floating_point() else x.float()
-        x = resized_crop(x, p["box"], self.crop_size)
-        flip = p["flip"].view(-1, 1, 1, 1, 1)
-        x = torch.where(flip, x.flip(-1), x)
+        if x.is_floating_point():
+            x = resized_crop(x.float(), p["box"], self.crop_size, flip=p["flip"])
+        elif x.device.type == "cpu" and bool((p["box"] == p["box"].round()).all()):
+            # torch's kernel per clip on the converted crop (the per-clip pipeline's order)
+            x = resized_crop(x, p["box"], self.crop_size, flip=p["flip"], scale=1.0 / 255, dense=False)
+        else:  # the 1 / 255 folded into the resampling matrix
+            x = x.to(torch.float32, memory_format=torch.contiguous_format)
+            x = resized_crop(x, p["box"], self.crop_size, flip=p["flip"], scale=1.0 / 255)
         jitter = p["jitter"]
         if bool(jitter.any()):
             order, factors = p["order"], p["factors"]
@@ -279,7 +323,7 @@ class BatchAugment(torch.nn.Module):
                 for op in range(4):
                     idx = (jitter & (order[:, k] == op)).nonzero().flatten()
                     if idx.numel():
-                        x = x.index_copy(0, idx, _jitter_op(op, x.index_select(0, idx), factors.index_select(0, idx)[:, op]))
+                        x.index_copy_(0, idx, _jitter_op(op, x.index_select(0, idx), factors.index_select(0, idx)[:, op]))
         gray = p["gray"]
         if bool(gray.any()):
             x = torch.where(gray.view(-1, 1, 1, 1, 1), _gray(x).expand_as(x), x)
@@ -290,8 +334,8 @@ class BatchAugment(torch.nn.Module):
             m = blur_matrices(p["sigma"].index_select(0, idx), w, self.kernel_size)  # square crops: h == w
             sub = torch.bmm(sub.reshape(n, c * t * h, w), m.transpose(1, 2)).view(n, c * t, h, w)
             sub = torch.matmul(m.unsqueeze(1), sub).view(n, c, t, h, w)
-            x = x.index_copy(0, idx, sub)
-        x = (x - self.mean) / self.std
+            x.index_copy_(0, idx, sub)
+        x = x.sub_(self.mean).div_(self.std)
         return x.view(*lead, *x.shape[1:])
 
 

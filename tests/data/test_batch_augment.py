@@ -13,6 +13,7 @@ from ascnet.data.batch_augment import (
     augment_batch,
     normalize_clips,
     resize_weights,
+    resized_crop,
     stack_params,
 )
 from ascnet.data.transforms import ClipTransform, create_train_transform
@@ -40,7 +41,7 @@ def _compare(device, settings, n=24, crop=32):
     p = stack_params([sampler.draw(*size, s) for s in seeds], size, size)
     p = {k: v.to(device) for k, v in p.items()}
     aug = BatchAugment(crop, MEAN, STD).to(device)
-    out = aug(clips.permute(0, 2, 1, 3, 4).to(device), p)  # uint8 (N, C, T, H, W)
+    out = aug(clips.permute(0, 1, 3, 4, 2).to(device), p)  # uint8 (N, T, H, W, C), the loader's layout
     assert out.shape == ref.shape and out.dtype == torch.float32 and out.device.type == torch.device(device).type
     return (out.cpu() - ref).abs().max().item(), p
 
@@ -127,7 +128,7 @@ def test_device_and_loader_modes_give_the_same_clips(tmp_path):
     loader = build_dataset(_one_video_cfg(str(tmp_path), AUG__DEVICE="loader"), "train", "pretrain", name="Kinetics")
     for seed in range(3):
         s = dev[(0, seed)]
-        assert s["clips"].dtype == torch.uint8 and s["clips"].shape == (2, 3, 8, 64, 64)
+        assert s["clips"].dtype == torch.uint8 and s["clips"].shape == (2, 8, 64, 64, 3)
         assert set(s["aug"]) >= {"box", "flip", "jitter", "order", "factors", "gray", "blur", "sigma"}
         assert s["aug"]["box"].shape == (2, 4)
         f = loader[(0, seed)]
@@ -142,12 +143,13 @@ def test_frames_are_scaled_while_decoding_and_the_box_follows(tmp_path):
     full = build_dataset(_one_video_cfg(str(tmp_path), DATA__CROP_SIZE=28, AUG__LOAD_SIZE=64), "train", "pretrain",
                          name="Kinetics")
     s, ref = ds[(0, 5)], full[(0, 5)]
-    assert s["clips"].shape == (2, 3, 8, 32, 32)
+    assert s["clips"].shape == (2, 8, 32, 32, 3)
     assert torch.allclose(s["aug"]["box"] * 2, ref["aug"]["box"])
     assert torch.equal(s["aug"]["flip"], ref["aug"]["flip"]) and torch.equal(s["aug"]["factors"], ref["aug"]["factors"])
     # Same content: the scaled frames are close to a resize of the full frames.
-    small = torch.nn.functional.interpolate(ref["clips"][0].float(), size=(32, 32), mode="bilinear", antialias=True)
-    assert (small - s["clips"][0].float()).abs().mean() < 12
+    full_frames = ref["clips"][0].permute(0, 3, 1, 2).float()  # (T, C, 64, 64)
+    small = torch.nn.functional.interpolate(full_frames, size=(32, 32), mode="bilinear", antialias=True)
+    assert (small - s["clips"][0].permute(0, 3, 1, 2).float()).abs().mean() < 12
 
 
 def test_augment_batch_normalises_test_views_and_passes_float_batches():
@@ -159,3 +161,15 @@ def test_augment_batch_normalises_test_views_and_passes_float_batches():
     assert torch.equal(normalize_clips(u8, MEAN, STD), out)
     f = torch.randn(2, 3, 4, 8, 8)
     assert augment_batch({"clips": f}, aug)["clips"] is f
+
+
+def test_the_dense_products_equal_the_per_clip_kernel():
+    """The GPU form of the crop (batched products) against torch's kernel per clip, on the CPU."""
+    x = _clips(6).permute(0, 2, 1, 3, 4).float() / 255
+    box = torch.tensor([[0, 0, 40, 48], [3, 5, 20, 30], [10, 0, 30, 17], [0, 20, 9, 28], [1, 1, 38, 46], [7, 9, 12, 12]],
+                       dtype=torch.float32)
+    flip = torch.tensor([True, False, True, False, False, True])
+    a = resized_crop(x, box, 32, flip=flip, dense=True)
+    b = resized_crop(x, box, 32, flip=flip, dense=False)
+    assert (a - b).abs().max() < 1e-5
+    assert (resized_crop(x * 255, box, 32, flip=flip, dense=True, scale=1 / 255) - b).abs().max() < 1e-5

@@ -13,7 +13,8 @@ V = num_clips x num_crops ordered clip-major (clip 0 crop 0, clip 0 crop 1, ...)
 
 Where the augmentation runs (``AUG.DEVICE``, ``ascnet/data/batch_augment.py``): with "device"
 (the default) a training sample holds **uint8** clips decoded at ``AUG.LOAD_SIZE`` x
-``AUG.LOAD_SIZE`` plus ``"aug"``, the per-clip augmentation parameters (a dict of tensors with
+``AUG.LOAD_SIZE``, in the decoder's channels-last layout ((S, T, H, W, C) in "pretrain" mode,
+(T, H, W, C) in "train" mode), plus ``"aug"``, the per-clip augmentation parameters (a dict of tensors with
 the same leading dims as the clips), and the trainer applies them to the whole batch on its
 device; test samples hold uint8 views that the evaluation normalises on its device. With
 "loader" the dataset applies the same batched ops itself and returns float32 clips normalised
@@ -153,7 +154,9 @@ class VideoDataset(Dataset):
         native = (info.height, info.width)
         params = [self.param_sampler.draw(*native, derive_seed(seed, 1 + k)) for k in range(len(clips))]
         aug = stack_params(params, native, self.load_size)
-        u8 = torch.stack([c.permute(1, 0, 2, 3) for c in clips])  # (S, C, T, H, W) uint8, contiguous
+        # (S, T, H, W, C) uint8: the decoder's own memory layout, so this is a plain copy; the
+        # transposition to (C, T, H, W) happens in BatchAugment, on the device.
+        u8 = torch.stack([c.permute(0, 2, 3, 1) for c in clips])
         if not self.on_device:
             u8, aug = self.augment(u8, aug), None
         sample = {"clips": u8 if self.mode == "pretrain" else u8[0], "index": index, "label": self.labels[index]}
