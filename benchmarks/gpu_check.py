@@ -62,10 +62,7 @@ def step_times(amp: str, steps: int, batch: int, variant: str = "") -> dict:
         net.to(memory_format=torch.channels_last_3d)
     if variant == "compile":
         net.online.backbone = torch.compile(net.online.backbone)
-    batches = [tr.to_device(b) for b in tr.train_loader]
-    if variant == "channels_last_3d":
-        for b in batches:
-            b["clips"] = b["clips"].flatten(0, 1).contiguous(memory_format=torch.channels_last_3d).view_as(b["clips"])
+    batches = [tr.to_device(b) for b in tr.train_loader]  # channels_last_3d: the weights; cuDNN follows
     from ascnet.utils.events import EventWriter
 
     tr.writer = EventWriter(cfg.OUTPUT_DIR, tensorboard=False, window=1)

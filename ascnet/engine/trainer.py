@@ -1,8 +1,8 @@
 """The training loop shared by pretraining and the downstream tasks.
 
 :class:`Trainer` builds the model, optimiser, lr schedule, training loader and checkpointer
-from the config, then runs epochs of iterations: batch to device, forward (AMP autocast on
-CUDA), sum of the ``loss*`` entries, backward, optional gradient clipping, optimiser step,
+from the config, then runs epochs of iterations: batch to device and the batched augmentation
+there (:meth:`Trainer.prepare_batch`, ``AUG.DEVICE device``), forward (AMP autocast on CUDA), sum of the ``loss*`` entries, backward, optional gradient clipping, optimiser step,
 scheduler step, ``model.after_step(iteration, max_iter)`` (ASCNet's EMA), logging and
 checkpointing. Tasks customise it by overriding its ``build_*`` methods,
 :meth:`Trainer.load_initial_weights`, :meth:`Trainer.run_step`, :meth:`Trainer.before_train`,
