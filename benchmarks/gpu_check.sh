@@ -21,7 +21,8 @@ if [ -n "$missing" ]; then
     exit 2
   fi
   echo "[gpu_check] installing$missing from .whl/"
-  $PY -m pip install --quiet --no-index --find-links .whl pytorchvideo fvcore iopath av submitit yacs
+  $PY -m pip install --quiet --no-index --find-links .whl pytorchvideo fvcore iopath av submitit yacs tabulate
+  $PY -m pip install --quiet --no-index --find-links .whl scikit-learn || echo "[gpu_check] no scikit-learn wheel: data_throughput is skipped" >&2
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | tee "$OUT_DIR/nvidia_smi.txt" || true
