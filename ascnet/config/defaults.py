@@ -188,6 +188,14 @@ _C.AUG.GRAYSCALE_PROB = 0.2
 # Gaussian blur probability and sigma range (kernel = 10% of the crop size, odd).
 _C.AUG.BLUR_PROB = 0.5
 _C.AUG.BLUR_SIGMA = [0.1, 2.0]
+# Where the augmentation ops run: "device" (the trainer applies them to the whole batch on the
+# training device; the loader returns uint8 clips and their drawn parameters) or "loader" (the
+# loader workers apply the same ops per sample and return float clips). Same clips either way.
+_C.AUG.DEVICE = "device"
+# Side of the square frames the loader decodes training clips to (scaled while converting to
+# RGB); the crop box is drawn on the video's own size and mapped onto them. 0 = 8/7 of
+# DATA.CROP_SIZE (128 for 112 crops). Videos prepared at this short side lose little.
+_C.AUG.LOAD_SIZE = 0
 
 # ---------------------------------------------------------------------------------------------
 # Data loader

@@ -20,7 +20,7 @@ import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import av
 import numpy as np
@@ -139,15 +139,24 @@ def probe_video(path: str) -> VideoInfo:
         f.close()
 
 
-def _frame_index(frame, info: VideoInfo, previous: int) -> int:
+def _frame_index(frame, info: VideoInfo, previous: int, ticks_to_frames: float = 0.0) -> int:
+    """Native index of a decoded frame from its timestamp.
+
+    ``ticks_to_frames`` = ``time_base * fps`` as a float: the same rounding as the exact
+    ``Fraction`` product, without its Python arithmetic (about 2 ms per sample otherwise).
+    """
     if frame.pts is None:  # some AVI files: no timestamps; frames come in order
         return previous + 1
+    if ticks_to_frames:
+        return int(round((frame.pts - info.start_pts) * ticks_to_frames))
     seconds = float((frame.pts - info.start_pts) * info.time_base)
     return int(round(seconds * info.fps))
 
 
-def _decode_frames(path: str, container, info: VideoInfo, wanted: Sequence[int]) -> Tuple[Dict[int, np.ndarray], int]:
-    """Decode the frames ``wanted`` (sorted unique native indices).
+def _decode_frames(
+    path: str, container, info: VideoInfo, wanted: Sequence[int], size: Optional[Tuple[int, int]] = None
+) -> Tuple[Dict[int, np.ndarray], int]:
+    """Decode the frames ``wanted`` (sorted unique native indices), scaled to ``size`` (H, W).
 
     Returns:
         ({index: (H, W, 3) uint8}, index of the last frame decoded).
@@ -156,10 +165,15 @@ def _decode_frames(path: str, container, info: VideoInfo, wanted: Sequence[int])
     stream.thread_type = "AUTO"  # frame threading in the decoder; conversion is single-threaded below
     first, last = wanted[0], wanted[-1]
     wanted_set = set(wanted)
+    ticks_to_frames = float(info.time_base) * info.fps
     out: Dict[int, np.ndarray] = {}
 
     def convert(frame) -> np.ndarray:
-        # threads=1: see the module docstring (FFmpeg's 3x threading trap).
+        # threads=1: see the module docstring (FFmpeg's 3x threading trap). With a size, swscale
+        # scales in the same pass that converts YUV to RGB (cheaper than converting first).
+        info.height, info.width = frame.height, frame.width  # the decoded size is the truth
+        if size is not None and (frame.height, frame.width) != tuple(size):
+            return frame.reformat(width=size[1], height=size[0], format="rgb24", threads=1).to_ndarray()
         return frame.reformat(format="rgb24", threads=1).to_ndarray()
 
     def run(seek_to: int) -> Tuple[int, int]:
@@ -171,7 +185,7 @@ def _decode_frames(path: str, container, info: VideoInfo, wanted: Sequence[int])
         for frame in container.decode(stream):
             if frame.pts is None and seek_to > 0:
                 return -1, -1  # no timestamps: positions after a seek are unknown; caller restarts
-            idx = _frame_index(frame, info, idx)
+            idx = _frame_index(frame, info, idx, ticks_to_frames)
             if first_seen is None:
                 first_seen = idx
             if prev is not None and idx > prev_idx + 1:
@@ -208,7 +222,9 @@ def _decode_frames(path: str, container, info: VideoInfo, wanted: Sequence[int])
     return out, last_seen
 
 
-def decode_clips(path: str, clip_sampler, generator: torch.Generator = None) -> Tuple[List[torch.Tensor], VideoInfo]:
+def decode_clips(
+    path: str, clip_sampler, generator: torch.Generator = None, size: Optional[Tuple[int, int]] = None
+) -> Tuple[List[torch.Tensor], VideoInfo]:
     """Open a video, choose the clips with ``clip_sampler`` and decode them in one pass.
 
     Args:
@@ -216,10 +232,12 @@ def decode_clips(path: str, clip_sampler, generator: torch.Generator = None) -> 
         clip_sampler: ``clip_sampler(num_frames, fps, generator) -> List[(T,) LongTensor]`` of
             native frame indices (``ascnet/sampling/clip.py``).
         generator: drives the sampler's random choices.
+        size: (H, W) to scale the frames to during the RGB conversion (default: their own size).
 
     Returns:
         (clips, info): ``clips`` is a list of (T, 3, H, W) uint8 tensors, one per clip, in the
-        sampler's order; ``info`` describes the stream.
+        sampler's order; ``info`` describes the stream (its ``height`` / ``width`` are those of
+        the decoded frames before any scaling).
 
     Raises:
         VideoDecodeError: missing/unreadable/truncated file, or frames that cannot be decoded.
@@ -235,7 +253,7 @@ def decode_clips(path: str, clip_sampler, generator: torch.Generator = None) -> 
                 info.num_frames = num_frames
             clip_indices = clip_sampler(info.num_frames, info.fps, generator)
             wanted = sorted({int(i) for idx in clip_indices for i in idx.tolist()})
-            frames, last_seen = _decode_frames(path, container, info, wanted)
+            frames, last_seen = _decode_frames(path, container, info, wanted, size)
         finally:
             container.close()
             f.close()

@@ -48,7 +48,7 @@ class VideoRandomGrayscale(torch.nn.Module):
         return F.rgb_to_grayscale(plain, num_output_channels=plain.shape[-3])
 
 
-def adjust_hue(clip: torch.Tensor, hue_factor: float) -> torch.Tensor:
+def adjust_hue(clip: torch.Tensor, hue_factor, dim: int = -3) -> torch.Tensor:
     """Exact HSV hue rotation of a float clip in [0, 1]: (..., 3, H, W) -> same shape.
 
     Same result as ``torchvision.transforms.v2.functional.adjust_hue`` (tested to 1e-5), 3-6x
@@ -58,12 +58,14 @@ def adjust_hue(clip: torch.Tensor, hue_factor: float) -> torch.Tensor:
     back from the closed form ``V - C * clamp(min(k, 4 - k), 0, 1)``.
 
     Args:
-        clip: float tensor in [0, 1] with channels at dim -3.
-        hue_factor: shift in [-0.5, 0.5] (fraction of a full turn).
+        clip: float tensor in [0, 1] with its 3 channels at dim ``dim``.
+        hue_factor: shift in [-0.5, 0.5] (fraction of a full turn): a float, or a tensor that
+            broadcasts against the clip with dim ``dim`` removed (per-clip shifts of a batch).
+        dim: the channel dimension (-3 for (T, C, H, W); 1 for (B, C, T, H, W) batches).
     """
-    r, g, b = clip.unbind(dim=-3)
-    maxc = clip.amax(dim=-3)
-    chroma = maxc - clip.amin(dim=-3)
+    r, g, b = clip.unbind(dim=dim)
+    maxc = clip.amax(dim=dim)
+    chroma = maxc - clip.amin(dim=dim)
     inv = 1.0 / torch.where(chroma > 0, chroma, 1.0)
     max_r = maxc == r
     max_g = (maxc == g) & ~max_r
@@ -75,7 +77,7 @@ def adjust_hue(clip: torch.Tensor, hue_factor: float) -> torch.Tensor:
         k = torch.remainder(h + n, 6.0)
         torch.minimum(k, 4.0 - k, out=k)
         k.clamp_(0.0, 1.0)
-        torch.sub(maxc, chroma * k, out=out[..., c, :, :])
+        torch.sub(maxc, chroma * k, out=out.select(dim, c))
     return out
 
 
@@ -172,15 +174,18 @@ def create_train_transform(
 ) -> v2.Compose:
     """The training augmentation of one clip: (T, C, H, W) uint8 -> (T, C, S, S) float32.
 
-    The crop comes first; the colour ops then see only the S x S crop. The clip is converted to
-    float once, right after the crop, so jitter, grayscale and blur work in float32 instead of
-    each converting uint8 <-> float on its own. Hue and blur use our faster equivalents of the
+    This is the per-clip reference of :class:`ascnet.data.batch_augment.BatchAugment` (which
+    the loader and the trainer run, with parameters drawn by
+    :class:`ascnet.data.batch_augment.ParamSampler`: the same draws as this pipeline): the two
+    are tested equal for the same seed. The clip is converted to float once, first, so the crop's
+    resampling is not rounded to uint8 (as in the batched ops) and jitter, grayscale and blur
+    work in float32; the colour ops then see only the S x S crop. Hue and blur use our faster equivalents of the
     torchvision kernels (:func:`adjust_hue`, :class:`SeparableGaussianBlur`): those two were
     about 90% of the augmentation time.
     """
     ops = [
-        v2.RandomResizedCrop(crop_size, scale=tuple(scale), ratio=tuple(ratio), antialias=True),
         v2.ToDtype(torch.float32, scale=True),
+        v2.RandomResizedCrop(crop_size, scale=tuple(scale), ratio=tuple(ratio), antialias=True),
     ]
     if flip_prob > 0:
         ops.append(v2.RandomHorizontalFlip(flip_prob))
@@ -287,7 +292,11 @@ def build_train_transform(cfg: CfgNode) -> ClipTransform:
 
 
 class MultiCropEvalTransform:
-    """Evaluation views of one clip: (T, C, H, W) uint8 -> (num_crops, C, T, S, S) float32."""
+    """Evaluation views of one clip: (T, C, H, W) uint8 -> (num_crops, C, T, S, S) uint8.
+
+    Conversion and normalisation happen where the views are used
+    (:func:`ascnet.data.batch_augment.normalize_clips`: on the evaluation device).
+    """
 
     def __init__(self, crop_size: int, short_side: int, num_crops: int, mean: Sequence[float], std: Sequence[float]):
         self.crop_size = int(crop_size)
@@ -295,13 +304,14 @@ class MultiCropEvalTransform:
         if self.num_crops < 1:
             raise ValueError(f"The number of spatial crops must be >= 1, got {self.num_crops}.")
         self.transform = create_eval_transform(crop_size, short_side, mean, std)
-        # Crop the resized uint8 clip before converting: only the crops are normalised (cheaper).
+        # Resize only; the crops stay uint8 (``convert`` is the float conversion + normalisation
+        # that the evaluation applies on its device).
         self.resize = self.transform.transforms[0]
         self.convert = v2.Compose(self.transform.transforms[1:])
 
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:
         crops = spatial_crops(self.resize(clip), self.crop_size, self.num_crops)
-        return torch.stack([self.convert(c).permute(1, 0, 2, 3) for c in crops])
+        return torch.stack([c.permute(1, 0, 2, 3) for c in crops])
 
 
 def build_eval_transform(cfg: CfgNode, num_crops: Optional[int] = None) -> MultiCropEvalTransform:

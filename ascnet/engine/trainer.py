@@ -1,8 +1,8 @@
 """The training loop shared by pretraining and the downstream tasks.
 
 :class:`Trainer` builds the model, optimiser, lr schedule, training loader and checkpointer
-from the config, then runs epochs of iterations: batch to device, forward (AMP autocast on
-CUDA), sum of the ``loss*`` entries, backward, optional gradient clipping, optimiser step,
+from the config, then runs epochs of iterations: batch to device and the batched augmentation
+there (:meth:`Trainer.prepare_batch`, ``AUG.DEVICE device``), forward (AMP autocast on CUDA), sum of the ``loss*`` entries, backward, optional gradient clipping, optimiser step,
 scheduler step, ``model.after_step(iteration, max_iter)`` (ASCNet's EMA), logging and
 checkpointing. Tasks customise it by overriding its ``build_*`` methods,
 :meth:`Trainer.load_initial_weights`, :meth:`Trainer.run_step`, :meth:`Trainer.before_train`,
@@ -50,6 +50,7 @@ from iopath.common.file_io import g_pathmgr
 from torch import nn
 
 from ascnet.config.config import save_config
+from ascnet.data.batch_augment import augment_batch, build_batch_augment
 from ascnet.engine.preemption import defer_signals, set_current_trainer
 from ascnet.solver import build_lr_scheduler, build_optimizer, total_iterations
 from ascnet.utils import distributed as du
@@ -93,6 +94,8 @@ class Trainer:
         self.device = self.get_device(cfg)
 
         model = self.build_model(cfg).to(self.device)
+        # AUG.DEVICE "device": batches carry uint8 clips and augmentation parameters, applied here.
+        self.batch_augment = build_batch_augment(cfg).to(self.device)
         self.train_loader = self.build_train_loader(cfg)
         self.sampler = self._find_sampler(self.train_loader)
         if self.sampler is not None:
@@ -371,6 +374,15 @@ class Trainer:
             return type(batch)(self.to_device(v) for v in batch)
         return batch
 
+    def prepare_batch(self, batch: Any) -> Any:
+        """Batch to the device, then the batched augmentation (``AUG.DEVICE`` "device": uint8
+        clips + ``"aug"`` parameters -> normalised float clips, one op per step for the whole
+        batch). Batches of float clips (augmented in the loader) pass through."""
+        batch = self.to_device(batch)
+        if isinstance(batch, dict):
+            batch = augment_batch(batch, self.batch_augment)
+        return batch
+
     def autocast(self):
         """AMP autocast on CUDA (``AMP.*``); no autocast on CPU."""
         if self.amp_dtype is None:
@@ -383,7 +395,7 @@ class Trainer:
         Raises:
             NonFiniteLossError: a loss is NaN/Inf (on any rank); the run must stop.
         """
-        batch = self.to_device(batch)
+        batch = self.prepare_batch(batch)
         with self.autocast():
             out = self.model(batch)
         losses = {k: v for k, v in out.items() if k.startswith("loss")}

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
+from ascnet.data.batch_augment import normalize_clips
 from ascnet.data.loader import EvalDistributedSampler, collate_clips, worker_init_fn
 from ascnet.utils import distributed as du
 
@@ -60,6 +61,16 @@ def check_and_order(indices: torch.Tensor, num_videos: int) -> torch.Tensor:
     return torch.argsort(indices)
 
 
+def _stats(dataset: Dataset, name: str):
+    value = getattr(dataset, name, None)
+    if value is None:
+        raise ValueError(
+            f"{type(dataset).__name__} returns uint8 clips but has no {name!r} attribute to normalise them "
+            "with; give the dataset `mean` and `std` (DATA.MEAN / DATA.STD) or return float clips."
+        )
+    return value
+
+
 @torch.no_grad()
 def inference_on_dataset(
     fn: Callable[[Dict], Dict[str, torch.Tensor]],
@@ -72,7 +83,8 @@ def inference_on_dataset(
     """Apply ``fn`` to every video of ``dataset`` once, across all processes.
 
     Args:
-        fn: maps a collated batch (``"clips"`` moved to ``device``) to a dict of (B, ...)
+        fn: maps a collated batch (``"clips"`` moved to ``device``; uint8 views are converted
+            and normalised there with the dataset's ``mean`` / ``std``) to a dict of (B, ...)
             tensors (e.g. ``{"probs": (B, K)}``).
         dataset: map-style dataset; ``dataset[i]`` returns ``"clips"``, ``"index"``, ``"label"``.
         batch_size: global videos per step (split over the processes).
@@ -101,6 +113,8 @@ def inference_on_dataset(
     for it, batch in enumerate(loader):
         batch = dict(batch)
         batch["clips"] = batch["clips"].to(device, non_blocking=True)
+        if not batch["clips"].is_floating_point():
+            batch["clips"] = normalize_clips(batch["clips"], _stats(dataset, "mean"), _stats(dataset, "std"))
         res = fn(batch)
         res = {k: v.detach().float().cpu() for k, v in res.items()}
         res["index"] = torch.as_tensor(batch["index"]).long().cpu()

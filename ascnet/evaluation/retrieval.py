@@ -307,9 +307,12 @@ def format_table(results: Dict[str, float], protocol: Dict[str, object], topk: S
 
 
 def _to_uint8_frame(clips: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Middle frame of a (V, C, T, H, W) normalised clip tensor as an (H, W, 3) uint8 image."""
+    """Middle frame of a (V, C, T, H, W) clip tensor (uint8, or normalised float) as an (H, W, 3) uint8 image."""
     v = clips[clips.shape[0] // 2]  # (C, T, H, W)
     frame = v[:, v.shape[1] // 2]  # (C, H, W)
+    if not frame.is_floating_point():
+        img = frame.permute(1, 2, 0).numpy()
+        return (np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img)[:, :, :3]
     m = torch.tensor(mean, dtype=frame.dtype).view(-1, 1, 1)
     s = torch.tensor(std, dtype=frame.dtype).view(-1, 1, 1)
     img = ((frame * s + m).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()

@@ -2,7 +2,7 @@
 import os
 
 import pytest
-from video_helpers import tiny_cfg, write_index_video
+from video_helpers import augmented, tiny_cfg, write_index_video
 
 from ascnet.data import build_dataset
 
@@ -33,7 +33,7 @@ def test_hmdb51_splits_and_labels(tmp_path):
     assert train.labels == [0, 0, 1, 1, 2, 2] and test.labels == [0, 1, 2]
     assert all("_clip_2_" in p for p in test.paths)  # tag 2 -> test; tag 0 unused
     assert not any("_clip_3_" in p for p in train.paths + test.paths)
-    assert train[(1, 5)]["clips"].shape == (3, 8, 56, 56)
+    assert augmented(train, train[(1, 5)]).shape == (3, 8, 56, 56)
     assert test[2]["clips"].shape == (6, 3, 8, 56, 56) and test[2]["label"] == 2
     split2 = build_dataset(tiny_cfg(root, DATA__SPLIT_ID=2), "test", "test", name="HMDB51")
     assert all("_clip_0_" in p for p in split2.paths)

@@ -2,7 +2,7 @@
 import os
 
 import pytest
-from video_helpers import tiny_cfg, write_index_video
+from video_helpers import augmented, tiny_cfg, write_index_video
 
 from ascnet.data import build_dataset
 
@@ -43,7 +43,7 @@ def test_kinetics_official_layout(tmp_path, class_folders):
     assert len(train) == 3  # the missing video is left out
     assert [os.path.basename(p)[:3] for p in train.paths] == ["aaa", "bbb", "ccc"]
     assert train.labels == [0, 1, 0] and val.labels == [1, 2]
-    assert train[(2, 0)]["clips"].shape == (2, 3, 8, 56, 56)
+    assert augmented(train, train[(2, 0)]).shape == (2, 3, 8, 56, 56)
     assert val[0]["clips"].shape == (6, 3, 8, 56, 56)
 
 
@@ -56,7 +56,7 @@ def test_kinetics_pyslowfast_list(tmp_path):
     ds = build_dataset(tiny_cfg(root), "train", "train", name="Kinetics")
     assert ds.labels == [4, 0, 4] and ds.num_classes == 5
     assert ds.paths[0] == os.path.join(root, "vids/x0.avi")
-    assert ds[(0, 1)]["clips"].shape == (3, 8, 56, 56) and ds[(0, 1)]["label"] == 4
+    assert augmented(ds, ds[(0, 1)]).shape == (3, 8, 56, 56) and ds[(0, 1)]["label"] == 4
 
 
 def test_kinetics_without_annotations_says_what_it_expects(tmp_path):

@@ -3,7 +3,7 @@ import os
 
 import pytest
 import torch
-from video_helpers import tiny_cfg, write_index_video
+from video_helpers import augmented, tiny_cfg, write_index_video
 
 from ascnet.data import build_dataset, build_loader
 from ascnet.data.datasets import DataFailureError
@@ -31,7 +31,8 @@ def test_bad_videos_do_not_stop_an_epoch_and_are_reported(tmp_path, caplog):
     ds = loader.dataset
     seen = []
     for batch in loader:
-        assert batch["clips"].shape[1:] == (2, 3, 8, 56, 56) and torch.isfinite(batch["clips"]).all()
+        clips = augmented(ds, batch)
+        assert clips.shape[1:] == (2, 3, 8, 56, 56) and torch.isfinite(clips).all()
         seen += batch["index"].tolist()
     assert len(seen) == 10
     bad = {3, 9}  # corrupt.avi, missing.avi

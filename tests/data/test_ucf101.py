@@ -3,7 +3,7 @@ import os
 
 import pytest
 import torch
-from video_helpers import tiny_cfg, write_index_video
+from video_helpers import augmented, tiny_cfg, write_index_video
 
 from ascnet.data import build_dataset
 
@@ -46,7 +46,7 @@ def test_ucf101_splits_labels_and_samples(tmp_path, video_dir, ext):
     assert all(os.path.exists(p) for p in train.paths + test.paths)
     assert not set(train.paths) & set(test.paths)
     s = train[(0, 123)]
-    assert s["clips"].shape == (2, 3, 8, 56, 56) and s["index"] == 0 and s["label"] == train.labels[0]
+    assert augmented(train, s).shape == (2, 3, 8, 56, 56) and s["index"] == 0 and s["label"] == train.labels[0]
     t = test[1]
     assert t["clips"].shape == (6, 3, 8, 56, 56) and t["label"] == test.labels[1]
     assert torch.equal(test[1]["clips"], t["clips"])
@@ -57,7 +57,7 @@ def test_ucf101_split_ids_and_path_prefix(tmp_path):
     cfg = tiny_cfg(root, DATA__SPLIT_ID=2, DATA__PATH_PREFIX=os.path.join(root, "somewhere_else"))
     test = build_dataset(cfg, "test", "train", name="UCF101")
     assert len(test) == 3 and all("_g08_" in p for p in test.paths)
-    assert test[0]["clips"].shape == (3, 8, 56, 56)
+    assert augmented(test, test[0]).shape == (3, 8, 56, 56)
     with pytest.raises(ValueError, match="SPLIT_ID"):
         build_dataset(tiny_cfg(root, DATA__SPLIT_ID=4), "train", "train", name="UCF101")
 

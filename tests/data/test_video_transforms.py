@@ -45,9 +45,9 @@ def test_train_transform_shapes_and_normalisation():
     assert out.shape == (3, 8, 56, 56) and out.dtype == torch.float32
     # Normalised values: (x/255 - 0.45) / 0.225 lies in [-2, 2.45].
     assert out.min() >= -2.01 and out.max() <= 2.45
-    # The crop runs first; colour ops see the cropped clip.
+    # Float conversion, then the crop; colour ops see the cropped clip.
     ops = create_train_transform(crop_size=56).transforms
-    assert isinstance(ops[0], v2.RandomResizedCrop)
+    assert isinstance(ops[0], v2.ToDtype) and isinstance(ops[1], v2.RandomResizedCrop)
 
 
 def test_frames_of_a_clip_share_one_draw():

@@ -54,3 +54,14 @@ def tiny_cfg(root: str = "", **overrides):
             node = node[p]
         node[parts[-1]] = v
     return cfg
+
+
+def augmented(ds, sample):
+    """A sample's clips as the model sees them: float, augmented and normalised.
+
+    With ``AUG.DEVICE device`` (the default) the dataset returns uint8 clips and parameters and
+    the trainer / evaluation applies them; this runs the same step on the CPU.
+    """
+    from ascnet.data.batch_augment import augment_batch
+
+    return augment_batch(sample, ds.augment)["clips"]

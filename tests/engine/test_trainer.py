@@ -242,3 +242,20 @@ def test_epoch_end_reports_replaced_videos(caplog):
     with caplog.at_level(logging.WARNING, logger="ascnet.engine.trainer"):
         Trainer.log_data_failures(fake, epoch=0)
     assert "2 of 20 video loads failed" in caplog.text and "/data/broken.avi" in caplog.text
+
+
+def test_prepare_batch_applies_the_batched_augmentation(tmp_path):
+    """uint8 clips + drawn parameters (AUG.DEVICE device) -> augmented float clips on the device."""
+    from ascnet.data.batch_augment import BatchAugment, ParamSampler, stack_params
+
+    t = Trainer(_cfg(tmp_path, **{"DATA.CROP_SIZE": 8}))
+    sampler = ParamSampler()
+    aug = stack_params([sampler.draw(12, 12, s) for s in range(6)], (12, 12), (12, 12))
+    aug = {k: v.view(3, 2, *v.shape[1:]) for k, v in aug.items()}  # (N=3, S=2, ...)
+    clips = torch.randint(0, 256, (3, 2, 4, 12, 12, 3), dtype=torch.uint8)  # (N, S, T, H, W, C)
+    out = t.prepare_batch({"clips": clips, "aug": aug, "index": torch.arange(3)})
+    assert "aug" not in out and out["clips"].dtype == torch.float32 and out["clips"].shape == (3, 2, 3, 4, 8, 8)
+    ref = BatchAugment(8, t.cfg.DATA.MEAN, t.cfg.DATA.STD)(clips, aug)
+    assert torch.allclose(out["clips"], ref) and out["clips"].device == t.device
+    plain = torch.randn(3, 2, 3, 2, 4, 4)
+    assert t.prepare_batch({"clips": plain, "index": torch.arange(3)})["clips"] is plain

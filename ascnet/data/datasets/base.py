@@ -9,7 +9,16 @@ decoding, augmentation, retries on bad videos and failure accounting live here.
 
 ``clips`` is (S, C, T, H, W) in "pretrain" mode (one clip per speed of ``ASCNET.SPEEDS``, each
 with its own augmentation), (C, T, H, W) in "train" mode and (V, C, T, H, W) in "test" mode with
-V = num_clips x num_crops ordered clip-major (clip 0 crop 0, clip 0 crop 1, ...). The seed drives
+V = num_clips x num_crops ordered clip-major (clip 0 crop 0, clip 0 crop 1, ...).
+
+Where the augmentation runs (``AUG.DEVICE``, ``ascnet/data/batch_augment.py``): with "device"
+(the default) a training sample holds **uint8** clips decoded at ``AUG.LOAD_SIZE`` x
+``AUG.LOAD_SIZE``, in the decoder's channels-last layout ((S, T, H, W, C) in "pretrain" mode,
+(T, H, W, C) in "train" mode), plus ``"aug"``, the per-clip augmentation parameters (a dict of tensors with
+the same leading dims as the clips), and the trainer applies them to the whole batch on its
+device; test samples hold uint8 views that the evaluation normalises on its device. With
+"loader" the dataset applies the same batched ops itself and returns float32 clips normalised
+with ``DATA.MEAN`` / ``DATA.STD`` (at ``DATA.CROP_SIZE``), and no ``"aug"``. The seed drives
 every random choice of the sample (clip starts, augmentation, the replacement of a bad video),
 so a sample is the same whatever the worker that loads it. Without a seed one is drawn from
 torch's global RNG (seeded per worker by the loader).
@@ -33,8 +42,9 @@ from torch.utils.data import Dataset
 from ascnet.sampling import build_clip_sampler
 from ascnet.sampling.clip import VideoTooShortError
 
+from ..batch_augment import build_batch_augment, build_param_sampler, load_size, normalize_clips, stack_params
 from ..decoder import VideoDecodeError, decode_clips
-from ..transforms import build_eval_transform, build_train_transform
+from ..transforms import build_eval_transform
 from ..utils import derive_seed, parse_key
 
 logger = logging.getLogger(__name__)
@@ -97,11 +107,15 @@ class VideoDataset(Dataset):
             sampler_cfg.TEST.NUM_ENSEMBLE_VIEWS = int(num_clips)
             sampler_cfg.freeze()
         self.clip_sampler = build_clip_sampler(sampler_cfg, mode)
+        self.mean, self.std = list(cfg.DATA.MEAN), list(cfg.DATA.STD)
+        self.augment = build_batch_augment(cfg)  # checks AUG.DEVICE
+        self.on_device = cfg.AUG.DEVICE == "device"
         if mode == "test":
             self.transform = build_eval_transform(cfg, num_crops=num_crops)
             self.num_views = self.clip_sampler.num_clips * self.transform.num_crops
         else:
-            self.transform = build_train_transform(cfg)
+            self.param_sampler = build_param_sampler(cfg)
+            self.load_size = (load_size(cfg), load_size(cfg))
         self.num_retries = int(cfg.DATA.NUM_RETRIES)
         self.max_failure_ratio = float(cfg.DATA.MAX_FAILURE_RATIO)
         self.min_attempts = int(cfg.DATA.get("FAILURE_MIN_ATTEMPTS", 50))
@@ -128,14 +142,26 @@ class VideoDataset(Dataset):
         """Decode and transform video ``index`` (no retry). Raises on a bad video."""
         gen = torch.Generator()
         gen.manual_seed(derive_seed(seed, 0))
-        clips, _ = decode_clips(self.paths[index], self.clip_sampler, gen)
         if self.mode == "test":
-            views = torch.cat([self.transform(c) for c in clips])  # (clips * crops, C, T, H, W)
-            out = views
-        else:
-            aug = [self.transform(c, derive_seed(seed, 1 + k)) for k, c in enumerate(clips)]
-            out = torch.stack(aug) if self.mode == "pretrain" else aug[0]
-        return {"clips": out, "index": index, "label": self.labels[index]}
+            clips, _ = decode_clips(self.paths[index], self.clip_sampler, gen)
+            views = torch.cat([self.transform(c) for c in clips])  # (clips * crops, C, T, H, W) uint8
+            out = views if self.on_device else normalize_clips(views, self.mean, self.std)
+            return {"clips": out, "index": index, "label": self.labels[index]}
+        clips, info = decode_clips(self.paths[index], self.clip_sampler, gen, size=self.load_size)
+        # Parameters drawn on the video's own frame size (the draws of the per-clip pipeline),
+        # the crop box then mapped onto the loaded frames.
+        native = (info.height, info.width)
+        params = [self.param_sampler.draw(*native, derive_seed(seed, 1 + k)) for k in range(len(clips))]
+        aug = stack_params(params, native, self.load_size)
+        # (S, T, H, W, C) uint8: the decoder's own memory layout, so this is a plain copy; the
+        # transposition to (C, T, H, W) happens in BatchAugment, on the device.
+        u8 = torch.stack([c.permute(0, 2, 3, 1) for c in clips])
+        if not self.on_device:
+            u8, aug = self.augment(u8, aug), None
+        sample = {"clips": u8 if self.mode == "pretrain" else u8[0], "index": index, "label": self.labels[index]}
+        if aug is not None:
+            sample["aug"] = aug if self.mode == "pretrain" else {k: v[0] for k, v in aug.items()}
+        return sample
 
     def __getitem__(self, key) -> Dict[str, Any]:
         index, seed = parse_key(key)
