@@ -3,7 +3,7 @@
 
 Examples::
 
-    python tools/prepare_dataset.py --dataset Kinetics --src /data/kinetics400 \
+    python tools/prepare_dataset.py --dataset Kinetics --src /data/kinetics400 \\
         --dst /scratch/k400_128 --short-side 128 --fps 25 --workers 32
     python tools/prepare_dataset.py --dataset UCF101 --src /data/ucf101 --dst /scratch/ucf_128 --gop 16
 

@@ -64,7 +64,7 @@ def test_dataset_takes_its_clip_sampler_from_the_registry(tmp_path):
         ds = build_dataset(cfg, "train", "train", name="Kinetics")
         assert type(ds.clip_sampler).__name__ == "FirstFramesSampler"
         for seed in range(3):
-            clip = ds[(0, seed)]["clips"]  # (C, T, H, W)
+            clip = augmented(ds, ds[(0, seed)])  # (C, T, H, W)
             assert [read_index((clip[:, t] * 255).round().byte().numpy()) for t in range(8)] == list(range(8))
     finally:
         CLIP_SAMPLER_REGISTRY._obj_map.pop("FirstFramesSampler", None)
