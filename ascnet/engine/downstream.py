@@ -275,6 +275,21 @@ def _train_then_test(cfg: CfgNode, task: str) -> Dict:
             logger.info("Backbone weights from %s (projections and predictors dropped).", path)
             return unwrap(self.model).load_pretrained(path)
 
+        def before_train(self):
+            super().before_train()
+            from ascnet.utils.distributed import unwrap
+
+            net = unwrap(self.model)
+            if getattr(net, "freeze_backbone", False) and isinstance(net.feat_norm, torch.nn.BatchNorm1d):
+                if self.iter == 0:  # a resumed run has the statistics in its checkpoint
+                    mean, var = feature_statistics(net, self.train_loader, self.device)
+                    net.set_feature_statistics(mean, var)
+                    logger.info("Linear protocol: feature standardisation fixed to the statistics of one pass over "
+                                "the training clips (mean |mean| %.4g, mean std %.4g).",
+                                float(mean.abs().mean()), float(var.sqrt().mean()))
+                else:
+                    net.set_feature_statistics()
+
         def after_epoch(self, epoch: int):
             out = super().after_epoch(epoch)
             period = self.cfg.TRAIN.EVAL_PERIOD
@@ -309,6 +324,35 @@ def _train_then_test(cfg: CfgNode, task: str) -> Dict:
             res = evaluate_classifier(cfg, model)
             _report(cfg, res, path)
     return res
+
+
+@torch.no_grad()
+def feature_statistics(model, loader, device) -> "tuple":
+    """Mean and (biased) variance of the frozen backbone features over one pass of ``loader``
+    (every process's share, summed over processes).
+
+    Returns:
+        (mean (D,), var (D,)) float32 on ``device``.
+    """
+    from ascnet.utils import distributed as du
+
+    total, total_sq, count = None, None, torch.zeros((), dtype=torch.float64, device=device)
+    for batch in loader:
+        clips = batch["clips"].to(device)
+        if clips.ndim == 6:
+            clips = clips.flatten(0, 1)
+        f = model.backbone(clips).double()
+        total = f.sum(0) if total is None else total + f.sum(0)
+        total_sq = f.pow(2).sum(0) if total_sq is None else total_sq + f.pow(2).sum(0)
+        count += f.shape[0]
+    if du.get_world_size() > 1:
+        import torch.distributed as dist
+
+        for t in (total, total_sq, count):
+            dist.all_reduce(t)
+    mean = total / count
+    var = (total_sq / count - mean.pow(2)).clamp(min=0)
+    return mean.float(), var.float()
 
 
 def run_finetune(cfg: CfgNode) -> Dict:

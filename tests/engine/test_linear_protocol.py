@@ -39,6 +39,31 @@ def data_root(tmp_path_factory):
     return tmp_path_factory.mktemp("synthetic_fixed")
 
 
+def _sklearn_on_training_clips(cfg, out, samples=6):
+    """The same reference fitted on what the SGD protocol trains on: augmented clips at random
+    starts of each training video (train-mode dataset), tested on the cached test views."""
+    from sklearn.linear_model import LogisticRegression
+
+    from ascnet.data import build_dataset
+    from ascnet.modeling.meta_arch.classifier import Classifier
+
+    torch.manual_seed(cfg.RNG_SEED)  # the random-init backbone of the run (same seeding)
+    backbone = Classifier(cfg, freeze_backbone=True).backbone.eval()
+    ds = build_dataset(cfg, cfg.TRAIN.SPLIT, "train")
+    with torch.no_grad():
+        x = torch.stack([backbone(ds[(i, 1000 * r + i)]["clips"][None])[0] for r in range(samples) for i in range(len(ds))])
+    y = np.array([ds.labels[i] for r in range(samples) for i in range(len(ds))])
+    (test_file,) = [f for f in os.listdir(os.path.join(out, "linear_cache")) if f.startswith("test")]
+    saved = torch.load(os.path.join(out, "linear_cache", test_file), weights_only=True)
+    xte, yte = saved["feats"].numpy(), saved["labels"].numpy()
+    x = x.numpy()
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    clf = LogisticRegression(C=1.0, max_iter=10000, tol=1e-8).fit((x - mu) / sd, y)
+    m, w, d = xte.shape
+    p = clf.predict_proba((xte.reshape(m * w, d) - mu) / sd).reshape(m, w, -1).mean(1)
+    return 100.0 * float((p.argmax(1) == yte).mean())
+
+
 def _sklearn_reference(out):
     """A converged multinomial logistic regression on the cached probe's own frozen features
     (standardised view features of the training videos; test = probabilities averaged over views)."""
@@ -67,12 +92,16 @@ def test_both_linear_modes_match_a_converged_logistic_regression(data_root, tmp_
     assert saved["chance"]["top1"] == pytest.approx(25.0)
     assert cached["top1"] >= ref - 3.0, (cached, ref)
 
-    # The paper's protocol (SGD over decoded, augmented clips, lr 0.1 per 64 = 0.0125 at batch 8).
-    sgd = run_linear(load_config(None, opts(data_root, tmp_path / "sgd", "linear") + ["LINEAR.MAX_EPOCH", "60"]))
+    # The paper's protocol: SGD over decoded, augmented clips at random starts (lr 0.1 per 64 =
+    # 0.0125 at batch 8), the standardisation fixed to the training features' statistics. Its
+    # reference is the converged regression on the same kind of training clips.
+    cfg = load_config(None, opts(data_root, tmp_path / "sgd", "linear") + ["LINEAR.MAX_EPOCH", "60"])
+    sgd = run_linear(cfg)
+    ref_clips = _sklearn_on_training_clips(cfg, tmp_path / "cached")
     losses = [r["loss"] for _, r in sorted(read_metrics(str(tmp_path / "sgd")).items()) if "loss" in r]
-    first, last = np.mean(losses[:8]), np.mean(losses[-8:])
-    assert last < first - 0.2, (first, last)
-    assert sgd["top1"] >= ref - 3.0, (sgd, ref, num_test)
+    first, last = np.mean(losses[:20]), np.mean(losses[-20:])
+    assert last < first - 0.1, (first, last)
+    assert sgd["top1"] >= ref_clips - 3.0, (sgd, ref_clips, ref, num_test)
 
 
 def test_finetune_from_random_init_learns(data_root, tmp_path):
