@@ -64,7 +64,9 @@ def read_metrics(output_dir: str) -> Dict[int, Dict[str, Any]]:
     """Read ``OUTPUT_DIR/metrics.json`` back as ``{iteration: record}``.
 
     A resumed run appends to the same file, so an iteration replayed after a resume can
-    appear twice; the later line (the resumed run's) wins.
+    appear twice; the later line (the resumed run's) wins, key by key: records of the same
+    iteration are merged (an evaluation or monitor record written at the iteration of a
+    training record adds its keys to it).
 
     Args:
         output_dir: the run's ``OUTPUT_DIR`` (any iopath URI).
@@ -77,7 +79,7 @@ def read_metrics(output_dir: str) -> Dict[int, Dict[str, Any]]:
         for line in f:
             if line.strip():
                 record = json.loads(line)
-                records[record["iteration"]] = record
+                records.setdefault(record["iteration"], {}).update(record)
     return records
 
 

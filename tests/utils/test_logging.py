@@ -89,3 +89,12 @@ def test_json_stats_stay_off_the_console(tmp_path, capsys):
     assert console.count("[pretrain] epoch 1/2  iter 1/10  loss 4.0400") == 1
     log = (tmp_path / "log.txt").read_text()
     assert 'json_stats: {"epoch": 0, "iteration": 1, "loss": 4.04}' in log and "[pretrain] epoch 1/2" in log
+
+
+def test_read_metrics_merges_records_of_one_iteration(tmp_path):
+    from ascnet.utils.events import read_metrics
+
+    lines = [{"iteration": 5, "loss": 2.0, "lr": 0.1}, {"iteration": 5, "monitor_knn20_top1": 30.0},
+             {"iteration": 5, "loss": 1.5}]
+    (tmp_path / "metrics.json").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert read_metrics(str(tmp_path)) == {5: {"iteration": 5, "loss": 1.5, "lr": 0.1, "monitor_knn20_top1": 30.0}}
