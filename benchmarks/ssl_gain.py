@@ -1,179 +1,157 @@
 #!/usr/bin/env python
-"""Does ASCNet pretraining help on the generated dataset? (run by hand)
+"""The paper's ablation table on the generated dataset (run by hand; docs/benchmarks.md).
 
-Three backbones, the same small 3D R18 (the quickstart's) and the same budget:
+Rows (the same small 3D R18, the same data and budget):
 
-* ``ascnet``: pretrained with configs/Synthetic/ssl_gain_pretrain.yaml (the quickstart recipe on
-  a generated dataset of 8 classes x 60 videos of 32 x 32 frames with one shared appearance;
-  SCP positives by appearance retrieval);
-* ``ascnet_random_same_speed``: the same with ``ASCNET.POSITIVE_SAMPLER random_same_speed``;
+* ``ascnet``: ACP + SCP, SCP positives by appearance retrieval (the method);
+* ``acp_only``: ``ASCNET.SCP_WEIGHT 0``;
+* ``scp_only``: ``ASCNET.ACP_WEIGHT 0``;
+* ``scp_random_positives``: ACP + SCP with ``ASCNET.POSITIVE_SAMPLER random_same_speed``;
 * ``random_init``: no pretraining;
+* ``supervised``: the backbone trained with labels from random init (all layers,
+  configs/Synthetic/finetune_quickstart.yaml), the reference of what the data allows.
 
-plus a reference row, ``supervised``: the same backbone trained with labels from random init
-(configs/Synthetic/finetune_quickstart.yaml, all layers), which tells whether the classes can
-be learnt at all at this size.
+Columns: linear protocol top-1 in both modes (``LINEAR.MODE sgd``: the paper's SGD over decoded
+clips; ``cached``: L-BFGS on cached features), kNN top-1 (k = 20, 200) and retrieval top-1 and
+mAP (configs/Synthetic/retrieval_quickstart.yaml: test -> train, 10 clips); each the mean and
+the standard deviation over ``--seeds`` (``RNG_SEED`` of pretraining and evaluation; the videos
+are the same for every seed). The dataset keeps per-video appearance (``APPEARANCE random``);
+its size and the budgets are arguments, so the same command runs the small version on a shared
+CPU and a larger one elsewhere. Prints a markdown table and writes ``<out>/ssl_gain.json``.
 
-Each backbone is evaluated with the linear protocol (configs/Synthetic/linear_quickstart.yaml:
-frozen backbone, BN in eval mode, standardised features, linear layer trained, then 10 clips x 3
-crops) and with retrieval (configs/Synthetic/retrieval_quickstart.yaml: test -> train, 10 clips,
-top-k and mAP). The dataset and clip settings of the pretraining config (``DATA_KEYS``) are
-passed to every downstream run, so all rows use the same videos. Everything runs with RNG_SEED
-(``--seed``, default 0) and one torch thread (``--threads``). Prints a markdown table (for
-docs/benchmarks.md, section "SSL gain on the generated dataset") and writes <out>/ssl_gain.json.
-About 14 minutes on two shared CPU cores.
-
-    python benchmarks/ssl_gain.py [--out output/ssl_gain] [--seed 0] [--only ascnet random_init]
+    python benchmarks/ssl_gain.py --out output/ssl_gain --seeds 0 1 2
 """
 import argparse
 import json
 import os
 import platform
+import statistics
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = os.path.join(REPO, "configs", "Synthetic")
-PRETRAIN_CFG = os.path.join(CFG, "ssl_gain_pretrain.yaml")
-# Keys of the pretraining config copied into the linear and retrieval runs.
-DATA_KEYS = (
-    "DATA.SYNTHETIC.NUM_CLASSES",
-    "DATA.SYNTHETIC.VIDEOS_PER_CLASS",
-    "DATA.SYNTHETIC.NUM_FRAMES",
-    "DATA.SYNTHETIC.SIZE",
-    "DATA.SYNTHETIC.SEED",
-    "DATA.SYNTHETIC.APPEARANCE",
-    "DATA.NUM_FRAMES",
-    "DATA.SAMPLING_RATE",
-    "DATA.TARGET_FPS",
-    "DATA.CROP_SIZE",
-    "DATA.TEST_CROP_SIZE",
-    "DATA.TEST_SHORT_SIDE",
-    "AUG.RRC_SCALE",
-)
+PRETRAIN = os.path.join(CFG, "ASCNet_R3D18_quickstart.yaml")
 
-
-def _get(cfg, key):
-    for k in key.split("."):
-        cfg = cfg[k]
-    return cfg
-
-
-def _data_opts(pre_opts):
-    """DATA_KEYS of the pretraining config (with the command-line overrides) as KEY VALUE pairs."""
-    from ascnet.engine.plugins import load_config
-
-    cfg = load_config(PRETRAIN_CFG, pre_opts)
-    out = []
-    for k in DATA_KEYS:
-        v = _get(cfg, k)
-        out += [k, str(list(v)) if isinstance(v, (list, tuple)) else str(v)]
-    return out + ["MODEL.NUM_CLASSES", str(cfg.DATA.SYNTHETIC.NUM_CLASSES)], cfg
+CONDITIONS = {
+    "ascnet": ["ASCNET.POSITIVE_SAMPLER", "appearance_retrieval"],
+    "acp_only": ["ASCNET.SCP_WEIGHT", "0.0"],
+    "scp_only": ["ASCNET.ACP_WEIGHT", "0.0"],
+    "scp_random_positives": ["ASCNET.POSITIVE_SAMPLER", "random_same_speed"],
+    "random_init": None,
+    "supervised": "supervised",
+}
+COLUMNS = ("linear_sgd", "linear_cached", "knn20_top1", "knn200_top1", "retrieval_top1", "mAP")
 
 
 def _run(cfg_path, opts):
-    from ascnet.engine.plugins import load_config
     from ascnet.engine.launch import launch
+    from ascnet.engine.plugins import load_config
     from ascnet.engine.tasks import get_task
 
     cfg = load_config(cfg_path, opts)
-    t = time.perf_counter()
+    t = time.process_time()
     launch(cfg, get_task(cfg.TASK))
-    return cfg, time.perf_counter() - t
+    return cfg, time.process_time() - t
 
 
-def main() -> None:
+def _test_top1(out_dir, split_id=1):
+    with open(os.path.join(out_dir, f"test_results_split{split_id}.json")) as f:
+        return json.load(f)["results"]["top1"]
+
+
+def run_condition(name, extra, seed, args, data_opts):
+    """One row for one seed: pretraining (unless random init / supervised), then every evaluation."""
+    base = os.path.join(args.out, f"seed{seed}", name)
+    common = data_opts + ["RNG_SEED", str(seed), "TENSORBOARD.ENABLE", "False", "TRAIN.AUTO_RESUME", "False"]
+    row = {}
+    if extra == "supervised":
+        _, row["cpu_s"] = _run(os.path.join(CFG, "finetune_quickstart.yaml"), common + [
+            "OUTPUT_DIR", base, "TRAIN.CHECKPOINT_FILE_PATH", "", "FINETUNE.MAX_EPOCH", str(args.supervised_epochs),
+            "TEST.NUM_SPATIAL_CROPS", "1"])
+        row["finetune"] = _test_top1(base)
+        return row
+    ckpt = ""
+    if extra is not None:
+        ckpt = os.path.join(base, "pretrain")
+        _, row["pretrain_cpu_s"] = _run(PRETRAIN, common + extra + [
+            "OUTPUT_DIR", ckpt, "SOLVER.MAX_EPOCH", str(args.pretrain_epochs), "TRAIN.MONITOR_PERIOD", "0"])
+    lin = os.path.join(base, "linear_sgd")
+    _run(os.path.join(CFG, "linear_quickstart.yaml"), common + [
+        "OUTPUT_DIR", lin, "TRAIN.CHECKPOINT_FILE_PATH", ckpt, "LINEAR.MAX_EPOCH", str(args.linear_epochs),
+        "TEST.NUM_SPATIAL_CROPS", "1"])
+    row["linear_sgd"] = _test_top1(lin)
+    lin_c = os.path.join(base, "linear_cached")
+    _run(os.path.join(CFG, "linear_quickstart.yaml"), common + [
+        "OUTPUT_DIR", lin_c, "TRAIN.CHECKPOINT_FILE_PATH", ckpt, "LINEAR.MODE", "cached",
+        "LINEAR.CACHED_TRAIN_CROPS", "1", "TEST.NUM_SPATIAL_CROPS", "1"])
+    row["linear_cached"] = _test_top1(lin_c)
+    ret = os.path.join(base, "retrieval")
+    _run(os.path.join(CFG, "retrieval_quickstart.yaml"), common + [
+        "OUTPUT_DIR", ret, "RETRIEVAL.CHECKPOINT_FILE_PATH", ckpt, "RETRIEVAL.USE_CACHE", "False"])
+    (js,) = [x for x in os.listdir(ret) if x.endswith(".json")]
+    with open(os.path.join(ret, js)) as f:
+        r = json.load(f)["results"]
+    row.update(knn20_top1=r["knn20_top1"], knn200_top1=r["knn200_top1"], retrieval_top1=r["top1"], mAP=r["mAP"])
+    return row
+
+
+def _cell(values):
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=os.path.join(REPO, "output", "ssl_gain"))
-    p.add_argument("--data", default="", help="generated dataset folder (default <out>/synthetic)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pretrain-epochs", type=int, default=0, help="0: SOLVER.MAX_EPOCH of the config")
-    p.add_argument("--opts", nargs="*", default=[], help="KEY VALUE overrides of the pretraining config")
-    p.add_argument("--linear-epochs", type=int, default=20)
-    p.add_argument("--test-crops", type=int, default=3)
-    p.add_argument("--linear-lr", type=float, default=0.005,
-                   help="LINEAR.BASE_LR (at batch 16); the recipe's 0.1 diverges on standardised 128-d features")
-    p.add_argument("--reuse-pretrain", action="store_true", help="keep a pretraining checkpoint already under --out")
-    p.add_argument("--supervised-epochs", type=int, default=30,
-                   help="reference row: the same backbone trained with labels from random init (all layers; 0 = skip)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads of the training process (1: steady timings on a shared machine; 0: torch default)")
-    p.add_argument("--only", nargs="*", default=[], help="subset of the conditions")
-    args = p.parse_args()
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--only", nargs="*", default=[], help=f"subset of {list(CONDITIONS)}")
+    p.add_argument("--videos-per-class", type=int, default=20)
+    p.add_argument("--size", type=int, default=32, help="frame size of the generated videos (crops = size)")
+    p.add_argument("--pretrain-epochs", type=int, default=15)
+    p.add_argument("--linear-epochs", type=int, default=100)
+    p.add_argument("--supervised-epochs", type=int, default=30)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: steady on a shared machine)")
+    args = p.parse_args(argv)
     if args.threads > 0:
         import torch
 
         torch.set_num_threads(args.threads)
-    data = args.data or os.path.join(args.out, "synthetic")
-    common = ["DATA.PATH_TO_DATA_DIR", data, "RNG_SEED", str(args.seed)]
-    pre_common = common + list(args.opts)
-    if args.pretrain_epochs:
-        pre_common += ["SOLVER.MAX_EPOCH", str(args.pretrain_epochs)]
-    data_opts, pre_cfg = _data_opts(pre_common)
-    eval_common = common + data_opts
-    conditions = {
-        "ascnet": ["ASCNET.POSITIVE_SAMPLER", "appearance_retrieval"],
-        "ascnet_random_same_speed": ["ASCNET.POSITIVE_SAMPLER", "random_same_speed"],
-        "random_init": None,
-    }
-    if args.only:
-        conditions = {k: v for k, v in conditions.items() if k in args.only}
-    results = {}
-    t0 = time.perf_counter()
-    for name, pre_opts in conditions.items():
-        row = {}
-        ckpt = ""
-        if pre_opts is not None:
-            pre_dir = os.path.join(args.out, name, "pretrain")
-            if args.reuse_pretrain and os.path.isdir(os.path.join(pre_dir, "checkpoints")):
-                row["pretrain_s"] = 0.0
-            else:
-                    _, row["pretrain_s"] = _run(PRETRAIN_CFG, pre_common + pre_opts + [
-                    "OUTPUT_DIR", pre_dir, "TENSORBOARD.ENABLE", "False", "TRAIN.AUTO_RESUME", "False"])
-            ckpt = pre_dir
-        lin_dir = os.path.join(args.out, name, "linear")
-        cfg, row["linear_s"] = _run(os.path.join(CFG, "linear_quickstart.yaml"), eval_common + [
-            "OUTPUT_DIR", lin_dir, "TRAIN.CHECKPOINT_FILE_PATH", ckpt, "LINEAR.MAX_EPOCH", str(args.linear_epochs),
-            "LINEAR.BASE_LR", str(args.linear_lr),
-            "TEST.NUM_SPATIAL_CROPS", str(args.test_crops), "TENSORBOARD.ENABLE", "False", "TRAIN.AUTO_RESUME", "False"])
-        with open(os.path.join(lin_dir, f"test_results_split{cfg.DATA.SPLIT_ID}.json")) as f:
-            row["linear"] = json.load(f)["results"]
-        ret_dir = os.path.join(args.out, name, "retrieval")
-        _, row["retrieval_s"] = _run(os.path.join(CFG, "retrieval_quickstart.yaml"), eval_common + [
-            "OUTPUT_DIR", ret_dir, "RETRIEVAL.CHECKPOINT_FILE_PATH", ckpt, "RETRIEVAL.USE_CACHE", "False"])
-        (js,) = [x for x in os.listdir(ret_dir) if x.endswith(".json")]
-        with open(os.path.join(ret_dir, js)) as f:
-            row["retrieval"] = json.load(f)["results"]
-        results[name] = row
-        print(name, json.dumps(row), flush=True)
-    if args.supervised_epochs > 0 and (not args.only or "supervised" in args.only):
-        sup_dir = os.path.join(args.out, "supervised")
-        cfg, sup_s = _run(os.path.join(CFG, "finetune_quickstart.yaml"), eval_common + [
-            "OUTPUT_DIR", sup_dir, "TRAIN.CHECKPOINT_FILE_PATH", "", "FINETUNE.MAX_EPOCH", str(args.supervised_epochs),
-            "TEST.NUM_SPATIAL_CROPS", str(args.test_crops), "TENSORBOARD.ENABLE", "False", "TRAIN.AUTO_RESUME", "False"])
-        with open(os.path.join(sup_dir, f"test_results_split{cfg.DATA.SPLIT_ID}.json")) as f:
-            results["supervised"] = {"linear": json.load(f)["results"], "finetune_s": sup_s}
-        print("supervised", json.dumps(results["supervised"]), flush=True)
-    total = time.perf_counter() - t0
-    lines = [
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared), torch threads {args.threads or 'default'}; seed {args.seed}; "
-        f"pretraining {pre_cfg.SOLVER.MAX_EPOCH} epochs (ssl_gain_pretrain.yaml), linear protocol {args.linear_epochs} epochs at lr {args.linear_lr:g}, "
-        f"test 10 clips x {args.test_crops} crops; retrieval 10 clips x 1 crop, split 1; supervised reference "
-        f"{args.supervised_epochs} epochs; total {total / 60:.1f} min.",
-        "",
-        "| backbone | linear top-1 | linear top-5 | retrieval top-1 | top-5 | top-10 | mAP | pretrain (s) |",
-        "|---|---|---|---|---|---|---|---|",
+    os.makedirs(args.out, exist_ok=True)
+    data = os.path.join(args.out, "synthetic")
+    data_opts = [
+        "DATA.PATH_TO_DATA_DIR", data, "DATA.SYNTHETIC.VIDEOS_PER_CLASS", str(args.videos_per_class),
+        "DATA.SYNTHETIC.SIZE", str(args.size), "DATA.CROP_SIZE", str(args.size), "DATA.TEST_CROP_SIZE", str(args.size),
+        "DATA.TEST_SHORT_SIDE", str(args.size), "LOG_PERIOD", "50",
     ]
-    for name, r in results.items():
-        lin, ret = r["linear"], r.get("retrieval")
-        if ret is None:  # the supervised reference: fine-tuned, no retrieval
-            lines.append(f"| {name} (all layers, labels) | {lin['top1']:.1f} | {lin['top5']:.1f} | - | - | - | - | - |")
+    conditions = {k: v for k, v in CONDITIONS.items() if not args.only or k in args.only}
+    results = {name: [] for name in conditions}
+    t0 = time.time()
+    for seed in args.seeds:
+        for name, extra in conditions.items():
+            row = run_condition(name, extra, seed, args, data_opts)
+            results[name].append(row)
+            print("ROW", seed, name, json.dumps(row), flush=True)
+            with open(os.path.join(args.out, "ssl_gain.json"), "w") as f:
+                json.dump({"results": results, "args": vars(args)}, f, indent=2)
+    lines = [
+        f"{platform.machine()}, {os.cpu_count()} CPUs (shared), torch threads {args.threads}; seeds {args.seeds}; "
+        f"8 classes x {args.videos_per_class} videos of {args.size} px, per-video appearance; pretraining "
+        f"{args.pretrain_epochs} epochs, linear (sgd) {args.linear_epochs} epochs, supervised {args.supervised_epochs} "
+        f"epochs; wall {(time.time() - t0) / 60:.1f} min. Mean ± std over seeds (chance 12.5).",
+        "",
+        "| row | linear sgd | linear cached | kNN20 | kNN200 | retrieval top-1 | mAP |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, rows in results.items():
+        if name == "supervised":
+            lines.append(f"| supervised (all layers, labels; test top-1) | {_cell([r['finetune'] for r in rows])} | - | - | - | - | - |")
             continue
-        lines.append(
-            f"| {name} | {lin['top1']:.1f} | {lin['top5']:.1f} | {ret['top1']:.1f} | {ret['top5']:.1f} | "
-            f"{ret['top10']:.1f} | {ret['mAP']:.1f} | {r.get('pretrain_s', 0):.0f} |"
-        )
+        lines.append("| " + name + " | " + " | ".join(_cell([r[c] for r in rows]) for c in COLUMNS) + " |")
     table = "\n".join(lines)
     print(table)
-    os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "ssl_gain.json"), "w") as f:
         json.dump({"results": results, "table": table, "args": vars(args)}, f, indent=2)
 

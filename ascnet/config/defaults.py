@@ -63,6 +63,13 @@ _C.TRAIN.SPLIT = "train"
 _C.TRAIN.BATCH_SIZE = 64
 # Evaluate every EVAL_PERIOD epochs (downstream tasks); 0 disables periodic evaluation.
 _C.TRAIN.EVAL_PERIOD = 0
+# [D] Pretraining: representation monitor every MONITOR_PERIOD epochs (0 = off), also before
+# the first iteration and after the last epoch: kNN top-1 and retrieval top-1 of the online
+# backbone, RETRIEVAL.QUERY_SPLIT -> RETRIEVAL.GALLERY_SPLIT of TEST.DATASET, to metrics.json and
+# TensorBoard (monitor_* keys); the first and last are printed side by side at the end.
+_C.TRAIN.MONITOR_PERIOD = 0
+# Uniformly spaced centre clips per video of the monitor (fewer than RETRIEVAL.NUM_CLIPS: cheap).
+_C.TRAIN.MONITOR_NUM_CLIPS = 2
 # Save a checkpoint every CHECKPOINT_PERIOD epochs.
 _C.TRAIN.CHECKPOINT_PERIOD = 1
 # Also save a checkpoint every CHECKPOINT_ITERS iterations (0 = off). Mid-epoch checkpoints
@@ -352,6 +359,10 @@ _C.RETRIEVAL.BATCH_SIZE = 8
 _C.RETRIEVAL.CHECKPOINT_FILE_PATH = ""
 # Reuse cached features (keyed by the checkpoint's sha256 and every feature-defining key).
 _C.RETRIEVAL.USE_CACHE = True
+# [D] Weighted kNN classification beside retrieval (InstDisc): the k nearest gallery videos
+# vote with weight exp(cosine / KNN_TEMPERATURE); top-1 for each k ([] = off).
+_C.RETRIEVAL.KNN_K = [20, 200]
+_C.RETRIEVAL.KNN_TEMPERATURE = 0.07
 # Write an HTML page and a PNG contact sheet of sampled queries and their top-5 neighbours.
 _C.RETRIEVAL.VISUALIZE = False
 # Queries shown by VISUALIZE (sampled with RNG_SEED).
@@ -374,6 +385,25 @@ _C.LINEAR.WARMUP_EPOCHS = 0.0
 # pretrained encoder can be large (norm ~10-30), and lr 0.1 then diverges; "bn" makes the
 # recipe's lr independent of the encoder's feature scale.
 _C.LINEAR.FEATURE_NORM = "bn"
+# [D] "sgd": the recipe above, SGD over decoded, augmented clips (the paper's protocol).
+# "cached": frozen features of deterministic views extracted once (cached, keyed by the
+# checkpoint's sha256), then a multinomial logistic regression fitted to convergence by L-BFGS
+# on the device, L2 chosen among CACHED_L2 on held-out training videos; seconds instead of
+# minutes; the same test (TEST.* views, softmax averaged) and test_results_split<k>.json.
+_C.LINEAR.MODE = "sgd"
+# Cached mode: uniformly spaced clips x spatial crops of each training video (test videos use
+# TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS).
+_C.LINEAR.CACHED_TRAIN_CLIPS = 10
+_C.LINEAR.CACHED_TRAIN_CROPS = 3
+# Cached mode: L2 penalties swept (objective: mean cross-entropy + L2 / 2 * ||W||^2 on the
+# standardised features), the share of each class's training videos held out to choose one,
+# and the L-BFGS iterations per fit.
+_C.LINEAR.CACHED_L2 = [1e-4, 1e-3, 1e-2, 1e-1]
+_C.LINEAR.CACHED_VAL_FRACTION = 0.2
+_C.LINEAR.CACHED_MAX_ITER = 500
+# Cached mode: feature cache folder ("" = OUTPUT_DIR/linear_cache) and whether to use it.
+_C.LINEAR.CACHE_DIR = ""
+_C.LINEAR.USE_CACHE = True
 
 _C.FINETUNE = CfgNode()
 # [D] Fine-tuning of all layers: SGD lr 0.1 (for SOLVER.BASE_BATCH_SIZE, scaled linearly),

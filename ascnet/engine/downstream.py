@@ -180,12 +180,16 @@ def _test_checkpoint(cfg: CfgNode) -> str:
     return path
 
 
-def write_test_results(cfg: CfgNode, res: Dict, checkpoint: str = "") -> str:
-    """Write the test results with their protocol to ``OUTPUT_DIR/test_results_split<ID>.json``."""
+def write_test_results(cfg: CfgNode, res: Dict, checkpoint: str = "", extra: Optional[Dict] = None) -> str:
+    """Write the test results with their protocol to ``OUTPUT_DIR/test_results_split<ID>.json``.
+
+    ``extra``: more protocol entries (the cached probe's mode, L2 and sweep)."""
     from ascnet.utils.io import atomic_write_bytes
 
     payload = {
         "results": {k: res[k] for k in ("top1", "top5", "num_videos")},
+        "chance": {"top1": 100.0 / max(int(cfg.MODEL.NUM_CLASSES), 1),
+                   "top5": 100.0 * min(5, int(cfg.MODEL.NUM_CLASSES)) / max(int(cfg.MODEL.NUM_CLASSES), 1)},
         "protocol": {
             "dataset": cfg.TEST.DATASET,
             "split_id": cfg.DATA.SPLIT_ID,
@@ -195,6 +199,7 @@ def write_test_results(cfg: CfgNode, res: Dict, checkpoint: str = "") -> str:
             "views": res.get("num_views"),
             "aggregation": "softmax averaged over views",
             "checkpoint": checkpoint,
+            **(extra or {}),
         },
     }
     path = os.path.join(cfg.OUTPUT_DIR, TEST_RESULTS.format(split_id=cfg.DATA.SPLIT_ID))
@@ -202,17 +207,19 @@ def write_test_results(cfg: CfgNode, res: Dict, checkpoint: str = "") -> str:
     return path
 
 
-def _report(cfg: CfgNode, res: Dict, checkpoint: str) -> None:
+def _report(cfg: CfgNode, res: Dict, checkpoint: str, label: str = "TEST", extra: Optional[Dict] = None) -> None:
     if not is_main_process():
         return
-    path = write_test_results(cfg, res, checkpoint)
+    path = write_test_results(cfg, res, checkpoint, extra)
+    k = max(int(cfg.MODEL.NUM_CLASSES), 1)
     line = (
-        f"TEST {cfg.TEST.DATASET} split{cfg.DATA.SPLIT_ID} ({cfg.TEST.SPLIT}, {res['num_videos']} videos, "
+        f"{label} {cfg.TEST.DATASET} split{cfg.DATA.SPLIT_ID} ({cfg.TEST.SPLIT}, {res['num_videos']} videos, "
         f"{cfg.TEST.NUM_ENSEMBLE_VIEWS} clips x {cfg.TEST.NUM_SPATIAL_CROPS} crops, softmax averaged): "
-        f"top1 {res['top1']:.2f}  top5 {res['top5']:.2f}"
+        f"top1 {res['top1']:.2f}  top5 {res['top5']:.2f}  (chance: top1 {100.0 / k:.2f}, top5 {100.0 * min(5, k) / k:.2f})"
     )
-    logger.info("%s -> %s", line, path)
-    print(line, flush=True)
+    # Printed once (the console); log.txt keeps it at DEBUG level with the file written.
+    logger.debug("%s -> %s", line, path)
+    print(f"{line}\n  results: {path}", flush=True)
 
 
 def run_test(cfg: CfgNode) -> Dict:
@@ -270,6 +277,21 @@ class DownstreamTrainer(Trainer):
         logger.info("Backbone weights from %s (projections and predictors dropped).", path)
         return unwrap(self.model).load_pretrained(path)
 
+    def before_train(self):
+        super().before_train()
+        from ascnet.utils.distributed import unwrap
+
+        net = unwrap(self.model)
+        if getattr(net, "freeze_backbone", False) and isinstance(net.feat_norm, torch.nn.BatchNorm1d):
+            if self.iter == 0:  # a resumed run has the statistics in its checkpoint
+                mean, var = feature_statistics(net, self.train_loader, self.device, prepare=self.prepare_batch)
+                net.set_feature_statistics(mean, var)
+                logger.info("Linear protocol: feature standardisation fixed to the statistics of one pass over "
+                            "the training clips (mean |mean| %.4g, mean std %.4g).",
+                            float(mean.abs().mean()), float(var.sqrt().mean()))
+            else:
+                net.set_feature_statistics()
+
     def after_epoch(self, epoch: int):
         out = super().after_epoch(epoch)
         period = self.cfg.TRAIN.EVAL_PERIOD
@@ -310,11 +332,171 @@ def _train_then_test(cfg: CfgNode, task: str) -> Dict:
     return res
 
 
+@torch.no_grad()
+def feature_statistics(model, loader, device, prepare=None) -> "tuple":
+    """Mean and (biased) variance of the frozen backbone features over one pass of ``loader``
+    (every process's share, summed over processes).
+
+    Args:
+        prepare: batch -> batch on ``device`` with float clips (the trainer's
+            :meth:`~ascnet.engine.trainer.Trainer.prepare_batch`, which applies the device-side
+            augmentation); default: move the clips to ``device``.
+
+    Returns:
+        (mean (D,), var (D,)) float32 on ``device``.
+    """
+    from ascnet.utils import distributed as du
+
+    total, total_sq, count = None, None, torch.zeros((), dtype=torch.float64, device=device)
+    for batch in loader:
+        clips = prepare(batch)["clips"] if prepare is not None else batch["clips"].to(device)
+        if clips.ndim == 6:
+            clips = clips.flatten(0, 1)
+        f = model.backbone(clips).double()
+        total = f.sum(0) if total is None else total + f.sum(0)
+        total_sq = f.pow(2).sum(0) if total_sq is None else total_sq + f.pow(2).sum(0)
+        count += f.shape[0]
+    if du.get_world_size() > 1:
+        import torch.distributed as dist
+
+        for t in (total, total_sq, count):
+            dist.all_reduce(t)
+    mean = total / count
+    var = (total_sq / count - mean.pow(2)).clamp(min=0)
+    return mean.float(), var.float()
+
+
 def run_finetune(cfg: CfgNode) -> Dict:
     """TASK ``finetune``: train every layer with the ``FINETUNE.*`` recipe, then test."""
     return _train_then_test(cfg, "finetune")
 
 
 def run_linear(cfg: CfgNode) -> Dict:
-    """TASK ``linear``: frozen backbone, train the linear layer with ``LINEAR.*``, then test."""
+    """TASK ``linear``: frozen backbone, then test. ``LINEAR.MODE sgd`` trains the linear layer
+    on decoded clips with the ``LINEAR.*`` recipe; ``cached`` fits it on cached features
+    (:func:`run_linear_cached`)."""
+    mode = cfg.LINEAR.MODE
+    if mode == "cached":
+        return run_linear_cached(cfg)
+    if mode != "sgd":
+        raise DownstreamError(f"LINEAR.MODE is {mode!r}; choose 'sgd' (the paper's recipe) or 'cached'.")
     return _train_then_test(cfg, "linear")
+
+
+# ------------------------------------------------------------------------------------------------
+# The cached linear probe (LINEAR.MODE cached)
+# ------------------------------------------------------------------------------------------------
+def _probe_features(cfg: CfgNode, backbone, weights_id: str, split: str, clips: int, crops: int, device):
+    """(N, V, D) raw frozen features of every video of ``split`` (V = clips x crops deterministic
+    views) and (N,) labels, cached under ``LINEAR.CACHE_DIR`` by the checkpoint's sha256 and every
+    key that defines them."""
+    import hashlib
+
+    from iopath.common.file_io import g_pathmgr
+
+    from ascnet.evaluation.inference import inference_on_dataset
+    from ascnet.evaluation.retrieval import build_retrieval_dataset, feature_protocol
+    from ascnet.utils.checkpoint import CheckpointError, read_checkpoint
+    from ascnet.utils.io import atomic_write
+
+    protocol = dict(feature_protocol(cfg, weights_id), split=split, num_clips=int(clips), num_crops=int(crops),
+                    per_view=True, query_split=None, gallery_split=None, pooling=None)
+    blob = json.dumps(protocol, sort_keys=True)
+    cache_dir = cfg.LINEAR.CACHE_DIR or os.path.join(cfg.OUTPUT_DIR, "linear_cache")
+    path = os.path.join(cache_dir, f"{split}_{hashlib.sha256(blob.encode()).hexdigest()[:24]}.pt")
+    if cfg.LINEAR.USE_CACHE and g_pathmgr.exists(path):
+        try:
+            saved = read_checkpoint(path, source="LINEAR.CACHE_DIR")
+        except CheckpointError as e:  # a damaged cache is recomputed (and rewritten)
+            logger.warning("Ignoring the feature cache: %s", e)
+            saved = {}
+        if saved.get("protocol") == blob:
+            return saved["feats"], saved["labels"], True
+    ds = build_retrieval_dataset(cfg, split, clips, crops)
+    check_num_classes(cfg, ds)
+
+    def fn(batch):
+        x = batch["clips"]  # (N, V, C, T, H, W)
+        n, v = x.shape[:2]
+        return {"feats": backbone(x.flatten(0, 1)).view(n, v, -1)}
+
+    out = inference_on_dataset(fn, ds, cfg.TEST.BATCH_SIZE, num_workers=cfg.DATA_LOADER.NUM_WORKERS, device=device)
+    if cfg.LINEAR.USE_CACHE and is_main_process():
+        saved = {"protocol": blob, "feats": out["feats"], "labels": out["label"]}
+        atomic_write(path, lambda f: torch.save(saved, f))
+    return out["feats"], out["label"], False
+
+
+def run_linear_cached(cfg: CfgNode) -> Dict:
+    """``TASK linear`` with ``LINEAR.MODE cached``: the linear protocol on cached features.
+
+    The frozen backbone (``TRAIN.CHECKPOINT_FILE_PATH``; random init when empty, seeded with
+    RNG_SEED) extracts the features of ``LINEAR.CACHED_TRAIN_CLIPS`` x ``CACHED_TRAIN_CROPS``
+    deterministic views of every training video and of the ``TEST.*`` views of every test video,
+    once (cached, keyed by the checkpoint's sha256). A multinomial logistic regression is fitted
+    to convergence by L-BFGS on the device, its L2 chosen among ``LINEAR.CACHED_L2`` on held-out
+    training videos (:mod:`ascnet.evaluation.linear_probe`); the test is the softmax averaged
+    over the test views, as in the ``sgd`` mode, written to the same
+    ``OUTPUT_DIR/test_results_split<k>.json``; the probe is saved as a Classifier checkpoint
+    (``checkpoint_final``), which ``TASK test`` accepts.
+
+    Returns:
+        ``{"top1", "top5", "num_videos", "num_views", "l2", "sweep"}``.
+    """
+    from iopath.common.file_io import g_pathmgr
+
+    from ascnet.evaluation.linear_probe import fit_probe, standardise, video_probs
+    from ascnet.evaluation.retrieval import file_sha256
+    from ascnet.utils.checkpoint import Checkpointer
+    from ascnet.utils.logging import setup_logging
+
+    cfg = apply_task_recipe(cfg, "linear")
+    setup_logging(cfg.OUTPUT_DIR)
+    device = _device(cfg)
+    torch.manual_seed(cfg.RNG_SEED)  # random init is reproducible too
+    model = _classifier.Classifier(cfg, freeze_backbone=True, feature_norm="bn")
+    path = cfg.TRAIN.CHECKPOINT_FILE_PATH
+    if path:
+        from ascnet.evaluation.paths import resolve_checkpoint_path
+
+        path = resolve_checkpoint_path(path, "TRAIN.CHECKPOINT_FILE_PATH")
+        model.load_pretrained(path)
+        weights_id = "sha256:" + file_sha256(path)
+    else:
+        logger.warning("TASK linear: TRAIN.CHECKPOINT_FILE_PATH is empty: the backbone starts from RANDOM weights.")
+        weights_id = "random-init"
+    model.to(device).eval()
+    lin = cfg.LINEAR
+    with torch.no_grad():
+        tr_x, tr_y, tr_hit = _probe_features(cfg, model.backbone, weights_id, cfg.TRAIN.SPLIT,
+                                             lin.CACHED_TRAIN_CLIPS, lin.CACHED_TRAIN_CROPS, device)
+        te_x, te_y, te_hit = _probe_features(cfg, model.backbone, weights_id, cfg.TEST.SPLIT,
+                                             cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS, device)
+    logger.info("Cached probe: features of %d training videos x %d views and %d test videos x %d views (%s).",
+                tr_x.shape[0], tr_x.shape[1], te_x.shape[0], te_x.shape[1],
+                "from the cache" if tr_hit and te_hit else "extracted")
+    probe = fit_probe(tr_x.to(device), tr_y, int(cfg.MODEL.NUM_CLASSES), list(lin.CACHED_L2),
+                      val_fraction=float(lin.CACHED_VAL_FRACTION), seed=int(cfg.RNG_SEED), max_iter=int(lin.CACHED_MAX_ITER))
+    with torch.no_grad():
+        probs = video_probs(standardise(te_x.to(device), probe["mean"], probe["var"]), probe["weight"], probe["bias"])
+    res = classification_topk(probs.cpu(), te_y, ks=(1, 5))
+    res["num_views"] = int(te_x.shape[1])
+    # The probe as a Classifier: BatchNorm1d(affine=False) statistics and the linear layer.
+    with torch.no_grad():
+        model.feat_norm.running_mean.copy_(probe["mean"])
+        model.feat_norm.running_var.copy_(probe["var"])
+        model.head.fc.weight.copy_(probe["weight"])
+        model.head.fc.bias.copy_(probe["bias"])
+    ckpt = ""
+    if is_main_process():
+        g_pathmgr.mkdirs(cfg.OUTPUT_DIR)
+        ckpt = Checkpointer(cfg.OUTPUT_DIR, model).save("checkpoint_final", cfg=cfg.dump())
+    sweep = {f"{k:g}": v for k, v in probe["sweep"].items()}
+    logger.info("Cached probe: L2 %g chosen (held-out top-1 per L2: %s), training loss %.4f after %d L-BFGS iterations.",
+                probe["l2"], sweep, probe["train_loss"], probe["iterations"])
+    extra = {"linear_mode": "cached", "train_views": [int(lin.CACHED_TRAIN_CLIPS), int(lin.CACHED_TRAIN_CROPS)],
+             "l2": probe["l2"], "l2_sweep_heldout_top1": sweep, "train_loss": probe["train_loss"],
+             "weights": weights_id}
+    _report(cfg, res, ckpt or "", label="LINEAR (cached probe)", extra=extra)
+    res.update(l2=probe["l2"], sweep=probe["sweep"], train_loss=probe["train_loss"])
+    return res

@@ -20,6 +20,7 @@ from ascnet.evaluation.retrieval import (
     finalize_features,
     format_table,
     protocol_line,
+    result_chance,
     write_visualization,
 )
 from ascnet.utils.distributed import is_main_process, synchronize
@@ -66,25 +67,29 @@ def run_retrieval(cfg: CfgNode) -> Dict[str, object]:
         torch.device("cuda") if torch.cuda.is_available() and _faiss_gpu() else torch.device("cpu")
     )
     res = evaluate_retrieval(
-        qf.to(search_device), gf.to(search_device), ql, gl, cfg.RETRIEVAL.TOPK, backend=cfg.RETRIEVAL.BACKEND
+        qf.to(search_device), gf.to(search_device), ql, gl, cfg.RETRIEVAL.TOPK, backend=cfg.RETRIEVAL.BACKEND,
+        knn_ks=cfg.RETRIEVAL.KNN_K, knn_temperature=cfg.RETRIEVAL.KNN_TEMPERATURE,
     )
     neighbors = res.pop("neighbors")
+    similarities = res.pop("similarities")
+    chance = result_chance(ql, gl, cfg.RETRIEVAL.TOPK, cfg.RETRIEVAL.KNN_K)
     full_protocol = dict(protocol, center=cfg.RETRIEVAL.CENTER, backend=cfg.RETRIEVAL.BACKEND,
                          topk=list(cfg.RETRIEVAL.TOPK), checkpoint=checkpoint_file,
                          num_queries=int(qf.shape[0]), num_gallery=int(gf.shape[0]),
                          features_from_cache=bool(q_hit and g_hit))
-    table = format_table(res, full_protocol, cfg.RETRIEVAL.TOPK)
+    table = format_table(res, full_protocol, cfg.RETRIEVAL.TOPK, chance)
     print(table, flush=True)
     logger.info("retrieval results:\n%s", table)
     tag = "random-init" if weights_id == "random-init" else weights_id.split(":")[1][:12]
     json_path = os.path.join(cfg.OUTPUT_DIR, f"retrieval_split{cfg.DATA.SPLIT_ID}_{tag}.json")
-    out = {"results": res, "protocol": full_protocol, "load_report": report}
+    out = {"results": res, "chance": chance, "protocol": full_protocol, "load_report": report}
     if cfg.RETRIEVAL.VISUALIZE:
         vis_dir = os.path.join(cfg.OUTPUT_DIR, f"retrieval_vis_split{cfg.DATA.SPLIT_ID}_{tag}")
         summary = ", ".join(f"{k} {v:.2f}" for k, v in res.items())
         title = f"{protocol_line(full_protocol)} | {summary}"
         out["visualization"] = write_visualization(
-            cfg, vis_dir, neighbors, ql, gl, title=title, num_queries=cfg.RETRIEVAL.VIS_NUM_QUERIES
+            cfg, vis_dir, neighbors, ql, gl, title=title, num_queries=cfg.RETRIEVAL.VIS_NUM_QUERIES,
+            similarities=similarities,
         )
         print(f"visualisation: {out['visualization']}", flush=True)
     from ascnet.utils.io import atomic_write_bytes

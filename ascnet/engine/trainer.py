@@ -492,7 +492,7 @@ class Trainer:
         rec = {"iteration": self.iter, "epoch": self.epoch, **values,
                "eta_seconds": self.writer.eta_seconds(self.iter, self.max_iter)}
         self.writer.write(rec, step=self.iter)
-        self.writer.progress(self.iter, self.max_iter, self.epoch, self.cfg.SOLVER.MAX_EPOCH, values)
+        self.writer.progress(self.iter, self.max_iter, self.epoch, self.cfg.SOLVER.MAX_EPOCH, values, label=self.cfg.TASK)
 
     def after_epoch(self, epoch: int) -> None:
         """After each full epoch: the epoch checkpoint every ``TRAIN.CHECKPOINT_PERIOD`` epochs.

@@ -58,8 +58,11 @@ def evaluate_retrieval(
     gallery_labels: torch.Tensor,
     topk: Sequence[int] = (1, 5, 10, 20, 50),
     backend: str = "faiss",
+    knn_ks: Sequence[int] = (),
+    knn_temperature: float = 0.07,
 ) -> Dict[str, object]:
-    """Top-k accuracy and mAP of test -> train retrieval on final (normalised) features.
+    """Top-k accuracy and mAP of test -> train retrieval on final (normalised) features, and
+    weighted kNN classification top-1 (:mod:`ascnet.evaluation.knn`) from the same search.
 
     Args:
         query_feats: (Q, D) L2-normalised query features.
@@ -68,17 +71,26 @@ def evaluate_retrieval(
         gallery_labels: (G,) int64.
         topk: the k of the top-k accuracies.
         backend: search backend of :func:`ascnet.utils.search.knn`.
+        knn_ks: k values of the weighted kNN classifier (empty: none).
+        knn_temperature: its temperature.
 
     Returns:
-        ``{"top1": %, ..., "mAP": %, "neighbors": (Q, max k) int64 gallery indices}``.
+        ``{"top1": %, ..., "mAP": %, "knn<k>_top1": %, ..., "neighbors": (Q, max k) int64
+        gallery indices, "similarities": (Q, max k) float64}``.
     """
+    from .knn import knn_top1
+
     kmax = max(int(k) for k in topk)
-    _, nbrs = knn(query_feats, gallery_feats, kmax, backend=backend)
-    nbrs = nbrs.cpu()
+    sims, nbrs = knn(query_feats, gallery_feats, max([kmax] + [int(k) for k in knn_ks]), backend=backend)
+    sims, nbrs = sims.cpu(), nbrs.cpu()
     gl = gallery_labels.cpu()
-    res: Dict[str, object] = dict(retrieval_topk_from_neighbors(gl[nbrs], query_labels.cpu(), topk))
+    res: Dict[str, object] = dict(retrieval_topk_from_neighbors(gl[nbrs[:, :kmax]], query_labels.cpu(), topk))
     res["mAP"] = retrieval_map(query_feats.cpu(), gallery_feats.cpu(), query_labels.cpu(), gl)
-    res["neighbors"] = nbrs
+    if knn_ks:
+        num_classes = int(max(int(gl.max()), int(query_labels.max())) + 1)
+        res.update(knn_top1(sims, gl[nbrs], query_labels, num_classes, knn_ks, knn_temperature))
+    res["neighbors"] = nbrs[:, :kmax]
+    res["similarities"] = sims[:, :kmax]
     return res
 
 
@@ -295,30 +307,43 @@ def protocol_line(protocol: Dict[str, object]) -> str:
     )
 
 
-def format_table(results: Dict[str, float], protocol: Dict[str, object], topk: Sequence[int]) -> str:
-    """A text table: one row per metric, each row stating the protocol."""
+def format_table(
+    results: Dict[str, float], protocol: Dict[str, object], topk: Sequence[int], chance: Optional[Dict[str, float]] = None
+) -> str:
+    """A text table: one row per metric (retrieval top-k, mAP, kNN top-1), each row stating its
+    chance level (``chance[name]``, "-" when unknown) and the protocol."""
     proto = protocol_line(protocol)
-    names = [f"top{k}" for k in topk] + ["mAP"]
+    names = [f"top{k}" for k in topk] + ["mAP"] + sorted(
+        (k for k in results if k.startswith("knn") and k.endswith("_top1")), key=lambda k: int(k[3:-5])
+    )
+    chance = chance or {}
     width = max(len(n) for n in names)
-    lines = [f"{'metric':<{width}}  {'value':>7}  protocol"]
+    lines = [f"{'metric':<{width}}  {'value':>7}  {'chance':>7}  protocol"]
     for n in names:
-        lines.append(f"{n:<{width}}  {results[n]:7.2f}  {proto}")
+        c = f"{chance[n]:7.2f}" if n in chance else f"{'-':>7}"
+        lines.append(f"{n:<{width}}  {results[n]:7.2f}  {c}  {proto}")
     return "\n".join(lines)
 
 
-def _to_uint8_frame(clips: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Middle frame of a (V, C, T, H, W) clip tensor (uint8, or normalised float) as an (H, W, 3) uint8 image."""
+def _to_uint8_frames(clips: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Every frame of the middle view of a (V, C, T, H, W) clip tensor (uint8, or normalised
+    float) as (T, H, W, 3) uint8 images."""
     v = clips[clips.shape[0] // 2]  # (C, T, H, W)
-    frame = v[:, v.shape[1] // 2]  # (C, H, W)
-    if not frame.is_floating_point():
-        img = frame.permute(1, 2, 0).numpy()
-        return (np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img)[:, :, :3]
-    m = torch.tensor(mean, dtype=frame.dtype).view(-1, 1, 1)
-    s = torch.tensor(std, dtype=frame.dtype).view(-1, 1, 1)
-    img = ((frame * s + m).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-    if img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    return img[:, :, :3]
+    if not v.is_floating_point():
+        img = v.permute(1, 2, 3, 0).numpy()
+        return (np.repeat(img, 3, axis=3) if img.shape[3] == 1 else img)[..., :3]
+    m = torch.tensor(mean, dtype=v.dtype).view(-1, 1, 1, 1)
+    s = torch.tensor(std, dtype=v.dtype).view(-1, 1, 1, 1)
+    img = ((v * s + m).clamp(0, 1) * 255).round().byte().permute(1, 2, 3, 0).numpy()
+    if img.shape[3] == 1:
+        img = np.repeat(img, 3, axis=3)
+    return img[..., :3]
+
+
+def _strip(frames: np.ndarray, n: int = 4) -> np.ndarray:
+    """``n`` evenly spaced frames of (T, H, W, 3) side by side: (H, n * W, 3)."""
+    idx = np.linspace(0, frames.shape[0] - 1, min(n, frames.shape[0])).round().astype(int)
+    return np.concatenate([frames[i] for i in idx], axis=1)
 
 
 def _class_names(ds) -> Optional[List[str]]:
@@ -342,11 +367,15 @@ def write_visualization(
     title: str,
     num_queries: int = 8,
     top: int = 5,
+    similarities: Optional[torch.Tensor] = None,
 ) -> str:
-    """Write ``index.html``, ``contact_sheet.png`` and one PNG per shown frame under ``out_dir``.
+    """Write ``index.html``, ``contact_sheet.png`` and one animated GIF per shown video.
 
-    Queries are sampled with ``cfg.RNG_SEED``; each row shows the query's middle frame and its
-    ``top`` nearest gallery videos with their labels, framed green (same class) or red.
+    Each row shows a query and its ``top`` nearest gallery videos: an animated GIF of the
+    video's middle clip (its motion), the class, the cosine similarity to the query and the
+    video's path, framed green (same class) or red. ``num_queries`` queries are sampled with
+    ``cfg.RNG_SEED`` (0 = every query); the page states how many are shown. The contact sheet
+    shows each video as a strip of four frames of its clip.
 
     Returns:
         The path of the HTML page.
@@ -357,60 +386,83 @@ def write_visualization(
     g_ds = build_retrieval_dataset(cfg, cfg.RETRIEVAL.GALLERY_SPLIT, 1, 1)
     rng = np.random.default_rng(cfg.RNG_SEED)
     n_q = neighbors.shape[0]
-    chosen = sorted(rng.choice(n_q, size=min(num_queries, n_q), replace=False).tolist())
+    shown = n_q if num_queries <= 0 else min(num_queries, n_q)
+    chosen = sorted(rng.choice(n_q, size=shown, replace=False).tolist())
     g_pathmgr.mkdirs(out_dir)
     top = min(top, neighbors.shape[1])
+    fps = max(int(cfg.DATA.TARGET_FPS) or 10, 1)
 
-    def save(img: np.ndarray, name: str) -> None:
+    def save_gif(frames: np.ndarray, name: str) -> None:
+        imgs = [Image.fromarray(f) for f in frames]
         with g_pathmgr.open(os.path.join(out_dir, name), "wb") as f:
-            Image.fromarray(img).save(f, format="PNG")
+            imgs[0].save(f, format="GIF", save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
 
     thumb = 96
+    strip_w = 4 * 48
     pad, text_h = 6, 14
-    sheet = Image.new("RGB", ((top + 1) * (thumb + pad) + pad, len(chosen) * (thumb + text_h + pad) + pad), "white")
+    sheet = Image.new("RGB", ((top + 1) * (strip_w + pad) + pad, len(chosen) * (48 + text_h + pad) + pad), "white")
     draw = ImageDraw.Draw(sheet)
     rows_html = []
+
+    def cell(frames: np.ndarray, x: int, y: int, colour: str, text: str) -> None:
+        st = Image.fromarray(_strip(frames)).resize((strip_w, 48))
+        sheet.paste(st, (x, y))
+        draw.rectangle([x - 2, y - 2, x + strip_w + 1, y + 48 + 1], outline=colour, width=2)
+        draw.text((x, y + 48 + 1), text[:30], fill="black")
+
     for r, qi in enumerate(chosen):
         q_lab = int(query_labels[qi])
-        q_img = _to_uint8_frame(q_ds[qi]["clips"], cfg.DATA.MEAN, cfg.DATA.STD)
-        q_name = f"query{qi:05d}.png"
-        save(q_img, q_name)
+        q_frames = _to_uint8_frames(q_ds[qi]["clips"], cfg.DATA.MEAN, cfg.DATA.STD)
+        q_name = f"query{qi:05d}.gif"
+        save_gif(q_frames, q_name)
         cells = [
-            f'<td class="q"><img src="{q_name}" width="{thumb}"><br>query {qi}<br>{html.escape(_label_text(q_ds, q_lab))}</td>'
+            f'<td class="q"><img src="{q_name}" width="{thumb}"><br>query {qi}<br>'
+            f"{html.escape(_label_text(q_ds, q_lab))}<br><small>{html.escape(q_ds.paths[qi])}</small></td>"
         ]
-        y = pad + r * (thumb + text_h + pad)
-        sheet.paste(Image.fromarray(q_img).resize((thumb, thumb)), (pad, y))
-        draw.rectangle([pad - 2, y - 2, pad + thumb + 1, y + thumb + 1], outline="blue", width=2)
-        draw.text((pad, y + thumb + 1), f"Q {_label_text(q_ds, q_lab)}"[:16], fill="black")
+        y = pad + r * (48 + text_h + pad)
+        cell(q_frames, pad, y, "blue", f"Q {_label_text(q_ds, q_lab)}")
         for j in range(top):
             gi = int(neighbors[qi, j])
             g_lab = int(gallery_labels[gi])
             ok = g_lab == q_lab
-            g_img = _to_uint8_frame(g_ds[gi]["clips"], cfg.DATA.MEAN, cfg.DATA.STD)
-            g_name = f"query{qi:05d}_nn{j + 1}_gallery{gi:05d}.png"
-            save(g_img, g_name)
+            g_frames = _to_uint8_frames(g_ds[gi]["clips"], cfg.DATA.MEAN, cfg.DATA.STD)
+            g_name = f"query{qi:05d}_nn{j + 1}_gallery{gi:05d}.gif"
+            save_gif(g_frames, g_name)
             mark = "right" if ok else "wrong"
+            sim = f"sim {float(similarities[qi, j]):.3f}" if similarities is not None else ""
             cells.append(
-                f'<td class="{mark}"><img src="{g_name}" width="{thumb}"><br>#{j + 1} gallery {gi}<br>'
-                f"{html.escape(_label_text(g_ds, g_lab))} ({mark})</td>"
+                f'<td class="{mark}"><img src="{g_name}" width="{thumb}"><br>#{j + 1} gallery {gi} {sim}<br>'
+                f"{html.escape(_label_text(g_ds, g_lab))} ({mark})<br><small>{html.escape(g_ds.paths[gi])}</small></td>"
             )
-            x = pad + (j + 1) * (thumb + pad)
-            sheet.paste(Image.fromarray(g_img).resize((thumb, thumb)), (x, y))
-            draw.rectangle([x - 2, y - 2, x + thumb + 1, y + thumb + 1], outline="green" if ok else "red", width=3)
-            draw.text((x, y + thumb + 1), (("+" if ok else "x") + f" {_label_text(g_ds, g_lab)}")[:16], fill="black")
+            x = pad + (j + 1) * (strip_w + pad)
+            cell(g_frames, x, y, "green" if ok else "red", ("+" if ok else "x") + f" {_label_text(g_ds, g_lab)} {sim}")
         rows_html.append("<tr>" + "".join(cells) + "</tr>")
     with g_pathmgr.open(os.path.join(out_dir, "contact_sheet.png"), "wb") as f:
         sheet.save(f, format="PNG")
+    sample = "every query" if shown == n_q else f"{shown} of the {n_q} queries, sampled with RNG_SEED={cfg.RNG_SEED}"
     page = (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>ascnet retrieval</title>"
-        "<style>td{text-align:center;font:12px sans-serif;padding:4px}"
+        "<style>td{text-align:center;font:12px sans-serif;padding:4px;vertical-align:top}"
         "td.right img{border:4px solid #2a2}td.wrong img{border:4px solid #d22}td.q img{border:4px solid #22d}</style>"
         f"</head><body><h2>Video retrieval: query and top-{top} neighbours</h2><p>{html.escape(title)}</p>"
+        f"<p>Shown: {html.escape(sample)} (RETRIEVAL.VIS_NUM_QUERIES, 0 = all). Each video plays its middle clip "
+        "(the frames the encoder sees); sim = cosine similarity of the video features to the query's.</p>"
         "<p>Green: same class as the query (right); red: other class (wrong).</p>"
         "<table>" + "\n".join(rows_html) + "</table>"
-        '<h3>Contact sheet</h3><img src="contact_sheet.png"></body></html>\n'
+        '<h3>Contact sheet (4 frames of each clip)</h3><img src="contact_sheet.png"></body></html>\n'
     )
     page_path = os.path.join(out_dir, "index.html")
     with g_pathmgr.open(page_path, "w") as f:
         f.write(page)
     return page_path
+
+
+def result_chance(query_labels: torch.Tensor, gallery_labels: torch.Tensor, topk: Sequence[int], knn_ks: Sequence[int]) -> Dict[str, float]:
+    """Chance level of every reported metric: random ranking for retrieval top-k and mAP, a
+    uniform guess over the classes for kNN top-1 (``ascnet.evaluation.knn``)."""
+    from .knn import classification_chance_top1, retrieval_chance
+
+    out = retrieval_chance(query_labels, gallery_labels, topk)
+    num_classes = int(max(int(gallery_labels.max()), int(query_labels.max())) + 1)
+    out.update({f"knn{int(k)}_top1": classification_chance_top1(num_classes) for k in knn_ks})
+    return out

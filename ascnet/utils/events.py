@@ -9,7 +9,8 @@
 * TensorBoard scalars under ``OUTPUT_DIR/tensorboard`` (or ``TENSORBOARD.LOG_DIR``) when
   ``TENSORBOARD.ENABLE``; with ``resume_iter`` the writer purges the later steps (TensorBoard's
   ``purge_step``);
-* a ``json_stats: {...}`` log line and a human progress line with the ETA.
+* a ``json_stats: {...}`` line in ``log.txt`` (not on the console) and one labelled human
+  progress line (console and ``log.txt``) with this iteration's losses and the ETA.
 
 Windowed statistics use fvcore's ``HistoryBuffer`` (median / average over the last values).
 """
@@ -56,7 +57,8 @@ def read_metrics(output_dir: str) -> Dict[int, Dict[str, Any]]:
 
     A resumed run drops the lines after its checkpoint's iteration before it appends, so each
     iteration appears once; should a line appear twice anyway (a file edited by hand), the
-    later one wins.
+    later one wins, key by key: records of the same iteration are merged (an evaluation or
+    monitor record written at the iteration of a training record adds its keys to it).
 
     Args:
         output_dir: the run's ``OUTPUT_DIR`` (any iopath URI).
@@ -69,7 +71,7 @@ def read_metrics(output_dir: str) -> Dict[int, Dict[str, Any]]:
         for line in f:
             if line.strip():
                 record = json.loads(line)
-                records[record["iteration"]] = record
+                records.setdefault(record["iteration"], {}).update(record)
     return records
 
 
@@ -168,16 +170,26 @@ class EventWriter:
                 if isinstance(v, (int, float)) and k not in ("iteration", "epoch"):
                     self._tb.add_scalar(k, v, step)
             self._tb.flush()
-        log_json_stats(rec)
+        # log.txt only: the console shows the progress line, metrics.json is the machine record.
+        log_json_stats(rec, level=logging.DEBUG)
 
-    def progress(self, iteration: int, max_iter: int, epoch: int, max_epoch: int, stats: Dict[str, float]) -> str:
-        """Log (rank 0) and return the human progress line with ETA, losses and lr."""
+    def progress(
+        self, iteration: int, max_iter: int, epoch: int, max_epoch: int, stats: Dict[str, float], label: str = "train"
+    ) -> str:
+        """Log (rank 0) and return the human progress line.
+
+        Losses, accuracy and lr are this iteration's values, the same numbers as the
+        ``metrics.json`` record of the iteration (averaged over ranks); the epoch is counted
+        from 1 here (``metrics.json`` keeps the 0-based ``epoch`` of the trainer); the times are
+        medians over the last ``window`` iterations, and the ETA uses the mean iteration time.
+        """
         eta = self.global_avg("time") * max(max_iter - iteration, 0)
-        losses = "  ".join(f"{k}: {self.median(k):.4f}" for k in sorted(stats) if k.startswith("loss"))
+        shown = [k for k in sorted(stats) if k.startswith("loss")] + [k for k in ("acc",) if k in stats]
+        values = "  ".join(f"{k} {stats[k]:.4f}" for k in shown)
         line = (
-            f"eta: {format_eta(eta)}  epoch: {epoch + 1}/{max_epoch}  iter: {iteration}/{max_iter}  "
-            f"{losses}  lr: {stats.get('lr', float('nan')):.5g}  "
-            f"time: {self.median('time'):.4f}  data_time: {self.median('data_time'):.4f}"
+            f"[{label}] epoch {epoch + 1}/{max_epoch}  iter {iteration}/{max_iter}  {values}  "
+            f"lr {stats.get('lr', float('nan')):.5g}  |  s/iter {self.median('time'):.3f} (data {self.median('data_time'):.3f}, "
+            f"median of {self._window})  eta {format_eta(eta)}"
         )
         if self.enabled:
             logger.info(line)

@@ -4,8 +4,9 @@ Every module logs through ``logging.getLogger(__name__)``; all of them are child
 ``ascnet`` logger configured here. Other ranks print warnings and errors only, and write their
 own ``log.txt.rank<r>`` file so a failure on any rank leaves a trace.
 
-Machine-readable statistics are logged as ``json_stats: {...}`` lines (PySlowFast style), so
-``grep json_stats log.txt`` extracts them.
+Machine-readable statistics are logged as ``json_stats: {...}`` lines (PySlowFast style) to
+``log.txt`` only (not the console, which shows one human progress line), so
+``grep json_stats log.txt`` extracts them; ``metrics.json`` holds the same records.
 """
 import functools
 import json
@@ -85,9 +86,12 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def log_json_stats(stats: Dict[str, Any], logger: Optional[logging.Logger] = None) -> str:
-    """Log ``stats`` as one grep-able ``json_stats: {...}`` line and return that line."""
+def log_json_stats(stats: Dict[str, Any], logger: Optional[logging.Logger] = None, level: int = logging.INFO) -> str:
+    """Log ``stats`` as one grep-able ``json_stats: {...}`` line and return that line.
+
+    ``level`` DEBUG keeps the line in ``log.txt`` only (the console shows INFO and above).
+    """
     stats = {k: _jsonable(v) for k, v in stats.items()}
     line = "json_stats: " + json.dumps(stats, sort_keys=True)
-    (logger or get_logger()).info(line)
+    (logger or get_logger()).log(level, line)
     return line

@@ -34,6 +34,8 @@ TINY = [
     "SOLVER.BASE_BATCH_SIZE", "4", "SOLVER.WARMUP_EPOCHS", "0.5", "SOLVER.MAX_EPOCH", "20",
     "DETERMINISTIC", "True", "LOG_PERIOD", "1", "TENSORBOARD.ENABLE", "False",
     "TRAIN.MAX_ITERS", str(MAX_ITERS),
+    # Training mechanics only: the representation monitor has its own test (test_pretrain_monitor.py).
+    "TRAIN.MONITOR_PERIOD", "0",
 ]
 
 

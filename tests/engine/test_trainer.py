@@ -113,7 +113,7 @@ def test_full_run_logs_and_checkpoints(tmp_path):
     assert (tmp_path / "config.yaml").read_text().count("_TinySSL") == 1
     assert os.listdir(tmp_path / "tensorboard")
     log = (tmp_path / "log.txt").read_text()
-    assert "json_stats:" in log and "eta:" in log and "Training finished at iteration 12" in log
+    assert "json_stats:" in log and " eta " in log and "Training finished at iteration 12" in log
 
 
 class _StopAt(Trainer):

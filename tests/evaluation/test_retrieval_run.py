@@ -93,6 +93,19 @@ def test_visualization_html_images_exist(data_root, tmp_path):
     for s in srcs:
         assert os.path.isfile(os.path.join(os.path.dirname(page), s)), s
     assert "(right)" in html or "(wrong)" in html
+    # Motion, not one frame: every shown video is an animated GIF of its clip's frames.
+    from PIL import Image
+
+    for s in srcs[:-1]:
+        with Image.open(os.path.join(os.path.dirname(page), s)) as im:
+            assert s.endswith(".gif") and im.n_frames == cfg.DATA.NUM_FRAMES
+    # Each neighbour with its similarity and path; the page states the sample shown.
+    assert html.count("sim 0.") + html.count("sim -0.") + html.count("sim 1.") == 2 * 5
+    assert html.count(".avi</small>") == 2 * 6
+    assert "2 of the" in html and "sampled with RNG_SEED" in html
+    # The printed table gives each metric its chance level, kNN included.
+    saved = json.load(open(res["json"]))
+    assert {"knn20_top1", "knn200_top1"} <= set(saved["results"]) and saved["chance"]["top1"] > 0
 
 
 def test_two_processes_give_the_single_process_result(data_root, tmp_path):

@@ -45,7 +45,8 @@ def test_event_writer_metrics_and_tensorboard(tmp_path):
     w.close()
     recs = [json.loads(l) for l in (tmp_path / "metrics.json").read_text().splitlines()]
     assert recs == [{"iteration": 4, "epoch": 0, "loss": 0.25, "lr": 0.1, "eta_seconds": 3.0}]
-    assert "eta: 0:00:03" in line and "iter: 4/10" in line
+    # One labelled line: this iteration's loss (the metrics.json value), the 1-based epoch, ETA.
+    assert line.startswith("[train] epoch 1/2  iter 4/10  loss 0.2500  lr 0.1") and "eta 0:00:03" in line
     tb_files = os.listdir(tmp_path / "tensorboard")
     assert any(f.startswith("events.out.tfevents") for f in tb_files)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -70,3 +71,27 @@ def test_read_metrics_later_line_wins(tmp_path):
     recs = read_metrics(str(tmp_path))
     assert sorted(recs) == [2, 3, 4]
     assert [recs[i]["loss"] for i in (2, 3, 4)] == [1.0, 0.7, 0.6]
+
+
+def test_json_stats_stay_off_the_console(tmp_path, capsys):
+    """The console shows one progress line per log period; json_stats go to log.txt only."""
+    setup_logging(str(tmp_path), rank=0)
+    w = EventWriter(str(tmp_path))
+    w.update_history({"time": 0.5, "data_time": 0.1}, 1)
+    w.write({"iteration": 1, "epoch": 0, "loss": 4.04}, step=1)
+    w.progress(1, 10, 0, 2, {"loss": 4.04, "lr": 0.1}, label="pretrain")
+    w.close()
+    console = capsys.readouterr().out
+    assert "json_stats" not in console
+    assert console.count("[pretrain] epoch 1/2  iter 1/10  loss 4.0400") == 1
+    log = (tmp_path / "log.txt").read_text()
+    assert 'json_stats: {"epoch": 0, "iteration": 1, "loss": 4.04}' in log and "[pretrain] epoch 1/2" in log
+
+
+def test_read_metrics_merges_records_of_one_iteration(tmp_path):
+    from ascnet.utils.events import read_metrics
+
+    lines = [{"iteration": 5, "loss": 2.0, "lr": 0.1}, {"iteration": 5, "monitor_knn20_top1": 30.0},
+             {"iteration": 5, "loss": 1.5}]
+    (tmp_path / "metrics.json").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert read_metrics(str(tmp_path)) == {5: {"iteration": 5, "loss": 1.5, "lr": 0.1, "monitor_knn20_top1": 30.0}}

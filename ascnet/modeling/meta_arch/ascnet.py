@@ -43,7 +43,28 @@ from ascnet.utils.distributed import all_gather_cat, get_rank, strip_ddp_key, un
 
 from .build import MODEL_REGISTRY
 
-__all__ = ["ASCNet", "OnlineNetwork", "TargetNetwork", "ema_momentum"]
+__all__ = ["ASCNet", "OnlineNetwork", "TargetNetwork", "collapse_stats", "ema_momentum"]
+
+
+@torch.no_grad()
+def collapse_stats(z: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """Collapse statistics of a batch of L2-normalised projections.
+
+    Args:
+        z: (B, d) unit-norm rows.
+
+    Returns:
+        ``{"std": mean over the d dimensions of the per-dimension std over the batch (about
+        1/sqrt(d) for healthy, spread-out features, 0 when every row is the same vector),
+        "cos": mean cosine similarity of the B * (B - 1) pairs of different rows (about 0 when
+        spread out, 1 when collapsed)}``, 0-d tensors.
+    """
+    z = z.float()
+    b = z.shape[0]
+    std = z.std(dim=0).mean() if b > 1 else z.new_zeros(())
+    gram_sum = z.sum(dim=0).pow(2).sum()  # sum_ij z_i . z_j
+    cos = (gram_sum - z.pow(2).sum()) / max(b * (b - 1), 1)
+    return {"std": std, "cos": cos}
 
 # The values of ASCNET.TARGET_BN_MODE (see the module docstring).
 TARGET_BN_MODES = ("train", "eval")
@@ -110,7 +131,9 @@ class ASCNet(nn.Module):
     * detached scalar statistics: ``acp``, ``scp`` (unweighted), ``pos_sim`` (mean query-positive
       appearance similarity), ``bank_fill`` (mean entries per speed bank after this step's
       enqueue), ``scp_from_bank`` (fraction of positives retrieved from the banks rather than
-      the batch).
+      the batch), and the collapse statistics of the target projections of each branch,
+      ``collapse_{appearance,speed}_{std,cos}`` (:func:`collapse_stats`; healthy std is about
+      1/sqrt(d)).
 
     In eval mode it returns ``{"features": online backbone features}``, (N, D) for
     (N, C, T, H, W) clips or (N, V, D) for (N, V, C, T, H, W).
@@ -284,6 +307,10 @@ class ASCNet(nn.Module):
                 "bank_fill": torch.stack([b.fill.float() for b in self.banks]).mean(),
                 "scp_from_bank": (torch.stack(from_bank, dim=1) & valid).float().sum() / num_valid,
             }
+            # Collapse monitors of each branch's target projections (all speeds of this rank's batch).
+            for branch, z in (("appearance", z_a), ("speed", z_m)):
+                for k, v in collapse_stats(z.flatten(0, 1)).items():
+                    stats[f"collapse_{branch}_{k}"] = v
         return {"loss_acp": self.acp_weight * acp, "loss_scp": self.scp_weight * scp, **stats}
 
     def _features(self, clips: torch.Tensor) -> torch.Tensor:

@@ -70,13 +70,36 @@ class Classifier(nn.Module):
             for p in self.backbone.parameters():
                 p.requires_grad_(False)
             self.backbone.eval()
+        # Set by set_feature_statistics: the standardisation is a fixed map in training too.
+        self.feature_norm_fixed = False
 
     def train(self, mode: bool = True) -> "Classifier":
-        """Set train/eval mode; a frozen backbone always stays in eval mode (BN statistics fixed)."""
+        """Set train/eval mode; a frozen backbone always stays in eval mode (BN statistics fixed),
+        and so does a feature standardisation with fixed statistics."""
         super().train(mode)
         if self.freeze_backbone:
             self.backbone.eval()
+        if self.feature_norm_fixed:
+            self.feat_norm.eval()
         return self
+
+    @torch.no_grad()
+    def set_feature_statistics(self, mean: Optional[torch.Tensor] = None, var: Optional[torch.Tensor] = None) -> None:
+        """Fix the standardisation of the frozen features (``LINEAR.FEATURE_NORM bn``).
+
+        With ``mean`` / ``var`` ((D,), the training set's feature statistics) they replace the
+        running statistics; without, the current ones are kept (a resumed run). From then on the
+        standardisation is the same affine map in training and at test time: batch statistics
+        of small batches made the training features differ from the test features (measured in
+        docs/evaluation.md).
+        """
+        if not isinstance(self.feat_norm, nn.BatchNorm1d):
+            return
+        if mean is not None:
+            self.feat_norm.running_mean.copy_(mean)
+            self.feat_norm.running_var.copy_(var)
+        self.feature_norm_fixed = True
+        self.feat_norm.eval()
 
     def load_pretrained(self, path_or_state, strict_backbone: bool = False):
         """Load the backbone (only) from a pretraining, downstream or bare backbone checkpoint.
