@@ -392,26 +392,22 @@ def _probe_features(cfg: CfgNode, backbone, weights_id: str, split: str, clips: 
     key that defines them."""
     import hashlib
 
-    from iopath.common.file_io import g_pathmgr
-
     from ascnet.evaluation.inference import inference_on_dataset
-    from ascnet.evaluation.retrieval import build_retrieval_dataset, feature_protocol
-    from ascnet.utils.checkpoint import CheckpointError, read_checkpoint
-    from ascnet.utils.io import atomic_write
+    from ascnet.evaluation.retrieval import (
+        build_retrieval_dataset,
+        feature_protocol,
+        read_feature_cache,
+        write_feature_cache,
+    )
 
     protocol = dict(feature_protocol(cfg, weights_id), split=split, num_clips=int(clips), num_crops=int(crops),
                     per_view=True, query_split=None, gallery_split=None, pooling=None)
     blob = json.dumps(protocol, sort_keys=True)
     cache_dir = cfg.LINEAR.CACHE_DIR or os.path.join(cfg.OUTPUT_DIR, "linear_cache")
     path = os.path.join(cache_dir, f"{split}_{hashlib.sha256(blob.encode()).hexdigest()[:24]}.pt")
-    if cfg.LINEAR.USE_CACHE and g_pathmgr.exists(path):
-        try:
-            saved = read_checkpoint(path, source="LINEAR.CACHE_DIR")
-        except CheckpointError as e:  # a damaged cache is recomputed (and rewritten)
-            logger.warning("Ignoring the feature cache: %s", e)
-            saved = {}
-        if saved.get("protocol") == blob:
-            return saved["feats"], saved["labels"], True
+    hit = read_feature_cache(path, blob, "LINEAR.CACHE_DIR") if cfg.LINEAR.USE_CACHE else None
+    if hit is not None:
+        return hit[0], hit[1], True
     ds = build_retrieval_dataset(cfg, split, clips, crops)
     check_num_classes(cfg, ds)
 
@@ -422,8 +418,7 @@ def _probe_features(cfg: CfgNode, backbone, weights_id: str, split: str, clips: 
 
     out = inference_on_dataset(fn, ds, cfg.TEST.BATCH_SIZE, num_workers=cfg.DATA_LOADER.NUM_WORKERS, device=device)
     if cfg.LINEAR.USE_CACHE and is_main_process():
-        saved = {"protocol": blob, "feats": out["feats"], "labels": out["label"]}
-        atomic_write(path, lambda f: torch.save(saved, f))
+        write_feature_cache(path, blob, out["feats"], out["label"])
     return out["feats"], out["label"], False
 
 

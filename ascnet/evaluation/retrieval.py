@@ -271,26 +271,46 @@ def cached_features(cfg, backbone, protocol, split, device) -> Tuple[torch.Tenso
     """
     cache_dir = cfg.RETRIEVAL.CACHE_DIR or os.path.join(cfg.OUTPUT_DIR, "retrieval_cache")
     path = os.path.join(cache_dir, f"{split}_{_cache_key(protocol, split)}.pt")
-    if cfg.RETRIEVAL.USE_CACHE and g_pathmgr.exists(path):
-        from ascnet.utils.checkpoint import CheckpointError, read_checkpoint
-
-        try:
-            blob = read_checkpoint(path, source="RETRIEVAL.CACHE_DIR")
-        except CheckpointError as e:  # a damaged cache is recomputed (and rewritten)
-            logger.warning("Ignoring the feature cache: %s", e)
-            blob = {}
-        if blob.get("protocol") == json.dumps(protocol, sort_keys=True):
-            return blob["feats"], blob["labels"], True
+    hit = read_feature_cache(path, json.dumps(protocol, sort_keys=True), "RETRIEVAL.CACHE_DIR") \
+        if cfg.RETRIEVAL.USE_CACHE else None
+    if hit is not None:
+        return hit[0], hit[1], True
     ds = build_retrieval_dataset(cfg, split, cfg.RETRIEVAL.NUM_CLIPS, cfg.RETRIEVAL.NUM_CROPS)
     feats, labels = extract_video_features(
         backbone, ds, cfg.RETRIEVAL.BATCH_SIZE, num_workers=cfg.DATA_LOADER.NUM_WORKERS, device=device
     )
     if cfg.RETRIEVAL.USE_CACHE and is_main_process():
-        from ascnet.utils.io import atomic_write
-
-        blob = {"protocol": json.dumps(protocol, sort_keys=True), "feats": feats, "labels": labels}
-        atomic_write(path, lambda f: torch.save(blob, f))
+        write_feature_cache(path, json.dumps(protocol, sort_keys=True), feats, labels)
     return feats, labels, False
+
+
+def read_feature_cache(path: str, protocol: str, source: str) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """Features and labels cached at ``path`` under ``protocol`` (a JSON string), or None.
+
+    None when the file is missing, was written under another protocol, or is damaged (a
+    warning; the caller recomputes and rewrites it). Read through the one checkpoint reader.
+
+    Args:
+        source: the config key of the cache folder, for the warning.
+    """
+    from ascnet.utils.checkpoint import CheckpointError, read_checkpoint
+
+    if not g_pathmgr.exists(path):
+        return None
+    try:
+        blob = read_checkpoint(path, source=source)
+    except CheckpointError as e:  # a damaged cache is recomputed (and rewritten)
+        logger.warning("Ignoring the feature cache: %s", e)
+        return None
+    return (blob["feats"], blob["labels"]) if blob.get("protocol") == protocol else None
+
+
+def write_feature_cache(path: str, protocol: str, feats: torch.Tensor, labels: torch.Tensor) -> None:
+    """Cache ``feats`` and ``labels`` at ``path`` under ``protocol`` (atomic write)."""
+    from ascnet.utils.io import atomic_write
+
+    blob = {"protocol": protocol, "feats": feats, "labels": labels}
+    atomic_write(path, lambda f: torch.save(blob, f))
 
 
 # ------------------------------------------------------------------------------------------------

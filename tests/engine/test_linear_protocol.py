@@ -45,13 +45,16 @@ def _sklearn_on_training_clips(cfg, out, samples=6):
     from sklearn.linear_model import LogisticRegression
 
     from ascnet.data import build_dataset
+    from ascnet.data.batch_augment import augment_batch
     from ascnet.modeling.meta_arch.classifier import Classifier
 
     torch.manual_seed(cfg.RNG_SEED)  # the random-init backbone of the run (same seeding)
     backbone = Classifier(cfg, freeze_backbone=True).backbone.eval()
     ds = build_dataset(cfg, cfg.TRAIN.SPLIT, "train")
     with torch.no_grad():
-        x = torch.stack([backbone(ds[(i, 1000 * r + i)]["clips"][None])[0] for r in range(samples) for i in range(len(ds))])
+        # augment_batch: the sample's uint8 clip and parameters -> the float clip the trainer sees.
+        x = torch.stack([backbone(augment_batch(ds[(i, 1000 * r + i)], ds.augment)["clips"][None])[0]
+                         for r in range(samples) for i in range(len(ds))])
     y = np.array([ds.labels[i] for r in range(samples) for i in range(len(ds))])
     (test_file,) = [f for f in os.listdir(os.path.join(out, "linear_cache")) if f.startswith("test")]
     saved = torch.load(os.path.join(out, "linear_cache", test_file), weights_only=True)
