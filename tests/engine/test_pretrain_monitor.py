@@ -10,7 +10,7 @@ import torch
 from ascnet.config import load_config
 from ascnet.engine.pretrain import run_pretrain
 from ascnet.evaluation.monitor import read_monitor_records
-from ascnet.evaluation.retrieval import run_retrieval
+from ascnet.engine.retrieval import run_retrieval
 
 QUICKSTART = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")
 
