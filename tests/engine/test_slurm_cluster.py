@@ -111,7 +111,7 @@ def _tiny_opts(data_dir):
         "MEMORY_BANK.SIZE", "16", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "2", "RETRIEVAL.BATCH_SIZE", "2",
         "DATA_LOADER.NUM_WORKERS", "0", "DETERMINISTIC", "True", "TENSORBOARD.ENABLE", "False",
         "SOLVER.MAX_EPOCH", str(EPOCHS), "TRAIN.CHECKPOINT_PERIOD", "1000", "LOG_PERIOD", "1",
-        "NUM_CPU_PROCESSES", "2",
+        "NUM_CPU_PROCESSES", "2", "TRAIN.MONITOR_PERIOD", "0",
     ]
 
 
