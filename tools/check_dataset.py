@@ -37,6 +37,7 @@ from tqdm import tqdm
 from ascnet.data.build import DATASET_REGISTRY
 from ascnet.data.check import check_video
 from ascnet.data.utils import AnnotationError
+from ascnet.config import misplaced_options
 from ascnet.engine.plugins import load_config
 from ascnet.utils.io import atomic_write_bytes
 
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print what would be checked and exit; reads no video")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = p.parse_args(argv)
-    late = [o for o in args.opts if o.split("=", 1)[0] in p._option_string_actions]
+    late = misplaced_options(p, args.opts)
     if late:
         p.error(f"{' '.join(late)}: options go before the KEY VALUE overrides (everything after the first "
                 "override is read as overrides).")

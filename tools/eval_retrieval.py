@@ -21,6 +21,7 @@ is evaluated, and the output says so.
 import argparse
 import sys
 
+from ascnet.config import misplaced_options
 from ascnet.engine.plugins import load_config
 
 
@@ -35,7 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit; reads nothing")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = p.parse_args(argv)
-    late = [o for o in args.opts if o.split("=", 1)[0] in p._option_string_actions]
+    late = misplaced_options(p, args.opts)
     if late:
         p.error(f"{' '.join(late)}: options go before the KEY VALUE overrides (everything after the first "
                 "override is read as overrides).")

@@ -144,18 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def misplaced_options(parser: argparse.ArgumentParser, opts) -> list:
-    """Options of ``parser`` found among the KEY VALUE overrides (argparse takes every word after
-    the first override as an override, so ``... SOLVER.BASE_LR 0.05 --dry-run`` would not run
-    dry)."""
-    known = set(parser._option_string_actions) - {"--opts"}
-    return [o for o in opts if isinstance(o, str) and o.split("=", 1)[0] in known]
-
-
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from ascnet.config import ConfigError
+    from ascnet.config import ConfigError, misplaced_options
     from ascnet.engine.plugins import load_config
 
     opts = list(args.opts or []) + list(args.opts_flag or [])

@@ -269,6 +269,17 @@ def parse_opts(opts: Sequence[str]) -> Dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 # Public entry points
 # ------------------------------------------------------------------------------------------------
+def misplaced_options(parser, opts: Sequence[str]) -> List[str]:
+    """Options of an argparse ``parser`` found among the KEY VALUE overrides ``opts``.
+
+    argparse takes every word after the first override as an override (``nargs=REMAINDER``), so
+    ``... SOLVER.BASE_LR 0.05 --dry-run`` would silently not run dry; the tools refuse it with
+    the names this returns.
+    """
+    known = set(parser._option_string_actions) - {"--opts"}
+    return [o for o in opts if isinstance(o, str) and o.split("=", 1)[0] in known]
+
+
 def merge_dict(cfg: CfgNode, data: Dict[str, Any], source: str) -> CfgNode:
     """Check ``data`` against ``cfg`` (keys and types) and merge it in place."""
     checked = _check_dict(data, cfg, source, root=cfg)
