@@ -175,6 +175,11 @@ _C.DATA.SYNTHETIC.FORMAT = ".avi"
 # Appearance of the videos: "random" (object and background drawn per video) or "fixed" (one
 # object and background for all videos, so that only the motion tells videos apart).
 _C.DATA.SYNTHETIC.APPEARANCE = "random"
+# With APPEARANCE random: the probability that a video's scene (background kind: gradient,
+# stripes or noise; object kind: digit, shape or texture) is its class's typical one instead of
+# drawn independently of the class, as real actions come with their own places and objects;
+# colours, positions and the motion stay per video. 0: appearance independent of the class.
+_C.DATA.SYNTHETIC.CLASS_SCENE_PROB = 0.0
 
 # ---------------------------------------------------------------------------------------------
 # Augmentation [D] (train); one parameter draw per clip, shared by all its frames.

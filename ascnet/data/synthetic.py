@@ -55,6 +55,9 @@ class SyntheticSpec:
     # "random": object and background drawn per video (the default); "fixed": one object and
     # one background (drawn from the seed) shared by every video of the dataset.
     appearance: str = "random"
+    # With "random": the probability that a video's scene (background kind and object kind) is
+    # its class's typical one rather than drawn independently of the class (0: independent).
+    class_scene_prob: float = 0.0
 
     def check(self) -> None:
         """Raise ValueError naming the ``DATA.SYNTHETIC`` key of an impossible value."""
@@ -68,6 +71,8 @@ class SyntheticSpec:
             raise ValueError("DATA.SYNTHETIC.NUM_FRAMES must be >= 2 and DATA.SYNTHETIC.FPS >= 1.")
         if self.appearance not in APPEARANCES:
             raise ValueError(f"DATA.SYNTHETIC.APPEARANCE is {self.appearance!r}; choose one of {list(APPEARANCES)}.")
+        if not 0.0 <= self.class_scene_prob <= 1.0:
+            raise ValueError(f"DATA.SYNTHETIC.CLASS_SCENE_PROB must be in [0, 1], got {self.class_scene_prob}.")
         if self.format not in FORMATS:
             raise ValueError(f"DATA.SYNTHETIC.FORMAT is {self.format!r}; choose one of {sorted(FORMATS)}.")
 
@@ -83,14 +88,17 @@ class SyntheticSpec:
             seed=int(s.SEED),
             format=str(s.get("FORMAT", ".avi")),
             appearance=str(s.get("APPEARANCE", "random")),
+            class_scene_prob=float(s.get("CLASS_SCENE_PROB", 0.0)),
         )
 
     def marker(self) -> dict:
-        """The marker file's content. ``appearance`` is left out at its default, so datasets
-        written before the key existed stay valid."""
+        """The marker file's content. ``appearance`` and ``class_scene_prob`` are left out at their
+        defaults, so datasets written before the keys existed stay valid."""
         out = dict(asdict(self), generator_version=GENERATOR_VERSION)
         if out["appearance"] == "random":
             del out["appearance"]
+        if out["class_scene_prob"] == 0.0:
+            del out["class_scene_prob"]
         return out
 
 
@@ -154,7 +162,7 @@ def generate_synthetic_dataset(root: str, spec: SyntheticSpec, progress: bool = 
             rel = f"{name}/{video_name(name, i, groups)}{spec.format}"
             out = os.path.join(root, "UCF-101", rel)
             os.makedirs(os.path.dirname(out), exist_ok=True)
-            write_video(out, render_video(c, spec.seed, i, spec.num_frames, spec.size, spec.appearance), fps=spec.fps)
+            write_video(out, render_video(c, spec.seed, i, spec.num_frames, spec.size, spec.appearance, spec.class_scene_prob), fps=spec.fps)
             entries.append((rel, c + 1, i % groups + 1))
     finally:
         torch.set_num_threads(threads)

@@ -17,9 +17,14 @@ HorizontalShake    fast small left-right oscillation
 VerticalShake      fast small up-down oscillation
 =================  =========================================================================
 
-No single frame reveals the class (content, colours, background and starting position are
-drawn independently of it), and a clip at playback speed 2 of a "slow" video looks faster than
-at speed 1. ``DATA.SYNTHETIC.APPEARANCE: fixed`` gives every video the same object and
+By default no single frame reveals the class (content, colours, background and starting
+position are drawn independently of it), and a clip at playback speed 2 of a "slow" video looks
+faster than at speed 1. Real actions come with their own kinds of places and objects: with
+``DATA.SYNTHETIC.CLASS_SCENE_PROB`` p > 0, a video shows its class's typical scene with
+probability p (the class's background kind, object kind, background colours and orientation,
+each moved a little per video; the object's shape, colour, size, position and motion stay per
+video) and a scene drawn independently of the class otherwise, so that for those videos only
+the motion tells the class. With p = 0 the frames are those of the versions before the key. ``DATA.SYNTHETIC.APPEARANCE: fixed`` gives every video the same object and
 background (drawn from the seed), so that only the motion and its start tell videos apart.
 Every class is invariant to a horizontal flip (directions are drawn both ways, and flipping a
 diagonal gives the other diagonal), so the default ``AUG.FLIP_PROB`` can stay on (method.md
@@ -75,12 +80,23 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> torch.Tens
     return F.interpolate(low, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)[0]
 
 
-def _background(rng: np.random.Generator, size: int) -> torch.Tensor:
-    """(3, size, size) float in 0..1."""
+def _background(rng: np.random.Generator, size: int, scene: Optional[Dict] = None) -> torch.Tensor:
+    """(3, size, size) float in 0..1: a gradient, stripes or smooth noise.
+
+    ``scene`` (a class's typical scene, :func:`_class_scene`) fixes the kind and centres the two
+    colours and the orientation on the class's; the per-video draws are made either way, so the
+    rest of the random stream does not depend on it.
+    """
     kind = rng.integers(3)
     c1, c2 = (torch.from_numpy(rng.random(3, dtype=np.float32)).view(3, 1, 1) for _ in range(2))
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
     angle = float(rng.uniform(0, math.pi))
+    if scene is not None:
+        kind = scene["background"]
+        # The class's colours, moved by up to +-0.1 per channel for this video.
+        c1 = (scene["colours"][0] + 0.2 * (c1 - 0.5)).clamp(0, 1)
+        c2 = (scene["colours"][1] + 0.2 * (c2 - 0.5)).clamp(0, 1)
+        angle = scene["angle"] + 0.3 * (angle / math.pi - 0.5)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
     proj = xx * math.cos(angle) + yy * math.sin(angle)
     if kind == 0:  # gradient
         w = (proj + 1.5) / 3
@@ -89,6 +105,16 @@ def _background(rng: np.random.Generator, size: int) -> torch.Tensor:
     else:  # smooth noise texture
         return 0.5 * _smooth_noise(rng, size, int(rng.integers(3, 8))) + 0.25 * c1
     return c1 * w + c2 * (1 - w)
+
+
+def _class_scene(seed: int, class_id: int) -> Dict:
+    """The typical scene of a class: background kind, object kind, two background colours and an
+    orientation, drawn from (seed, class) so that each class has its own kind of place and object,
+    as real actions do; neighbouring classes differ in both kinds."""
+    rng = np.random.default_rng([int(seed), int(class_id), 0xC1A55])
+    background, obj = _CLASS_KINDS[class_id % len(_CLASS_KINDS)]
+    colours = [torch.from_numpy(rng.random(3, dtype=np.float32)).view(3, 1, 1) for _ in range(2)]
+    return {"background": background, "object": obj, "colours": colours, "angle": float(rng.uniform(0, math.pi))}
 
 
 def _contrasting_colour(rng: np.random.Generator, background_luma: float) -> torch.Tensor:
@@ -102,12 +128,18 @@ def _contrasting_colour(rng: np.random.Generator, background_luma: float) -> tor
     return torch.from_numpy(c).view(3, 1, 1)
 
 
+# (background kind, object kind) of each class's typical scene; neighbouring classes differ in both.
+_CLASS_KINDS = [(b, o) for o in range(3) for b in range(3)]
+_CLASS_KINDS = _CLASS_KINDS[::2] + _CLASS_KINDS[1::2]
+
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def _object(rng: np.random.Generator, background_luma: float, res: int = 32) -> torch.Tensor:
-    """(4, res, res) RGBA float: a digit, a shape or a texture patch, contrasting with the background."""
-    kind = rng.integers(3)
+def _object(rng: np.random.Generator, background_luma: float, res: int = 32, kind: Optional[int] = None) -> torch.Tensor:
+    """(4, res, res) RGBA float: a digit, a shape or a texture patch (``kind`` 0, 1, 2; drawn unless
+    given), contrasting with the background."""
+    drawn = rng.integers(3)  # always drawn, so that the rest of the stream does not depend on ``kind``
+    kind = drawn if kind is None else kind
     colour = _contrasting_colour(rng, background_luma)
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, res), torch.linspace(-1, 1, res), indexing="ij")
     if kind == 0:
@@ -180,7 +212,8 @@ def _trajectory(motion: str, rng: np.random.Generator, t: np.ndarray) -> Dict[st
 
 
 def render_video(
-    class_id: int, seed: int, index: int, num_frames: int = 48, size: int = 64, appearance: str = "random"
+    class_id: int, seed: int, index: int, num_frames: int = 48, size: int = 64, appearance: str = "random",
+    class_scene_prob: float = 0.0,
 ) -> np.ndarray:
     """Frames of one generated video.
 
@@ -199,8 +232,13 @@ def render_video(
     rng = np.random.default_rng([int(seed), int(class_id), int(index)])
     # "fixed": the appearance comes from a stream of its own that depends on the seed only.
     app_rng = np.random.default_rng([int(seed), 0xF1ED]) if appearance == "fixed" else rng
-    bg = _background(app_rng, size)
-    obj = _object(app_rng, float((bg.mean(dim=(1, 2)).numpy() * _LUMA).sum()))
+    scene = None
+    if appearance == "random" and class_scene_prob > 0:
+        if np.random.default_rng([int(seed), int(class_id), int(index), 0x5CE7E]).random() < class_scene_prob:
+            scene = _class_scene(seed, class_id)
+    bg = _background(app_rng, size, scene)
+    luma = float((bg.mean(dim=(1, 2)).numpy() * _LUMA).sum())
+    obj = _object(app_rng, luma, kind=None if scene is None else scene["object"])
     traj = _trajectory(MOTIONS[class_id], rng, np.arange(num_frames, dtype=np.float64))
     radius = float(app_rng.uniform(0.25, 0.4))  # object half-size in frame units (frame = 2)
     # Inverse affine map (output -> object coordinates) for grid_sample, all frames at once.

@@ -118,3 +118,36 @@ def test_fixed_appearance_shares_object_and_background_and_keeps_default_marker(
     assert SyntheticSpec(**SMALL, appearance="fixed").marker()["appearance"] == "fixed"
     with pytest.raises(ValueError, match="DATA.SYNTHETIC.APPEARANCE"):
         SyntheticSpec(**SMALL, appearance="class").check()
+
+
+def _background_colours(prob, classes=3, videos=6):
+    """(classes, videos, 3): the median colour of each video's first frame (mostly background)."""
+    return np.array([[np.median(render_video(c, 0, i, 2, 32, "random", prob)[0].reshape(-1, 3), axis=0)
+                      for i in range(videos)] for c in range(classes)]) / 255.0
+
+
+def _within_over_across(colours):
+    flat = colours.reshape(-1, 3)
+    d = np.linalg.norm(flat[:, None] - flat[None], axis=-1)
+    cls = np.repeat(np.arange(colours.shape[0]), colours.shape[1])
+    same, off_diag = cls[:, None] == cls[None], ~np.eye(len(flat), dtype=bool)
+    return d[same & off_diag].mean() / d[~same].mean()
+
+
+def test_class_scene_prob_gives_each_class_its_typical_scene_and_keeps_per_video_appearance():
+    # Independent of the class (0, the default): videos of one class are as far apart in colour
+    # as videos of different classes, and the frames are those of the plain "random" renderer.
+    assert np.array_equal(render_video(2, 0, 1, 4, 32, "random", 0.0), render_video(2, 0, 1, 4, 32))
+    assert _within_over_across(_background_colours(0.0)) > 0.7
+    # Always the class's typical scene (1): videos of one class share its look ...
+    typical = _background_colours(1.0)
+    assert _within_over_across(typical) < 0.6
+    # ... but no two videos are the same: colours, object, position and motion are per video.
+    frames = [render_video(0, 0, i, 2, 32, "random", 1.0)[0] for i in range(6)]
+    assert all(not np.array_equal(frames[i], frames[j]) for i in range(6) for j in range(i + 1, 6))
+    assert np.abs(np.diff(typical, axis=1)).max() > 0.02
+    # The key is in the marker only when set (a dataset of another value is not reused), and checked.
+    assert "class_scene_prob" not in SyntheticSpec(**SMALL).marker()
+    assert SyntheticSpec(**SMALL, class_scene_prob=0.75).marker()["class_scene_prob"] == 0.75
+    with pytest.raises(ValueError, match="DATA.SYNTHETIC.CLASS_SCENE_PROB"):
+        SyntheticSpec(**SMALL, class_scene_prob=1.5).check()
