@@ -15,17 +15,23 @@ Columns: linear protocol top-1 in both modes (``LINEAR.MODE sgd``: the paper's S
 clips; ``cached``: L-BFGS on cached features), kNN top-1 (k = 20, 200) and retrieval top-1 and
 mAP (configs/Synthetic/retrieval_quickstart.yaml: test -> train, 10 clips); each the mean and
 the standard deviation over ``--seeds`` (``RNG_SEED`` of pretraining and evaluation; the videos
-are the same for every seed). The dataset keeps per-video appearance (``APPEARANCE random``);
-its size and the budgets are arguments, so the same command runs the small version on a shared
-CPU and a larger one elsewhere. Prints a markdown table and writes ``<out>/ssl_gain.json``.
+are the same for every seed). The data and the recipe are the quickstart's
+(configs/Synthetic/ASCNet_R3D18_quickstart.yaml: per-video appearance, three videos in four with
+their class's typical scene); the budgets (and optionally the dataset size) are arguments, so
+the same command runs the small version on a shared CPU and a larger one elsewhere. Each row is
+saved as it ends (``<out>/seed<k>/<row>/row.json``) and reused by a rerun, so an interrupted
+benchmark goes on where it stopped; ``--jobs`` runs that many seeds at once (one torch thread
+each). Prints a markdown table and writes ``<out>/ssl_gain.json``.
 
-    python benchmarks/ssl_gain.py --out output/ssl_gain --seeds 0 1 2
+    python benchmarks/ssl_gain.py --out output/ssl_gain --seeds 0 1 2 --jobs 3
 """
 import argparse
 import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,8 +66,21 @@ def _test_top1(out_dir, split_id=1):
 
 
 def run_condition(name, extra, seed, args, data_opts):
-    """One row for one seed: pretraining (unless random init / supervised), then every evaluation."""
+    """One row for one seed (read back when an earlier run saved it): pretraining (unless random
+    init / supervised), then every evaluation."""
     base = os.path.join(args.out, f"seed{seed}", name)
+    saved = os.path.join(base, "row.json")
+    if os.path.isfile(saved):
+        with open(saved) as f:
+            return json.load(f)
+    row = _compute_row(name, extra, seed, args, data_opts, base)
+    with open(saved + ".tmp", "w") as f:
+        json.dump(row, f)
+    os.replace(saved + ".tmp", saved)
+    return row
+
+
+def _compute_row(name, extra, seed, args, data_opts, base):
     common = data_opts + ["RNG_SEED", str(seed), "TENSORBOARD.ENABLE", "False", "TRAIN.AUTO_RESUME", "False"]
     row = {}
     if extra == "supervised":
@@ -108,24 +127,27 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=os.path.join(REPO, "output", "ssl_gain"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--only", nargs="*", default=[], help=f"subset of {list(CONDITIONS)}")
-    p.add_argument("--videos-per-class", type=int, default=20)
-    p.add_argument("--size", type=int, default=32, help="frame size of the generated videos (crops = size)")
-    p.add_argument("--pretrain-epochs", type=int, default=15)
+    p.add_argument("--videos-per-class", type=int, default=0, help="0: the quickstart's")
+    p.add_argument("--size", type=int, default=0, help="frame size of the generated videos (crops = size); 0: the quickstart's")
+    p.add_argument("--pretrain-epochs", type=int, default=20)
     p.add_argument("--linear-epochs", type=int, default=100)
     p.add_argument("--supervised-epochs", type=int, default=30)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1: steady on a shared machine)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per job (1: steady on a shared machine)")
+    p.add_argument("--jobs", type=int, default=1, help="seeds run at once, each in its own process")
     args = p.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    if args.jobs > 1 and len(args.seeds) > 1:
+        _run_seeds_in_parallel(args, argv if argv is not None else sys.argv[1:])
     if args.threads > 0:
         import torch
 
         torch.set_num_threads(args.threads)
-    os.makedirs(args.out, exist_ok=True)
-    data = os.path.join(args.out, "synthetic")
-    data_opts = [
-        "DATA.PATH_TO_DATA_DIR", data, "DATA.SYNTHETIC.VIDEOS_PER_CLASS", str(args.videos_per_class),
-        "DATA.SYNTHETIC.SIZE", str(args.size), "DATA.CROP_SIZE", str(args.size), "DATA.TEST_CROP_SIZE", str(args.size),
-        "DATA.TEST_SHORT_SIDE", str(args.size), "LOG_PERIOD", "50",
-    ]
+    data_opts = ["LOG_PERIOD", "50", "DATA.PATH_TO_DATA_DIR", os.path.join(os.path.abspath(args.out), "synthetic")]
+    if args.videos_per_class:
+        data_opts += ["DATA.SYNTHETIC.VIDEOS_PER_CLASS", str(args.videos_per_class)]
+    if args.size:
+        data_opts += ["DATA.SYNTHETIC.SIZE", str(args.size), "DATA.CROP_SIZE", str(args.size),
+                      "DATA.TEST_CROP_SIZE", str(args.size), "DATA.TEST_SHORT_SIDE", str(args.size)]
     conditions = {k: v for k, v in CONDITIONS.items() if not args.only or k in args.only}
     results = {name: [] for name in conditions}
     t0 = time.time()
@@ -137,8 +159,9 @@ def main(argv=None) -> None:
             with open(os.path.join(args.out, "ssl_gain.json"), "w") as f:
                 json.dump({"results": results, "args": vars(args)}, f, indent=2)
     lines = [
-        f"{platform.machine()}, {os.cpu_count()} CPUs (shared), torch threads {args.threads}; seeds {args.seeds}; "
-        f"8 classes x {args.videos_per_class} videos of {args.size} px, per-video appearance; pretraining "
+        f"{platform.machine()}, {os.cpu_count()} CPUs (shared), {args.jobs} job(s) of {args.threads} torch thread(s); "
+        f"seeds {args.seeds}; the quickstart's data (videos per class {args.videos_per_class or 'as configured'}, "
+        f"size {args.size or 'as configured'}); pretraining "
         f"{args.pretrain_epochs} epochs, linear (sgd) {args.linear_epochs} epochs, supervised {args.supervised_epochs} "
         f"epochs; wall {(time.time() - t0) / 60:.1f} min. Mean ± std over seeds (chance 12.5).",
         "",
@@ -154,6 +177,35 @@ def main(argv=None) -> None:
     print(table)
     with open(os.path.join(args.out, "ssl_gain.json"), "w") as f:
         json.dump({"results": results, "table": table, "args": vars(args)}, f, indent=2)
+
+
+def _run_seeds_in_parallel(args, argv):
+    """Run the seeds ``args.jobs`` at a time, each in a child process of this script; their rows
+    land in ``<out>/seed<k>/`` and the caller then reads them back to build the table."""
+    rest, skip = [], False
+    for a in argv:  # drop --seeds and --jobs with their values
+        if a in ("--seeds", "--jobs"):
+            skip = True
+            continue
+        if skip and not a.startswith("--"):
+            continue
+        skip = False
+        rest.append(a)
+    pending, running = list(args.seeds), []
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            seed = pending.pop(0)
+            log = open(os.path.join(args.out, f"seed{seed}.log"), "a")
+            cmd = [sys.executable, os.path.abspath(__file__), *rest, "--seeds", str(seed), "--jobs", "1"]
+            running.append((seed, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+        time.sleep(5)
+        for item in list(running):
+            seed, proc, log = item
+            if proc.poll() is not None:
+                log.close()
+                running.remove(item)
+                if proc.returncode:
+                    raise SystemExit(f"ssl_gain: seed {seed} failed (exit {proc.returncode}); see {log.name}")
 
 
 if __name__ == "__main__":
