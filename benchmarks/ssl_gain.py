@@ -136,6 +136,7 @@ def main(argv=None) -> None:
     p.add_argument("--jobs", type=int, default=1, help="seeds run at once, each in its own process")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
+    t0 = time.time()
     if args.jobs > 1 and len(args.seeds) > 1:
         _run_seeds_in_parallel(args, argv if argv is not None else sys.argv[1:])
     if args.threads > 0:
@@ -150,7 +151,6 @@ def main(argv=None) -> None:
                       "DATA.TEST_CROP_SIZE", str(args.size), "DATA.TEST_SHORT_SIDE", str(args.size)]
     conditions = {k: v for k, v in CONDITIONS.items() if not args.only or k in args.only}
     results = {name: [] for name in conditions}
-    t0 = time.time()
     for seed in args.seeds:
         for name, extra in conditions.items():
             row = run_condition(name, extra, seed, args, data_opts)

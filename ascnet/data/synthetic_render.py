@@ -92,9 +92,9 @@ def _background(rng: np.random.Generator, size: int, scene: Optional[Dict] = Non
     angle = float(rng.uniform(0, math.pi))
     if scene is not None:
         kind = scene["background"]
-        # The class's colours, moved by up to +-0.1 per channel for this video.
-        c1 = (scene["colours"][0] + 0.2 * (c1 - 0.5)).clamp(0, 1)
-        c2 = (scene["colours"][1] + 0.2 * (c2 - 0.5)).clamp(0, 1)
+        # The class's colours, moved by up to +-_CLASS_COLOUR_SPREAD / 2 per channel for this video.
+        c1 = (scene["colours"][0] + _CLASS_COLOUR_SPREAD * (c1 - 0.5)).clamp(0, 1)
+        c2 = (scene["colours"][1] + _CLASS_COLOUR_SPREAD * (c2 - 0.5)).clamp(0, 1)
         angle = scene["angle"] + 0.3 * (angle / math.pi - 0.5)
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
     proj = xx * math.cos(angle) + yy * math.sin(angle)
@@ -131,6 +131,7 @@ def _contrasting_colour(rng: np.random.Generator, background_luma: float) -> tor
 # (background kind, object kind) of each class's typical scene; neighbouring classes differ in both.
 _CLASS_KINDS = [(b, o) for o in range(3) for b in range(3)]
 _CLASS_KINDS = _CLASS_KINDS[::2] + _CLASS_KINDS[1::2]
+_CLASS_COLOUR_SPREAD = 0.2
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
