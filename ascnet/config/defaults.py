@@ -176,9 +176,10 @@ _C.DATA.SYNTHETIC.FORMAT = ".avi"
 # object and background for all videos, so that only the motion tells videos apart).
 _C.DATA.SYNTHETIC.APPEARANCE = "random"
 # With APPEARANCE random: the probability that a video's scene (background kind: gradient,
-# stripes or noise; object kind: digit, shape or texture) is its class's typical one instead of
-# drawn independently of the class, as real actions come with their own places and objects;
-# colours, positions and the motion stay per video. 0: appearance independent of the class.
+# stripes or noise, with the class's colours and orientation varied per video; object kind:
+# digit, shape or texture) is its class's typical one instead of drawn independently of the
+# class, as real actions come with their own places and objects; the object's shape, colour and
+# size, its position and the motion stay per video. 0: appearance independent of the class.
 _C.DATA.SYNTHETIC.CLASS_SCENE_PROB = 0.0
 
 # ---------------------------------------------------------------------------------------------

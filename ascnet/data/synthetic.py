@@ -55,8 +55,9 @@ class SyntheticSpec:
     # "random": object and background drawn per video (the default); "fixed": one object and
     # one background (drawn from the seed) shared by every video of the dataset.
     appearance: str = "random"
-    # With "random": the probability that a video's scene (background kind and object kind) is
-    # its class's typical one rather than drawn independently of the class (0: independent).
+    # With "random": the probability that a video's scene (background kind, colours and
+    # orientation, object kind) is its class's typical one rather than drawn independently of
+    # the class (0: independent).
     class_scene_prob: float = 0.0
 
     def check(self) -> None:

@@ -24,8 +24,9 @@ faster than at speed 1. Real actions come with their own kinds of places and obj
 probability p (the class's background kind, object kind, background colours and orientation,
 each moved a little per video; the object's shape, colour, size, position and motion stay per
 video) and a scene drawn independently of the class otherwise, so that for those videos only
-the motion tells the class. With p = 0 the frames are those of the versions before the key. ``DATA.SYNTHETIC.APPEARANCE: fixed`` gives every video the same object and
-background (drawn from the seed), so that only the motion and its start tell videos apart.
+the motion tells the class. With p = 0 the frames are those of the versions before the key.
+``DATA.SYNTHETIC.APPEARANCE: fixed`` gives every video the same object and background (drawn
+from the seed), so that only the motion and its start tell videos apart.
 Every class is invariant to a horizontal flip (directions are drawn both ways, and flipping a
 diagonal gives the other diagonal), so the default ``AUG.FLIP_PROB`` can stay on (method.md
 section 1, "Mind what an augmentation erases").
@@ -226,6 +227,8 @@ def render_video(
         size: height = width S.
         appearance: "random" (object, background and object size drawn per video) or "fixed"
             (the same for every video of the seed; the trajectory is still drawn per video).
+        class_scene_prob: with "random", the probability that the video shows its class's
+            typical scene (:func:`_class_scene`); 0 gives the frames of the versions before it.
 
     Returns:
         (T, S, S, 3) uint8 RGB frames; a function of the arguments only.
