@@ -34,6 +34,8 @@ import subprocess
 import sys
 import time
 
+from ascnet.utils.io import atomic_write_bytes
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = os.path.join(REPO, "configs", "Synthetic")
 PRETRAIN = os.path.join(CFG, "ASCNet_R3D18_quickstart.yaml")
@@ -74,9 +76,7 @@ def run_condition(name, extra, seed, args, data_opts):
         with open(saved) as f:
             return json.load(f)
     row = _compute_row(name, extra, seed, args, data_opts, base)
-    with open(saved + ".tmp", "w") as f:
-        json.dump(row, f)
-    os.replace(saved + ".tmp", saved)
+    atomic_write_bytes(saved, json.dumps(row))
     return row
 
 
@@ -182,21 +182,14 @@ def main(argv=None) -> None:
 def _run_seeds_in_parallel(args, argv):
     """Run the seeds ``args.jobs`` at a time, each in a child process of this script; their rows
     land in ``<out>/seed<k>/`` and the caller then reads them back to build the table."""
-    rest, skip = [], False
-    for a in argv:  # drop --seeds and --jobs with their values
-        if a in ("--seeds", "--jobs"):
-            skip = True
-            continue
-        if skip and not a.startswith("--"):
-            continue
-        skip = False
-        rest.append(a)
     pending, running = list(args.seeds), []
     while pending or running:
         while pending and len(running) < args.jobs:
             seed = pending.pop(0)
             log = open(os.path.join(args.out, f"seed{seed}.log"), "a")
-            cmd = [sys.executable, os.path.abspath(__file__), *rest, "--seeds", str(seed), "--jobs", "1"]
+            # The last --seeds / --jobs on a command line wins (argparse), so the child keeps every
+            # other option as given.
+            cmd = [sys.executable, os.path.abspath(__file__), *argv, "--seeds", str(seed), "--jobs", "1"]
             running.append((seed, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
         time.sleep(5)
         for item in list(running):
