@@ -156,8 +156,8 @@ def main(argv=None) -> None:
             row = run_condition(name, extra, seed, args, data_opts)
             results[name].append(row)
             print("ROW", seed, name, json.dumps(row), flush=True)
-            with open(os.path.join(args.out, "ssl_gain.json"), "w") as f:
-                json.dump({"results": results, "args": vars(args)}, f, indent=2)
+            partial = {"results": results, "args": vars(args)}
+            atomic_write_bytes(os.path.join(args.out, "ssl_gain.json"), json.dumps(partial, indent=2))
     lines = [
         f"{platform.machine()}, {os.cpu_count()} CPUs (shared), {args.jobs} job(s) of {args.threads} torch thread(s); "
         f"seeds {args.seeds}; the quickstart's data (videos per class {args.videos_per_class or 'as configured'}, "
@@ -175,8 +175,9 @@ def main(argv=None) -> None:
         lines.append("| " + name + " | " + " | ".join(_cell([r[c] for r in rows]) for c in COLUMNS) + " |")
     table = "\n".join(lines)
     print(table)
-    with open(os.path.join(args.out, "ssl_gain.json"), "w") as f:
-        json.dump({"results": results, "table": table, "args": vars(args)}, f, indent=2)
+    atomic_write_bytes(
+        os.path.join(args.out, "ssl_gain.json"), json.dumps({"results": results, "table": table, "args": vars(args)}, indent=2)
+    )
 
 
 def _run_seeds_in_parallel(args, argv):
