@@ -198,6 +198,7 @@ def main(argv=None) -> int:
     from ascnet.data.utils import AnnotationError
     from ascnet.engine.trainer import NonFiniteLossError
     from ascnet.utils.checkpoint import CheckpointError
+    from ascnet.utils.io import OutputWriteError
 
     try:
         launch(cfg, get_task(cfg.TASK))
@@ -210,6 +211,9 @@ def main(argv=None) -> int:
     except AnnotationError as e:  # names the file and the line
         print(f"Dataset error: {e}", file=sys.stderr)
         return 2
+    except OutputWriteError as e:  # already logged; names the file and the fix
+        print(f"Output error: {e}", file=sys.stderr)
+        return 2
     except NonFiniteLossError as e:  # already logged; no traceback for a diverged run
         print(f"Training stopped: {e}", file=sys.stderr)
         return 3
@@ -218,7 +222,8 @@ def main(argv=None) -> int:
         if "NonFiniteLossError" in last:
             print(f"Training stopped on rank {e.error_index}: {last.split(': ', 1)[-1]}", file=sys.stderr)
             return 3
-        for kind, title in (("CheckpointError", "Checkpoint error"), ("AnnotationError", "Dataset error")):
+        kinds = (("CheckpointError", "Checkpoint error"), ("AnnotationError", "Dataset error"), ("OutputWriteError", "Output error"))
+        for kind, title in kinds:
             if kind in last.split(": ", 1)[0]:
                 print(f"{title}: {last.split(': ', 1)[-1]}", file=sys.stderr)
                 return 2

@@ -25,6 +25,7 @@ from fvcore.common.history_buffer import HistoryBuffer
 from iopath.common.file_io import g_pathmgr
 
 from ascnet.utils import distributed as du
+from ascnet.utils.io import OutputWriteError, atomic_write_bytes
 from ascnet.utils.logging import log_json_stats
 
 logger = logging.getLogger(__name__)
@@ -126,8 +127,6 @@ class EventWriter:
             if isinstance(rec, dict) and rec.get("iteration", 0) <= iteration:
                 kept.append(line if line.endswith("\n") else line + "\n")
         if len(kept) != len(lines):
-            from ascnet.utils.io import atomic_write_bytes
-
             atomic_write_bytes(self.metrics_path, "".join(kept))
 
     def update_history(self, stats: Dict[str, float], iteration: int) -> None:
@@ -154,6 +153,9 @@ class EventWriter:
         Args:
             stats: scalar statistics (non-scalars are dropped); ``iteration``/``epoch`` included.
             step: TensorBoard global step.
+
+        Raises:
+            OutputWriteError: ``metrics.json`` could not be written (e.g. disk full); one line.
         """
         if not self.enabled:
             return
@@ -163,8 +165,19 @@ class EventWriter:
             s = v if keep else _scalar(v)
             if s is not None:
                 rec[k] = s
-        self._file.write(json.dumps(rec, sort_keys=True) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(rec, sort_keys=True) + "\n")
+            self._file.flush()
+        except OSError as e:  # disk full, quota, a vanished mount: one line instead of a traceback
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            msg = (
+                f"Could not append the record of iteration {rec.get('iteration', step)} to {self.metrics_path!r}: "
+                f"{reason}. Free space under {self.output_dir!r} (or set OUTPUT_DIR to a disk with room), then "
+                "rerun with TRAIN.AUTO_RESUME True: the run resumes from its last checkpoint and rewrites the "
+                "records after it."
+            )
+            logger.error(msg)
+            raise OutputWriteError(msg, self.metrics_path) from e
         if self._tb is not None:
             for k, v in rec.items():
                 if isinstance(v, (int, float)) and k not in ("iteration", "epoch"):

@@ -16,6 +16,15 @@ from iopath.common.file_io import g_pathmgr
 TMP_PATTERN = re.compile(r"\.tmp-[0-9a-f]{8}$")
 
 
+class OutputWriteError(RuntimeError):
+    """A run's output file (e.g. ``metrics.json``) could not be written; a one-line message
+    that names the file and the fix. ``path`` is the file."""
+
+    def __init__(self, message: str, path: str):
+        super().__init__(message)
+        self.path = path
+
+
 def atomic_write(path: str, write: Callable[[io.BufferedIOBase], None]) -> None:
     """Write ``path`` so that readers see the old file or the whole new one, never a part.
 

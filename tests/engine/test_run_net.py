@@ -128,3 +128,42 @@ def test_unparseable_split_line_is_one_line_and_exit_code_2(repo_root, tmp_path,
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1, err
     assert err.startswith("Dataset error: ") and "trainlist01.txt" in err and "line 2" in err
+
+
+def test_full_disk_while_writing_metrics_is_one_line_and_exit_code_2(repo_root, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from iopath.common.file_io import g_pathmgr
+
+    real_open = g_pathmgr.open
+
+    class _Full:
+        def __init__(self, f):
+            self._f = f
+
+        def write(self, s):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+    def full_open(path, mode="r", *a, **k):
+        f = real_open(path, mode, *a, **k)
+        return _Full(f) if str(path).endswith("metrics.json") and "a" in mode else f
+
+    monkeypatch.setattr(g_pathmgr, "open", full_open)
+    run_net = _import_run_net(repo_root)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the stand-ins of test_trainer
+    try:
+        cfg = os.path.join(repo_root, "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")
+        out = tmp_path / "out"
+        rc = run_net.main(["--cfg", cfg, "PLUGINS", "['test_trainer']", "MODEL.META_ARCH", "_TinySSL",
+                           "TRAIN.DATASET", "_TinyClips", "TRAIN.BATCH_SIZE", "4", "DATA_LOADER.NUM_WORKERS", "0",
+                           "TENSORBOARD.ENABLE", "False", "OUTPUT_DIR", str(out), "TRAIN.MONITOR_PERIOD", "0",
+                           "LOG_PERIOD", "1", "TRAIN.MAX_ITERS", "2"])
+    finally:
+        sys.path.pop(0)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("Output error: Could not append the record of iteration 1 to ")
+    assert str(out / "metrics.json") in err and "No space left on device" in err and "Free space" in err
