@@ -46,7 +46,7 @@ from iopath.common.file_io import g_pathmgr
 from torch import nn
 
 from ascnet.utils import distributed as du
-from ascnet.utils.io import atomic_write, atomic_write_bytes, remove_partial_files
+from ascnet.utils.io import atomic_write, atomic_write_bytes, first_line, remove_partial_files
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +66,6 @@ class CheckpointError(RuntimeError):
         super().__init__(msg)
         self.path = path
         self.damaged = damaged
-
-
-def _first_line(e: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return f"{type(e).__name__}: {text[:limit]}"
 
 
 def read_checkpoint(path: str, source: str = "", mmap: bool = False) -> Dict[str, Any]:
@@ -105,7 +100,7 @@ def read_checkpoint(path: str, source: str = "", mmap: bool = False) -> Dict[str
     except pickle.UnpicklingError as e:
         if "GLOBAL" not in str(e) and "global" not in str(e):  # a garbled pickle stream, not a foreign object
             raise CheckpointError(
-                f"Checkpoint {path!r}{where} is unreadable (truncated or corrupt; {_first_line(e, 120)}). Use another "
+                f"Checkpoint {path!r}{where} is unreadable (truncated or corrupt; {first_line(e, 120)}). Use another "
                 "checkpoint; a run with TRAIN.AUTO_RESUME falls back to the previous one in its folder.",
                 path, damaged=True,
             ) from e
@@ -117,10 +112,10 @@ def read_checkpoint(path: str, source: str = "", mmap: bool = False) -> Dict[str
             path,
         ) from e
     except (PermissionError, IsADirectoryError, FileNotFoundError) as e:  # not the file's fault: leave it
-        raise CheckpointError(f"Checkpoint {path!r}{where} cannot be opened ({_first_line(e, 120)}).", path) from e
+        raise CheckpointError(f"Checkpoint {path!r}{where} cannot be opened ({first_line(e, 120)}).", path) from e
     except Exception as e:  # truncated zip (OSError/RuntimeError), empty (EOFError), garbled (IndexError, ...)
         raise CheckpointError(
-            f"Checkpoint {path!r}{where} is unreadable (truncated or corrupt; {_first_line(e, 120)}). Use another "
+            f"Checkpoint {path!r}{where} is unreadable (truncated or corrupt; {first_line(e, 120)}). Use another "
             "checkpoint; a run with TRAIN.AUTO_RESUME falls back to the previous one in its folder.",
             path, damaged=True,
         ) from e
@@ -303,7 +298,7 @@ class Checkpointer:
             while cause.__context__ is not None and not isinstance(cause, OSError):
                 cause = cause.__context__
             msg = (
-                f"Could not write checkpoint {path!r}: {_first_line(cause, 160)}. Free space under "
+                f"Could not write checkpoint {path!r}: {first_line(cause, 160)}. Free space under "
                 f"{self.save_dir!r} (or set OUTPUT_DIR to a disk with room), then rerun with TRAIN.AUTO_RESUME "
                 f"True; the last complete checkpoint, {previous or 'none yet'}, is intact and last_checkpoint "
                 "still names it."

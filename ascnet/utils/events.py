@@ -25,7 +25,7 @@ from fvcore.common.history_buffer import HistoryBuffer
 from iopath.common.file_io import g_pathmgr
 
 from ascnet.utils import distributed as du
-from ascnet.utils.io import OutputWriteError, atomic_write_bytes
+from ascnet.utils.io import OutputWriteError, atomic_write_bytes, first_line
 from ascnet.utils.logging import log_json_stats
 
 logger = logging.getLogger(__name__)
@@ -169,10 +169,9 @@ class EventWriter:
             self._file.write(json.dumps(rec, sort_keys=True) + "\n")
             self._file.flush()
         except OSError as e:  # disk full, quota, a vanished mount: one line instead of a traceback
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
             msg = (
                 f"Could not append the record of iteration {rec.get('iteration', step)} to {self.metrics_path!r}: "
-                f"{reason}. Free space under {self.output_dir!r} (or set OUTPUT_DIR to a disk with room), then "
+                f"{first_line(e, 160)}. Free space under {self.output_dir!r} (or set OUTPUT_DIR to a disk with room), then "
                 "rerun with TRAIN.AUTO_RESUME True: the run resumes from its last checkpoint and rewrites the "
                 "records after it."
             )

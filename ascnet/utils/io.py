@@ -25,6 +25,13 @@ class OutputWriteError(RuntimeError):
         self.path = path
 
 
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """``"<ExceptionType>: <message>"`` on one line (whitespace collapsed, message cut at
+    ``limit`` characters), for the one-line errors that name a file and the fix."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return f"{type(e).__name__}: {text[:limit]}"
+
+
 def atomic_write(path: str, write: Callable[[io.BufferedIOBase], None]) -> None:
     """Write ``path`` so that readers see the old file or the whole new one, never a part.
 
