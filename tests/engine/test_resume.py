@@ -6,7 +6,6 @@ The stand-in model and dataset of tests/engine/test_trainer.py (6 iterations per
 epochs) keep every run at a second or two.
 """
 import builtins
-import errno
 import json
 import logging
 import os
@@ -142,33 +141,12 @@ def test_fresh_start_never_overwrites_existing_checkpoints(tmp_path):
     assert _contents(ck) == before
 
 
-def test_disk_full_while_saving_is_one_message_and_keeps_the_pointer(tmp_path, monkeypatch):
+def test_disk_full_while_saving_is_one_message_and_keeps_the_pointer(tmp_path, monkeypatch, full_disk_file):
     real_open = builtins.open
-
-    class _FullDisk:
-        """A file on a disk that fills up after 1000 bytes."""
-
-        def __init__(self, f):
-            self._f, self._n = f, 0
-
-        def write(self, b):
-            self._n += len(b)
-            if self._n > 1000:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            return self._f.write(b)
-
-        def __getattr__(self, name):
-            return getattr(self._f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self._f.close()
 
     def full_open(path, mode="r", *a, **k):
         f = real_open(path, mode, *a, **k)
-        return _FullDisk(f) if "checkpoint_iter_0000004" in str(path) and "w" in mode else f
+        return full_disk_file(f, room=1000) if "checkpoint_iter_0000004" in str(path) and "w" in mode else f
 
     monkeypatch.setattr(builtins, "open", full_open)
     t = Trainer(_cfg(tmp_path, **{"TRAIN.CHECKPOINT_ITERS": 2}))

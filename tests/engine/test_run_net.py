@@ -130,26 +130,15 @@ def test_unparseable_split_line_is_one_line_and_exit_code_2(repo_root, tmp_path,
     assert err.startswith("Dataset error: ") and "trainlist01.txt" in err and "line 2" in err
 
 
-def test_full_disk_while_writing_metrics_is_one_line_and_exit_code_2(repo_root, tmp_path, capsys, monkeypatch):
-    import errno
-
+def test_full_disk_while_writing_metrics_is_one_line_and_exit_code_2(repo_root, tmp_path, capsys, monkeypatch,
+                                                                     full_disk_file):
     from iopath.common.file_io import g_pathmgr
 
     real_open = g_pathmgr.open
 
-    class _Full:
-        def __init__(self, f):
-            self._f = f
-
-        def write(self, s):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        def __getattr__(self, name):
-            return getattr(self._f, name)
-
     def full_open(path, mode="r", *a, **k):
         f = real_open(path, mode, *a, **k)
-        return _Full(f) if str(path).endswith("metrics.json") and "a" in mode else f
+        return full_disk_file(f) if str(path).endswith("metrics.json") and "a" in mode else f
 
     monkeypatch.setattr(g_pathmgr, "open", full_open)
     run_net = _import_run_net(repo_root)

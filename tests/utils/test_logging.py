@@ -97,27 +97,12 @@ def test_read_metrics_merges_records_of_one_iteration(tmp_path):
     assert read_metrics(str(tmp_path)) == {5: {"iteration": 5, "loss": 1.5, "lr": 0.1, "monitor_knn20_top1": 30.0}}
 
 
-class _FullDiskFile:
-    """An open file whose disk is full: every write raises ENOSPC."""
-
-    def __init__(self, f):
-        self._f = f
-
-    def write(self, s):
-        import errno
-
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
-
-
-def test_metrics_write_on_a_full_disk_is_one_line_naming_the_file_and_the_fix(tmp_path):
+def test_metrics_write_on_a_full_disk_is_one_line_naming_the_file_and_the_fix(tmp_path, full_disk_file):
     from ascnet.utils.io import OutputWriteError
 
     w = EventWriter(str(tmp_path))
     w.write({"iteration": 1, "loss": 1.0}, step=1)
-    w._file = _FullDiskFile(w._file)
+    w._file = full_disk_file(w._file)
     with pytest.raises(OutputWriteError) as info:
         w.write({"iteration": 2, "loss": 0.5}, step=2)
     msg = str(info.value)
