@@ -6,8 +6,8 @@ On a GPU every read of a tensor's value by the host (``.item()``, ``int(t)``, ``
 drain. Such stalls are invisible on the CPU, where the same code runs without waiting, so they are
 counted here by what is called rather than by what it costs: a :class:`TorchDispatchMode` records
 the ATen ops that synchronise, and the Python-level reads that never reach the dispatcher
-(``tolist``, ``numpy``, ``cpu``, ``to("cpu")``) are counted by wrapping those methods for the
-duration of the block.
+(``tolist``, ``numpy``, ``cpu``, ``to("cpu")`` with the literal string) are counted by wrapping
+those methods for the duration of the block.
 
 Used by the tests that hold the training step free of synchronisations and by
 ``benchmarks/train_step.py``::
@@ -105,8 +105,10 @@ class HostSyncCounter(TorchDispatchMode):
         counts = self.counts
 
         def to(t, *a, **k):
+            # Only a literal "cpu" names the host: ``x.to(other.device)`` is a no-op on a GPU when
+            # both live there, and on the CPU it cannot be told apart from a real host copy.
             target: Optional[object] = k.get("device", a[0] if a else None)
-            if isinstance(target, (str, torch.device)) and torch.device(target).type == "cpu":
+            if isinstance(target, str) and torch.device(target).type == "cpu":
                 counts["Tensor.to(cpu)"] += 1
             return original_to(t, *a, **k)
 

@@ -16,6 +16,7 @@ def test_counts_each_kind_of_host_read():
         _ = x.detach().tolist()
         _ = x.detach().cpu()
         _ = x.detach().to("cpu")
+        _ = x.detach().to(x.device)  # a move to the tensor's own device: not a host read
         _ = x.detach().numpy()
     c = syncs.counts
     assert c["aten._local_scalar_dense"] == 3
