@@ -100,7 +100,8 @@ def test_clips_of_one_group_share_a_source_id(tmp_path):
     by_name = {os.path.basename(p): s for p, s in zip(test.paths, test.sources)}
     assert by_name["v_YoYo_g08_c01.avi"] == by_name["v_YoYo_g08_c02.avi"]
     assert len({by_name[f"v_{c.replace('Handstand', 'HandStand')}_g08_c01.avi"] for c in CLASSES}) == 3
-    assert test.source_names[by_name["v_YoYo_g08_c02.avi"]] == "YoYo_g08"
+    assert test.source_names[by_name["v_YoYo_g08_c02.avi"]] == "yoyo_g08"
+    assert test.source_of("x/v_HandstandPushups_g08_c03.avi") == test.source_of("y/v_HandStandPushups_g08_c01.avi")
     assert len(test.source_names) == 3 and len(test) == 4
     # Every mode's sample carries it; the default collate makes it an (N,) int64 tensor.
     k = [os.path.basename(p) for p in test.paths].index("v_YoYo_g08_c02.avi")

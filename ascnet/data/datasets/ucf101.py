@@ -16,7 +16,7 @@ classInd.txt without regard to case, since the official files spell e.g. Handsta
 both ways).
 
 Source ids: the clips of one group ``gXX`` of a class are cuts of one source video, so
-``v_<Class>_g08_c01`` and ``v_<Class>_g08_c02`` share the source ``<Class>_g08``.
+``v_<Class>_g08_c01`` and ``v_<Class>_g08_c02`` share the source ``<class>_g08`` (lower case).
 """
 import os
 import re
@@ -60,10 +60,12 @@ class UCF101(VideoDataset):
     list_dir = UCF_LIST_DIR
 
     def source_of(self, path: str) -> str:
-        """``<Class>_gXX`` of ``v_<Class>_gXX_cYY.<ext>`` (the file name itself otherwise)."""
+        """``<class>_gXX`` of ``v_<Class>_gXX_cYY.<ext>``, in lower case (the official files spell
+        some classes two ways, e.g. HandstandPushups / HandStandPushups); the file name itself
+        when it does not follow the convention."""
         stem = os.path.splitext(os.path.basename(path))[0]
         m = _UCF_STEM.match(stem)
-        return m.group("group") if m else stem
+        return m.group("group").lower() if m else stem
 
     def _split_file(self, root: str) -> str:
         sid = int(self.cfg.DATA.SPLIT_ID)
