@@ -107,7 +107,7 @@ def test_failure_counters_count_every_failure_from_several_workers(tmp_path):
     # stop a sample early): this test counts increments only.
     cfg = tiny_cfg(root, DATA__NUM_RETRIES=retries, DATA__FAILURE_MIN_ATTEMPTS=10**12, DATA_LOADER__NUM_WORKERS=4)
     ds = build_dataset(cfg, "train", "train", name="Kinetics")
-    items, rounds = 16, 150
+    items, rounds = 16, 300
     loader = torch.utils.data.DataLoader(_Hammer(ds, items, rounds), batch_size=1, num_workers=4)
     assert sorted(int(b) for b in loader) == list(range(items))
     expected = items * rounds * len(ds) * (retries + 1)  # every attempt fails
