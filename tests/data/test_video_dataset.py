@@ -97,15 +97,20 @@ class _Hammer(torch.utils.data.Dataset):
         return i
 
 
-def test_failure_counters_count_every_failure_from_several_workers(tmp_path):
-    """Issue 22 item 8: four loader workers failing at once; no increment may be lost."""
+@pytest.mark.parametrize("check_ratio", [False, True])
+def test_failure_counters_count_every_failure_from_several_workers(tmp_path, check_ratio):
+    """Issue 22 item 8: four loader workers failing at once; no increment may be lost.
+
+    With the ratio check on at DATA.MAX_FAILURE_RATIO 1.0 (never exceeded: every load fails at
+    most once), a read of the counters while workers write them must not see more failures than
+    loads, or it stops samples early and the loads fall short too.
+    """
     root = str(tmp_path)
     with open(os.path.join(root, "train.csv"), "w") as f:
         f.writelines(f"missing{k}.avi 0\n" for k in range(4))
     retries = 4
-    # The ratio check stays off (it reads the counters while others write them, and could
-    # stop a sample early): this test counts increments only.
-    cfg = tiny_cfg(root, DATA__NUM_RETRIES=retries, DATA__FAILURE_MIN_ATTEMPTS=10**12, DATA_LOADER__NUM_WORKERS=4)
+    cfg = tiny_cfg(root, DATA__NUM_RETRIES=retries, DATA__MAX_FAILURE_RATIO=1.0,
+                   DATA__FAILURE_MIN_ATTEMPTS=1 if check_ratio else 10**12, DATA_LOADER__NUM_WORKERS=4)
     ds = build_dataset(cfg, "train", "train", name="Kinetics")
     items, rounds = 16, 300
     loader = torch.utils.data.DataLoader(_Hammer(ds, items, rounds), batch_size=1, num_workers=4)

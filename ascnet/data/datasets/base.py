@@ -255,12 +255,19 @@ class VideoDataset(Dataset):
         self._logged.add(index)
         self._bad[index] = True
 
+    def _totals(self) -> Tuple[int, int]:
+        """(loads, failures) of all processes. Failures are read first: every process counts a
+        load before its failure, so the totals never show more failures than loads while
+        workers are writing (a torn read could otherwise trip DATA.MAX_FAILURE_RATIO 1.0)."""
+        failures = int(self._counts[:, 1].sum())
+        return int(self._counts[:, 0].sum()), failures
+
     def _bad_summary(self, n: int = 10) -> str:
         bad = self.bad_paths(n)
         return f"First bad videos: {bad}. Run tools/check_dataset.py for a full report." if bad else ""
 
     def _check_failure_ratio(self) -> None:
-        attempts, failures = self._counts.sum(0).tolist()
+        attempts, failures = self._totals()
         if attempts >= self.min_attempts and failures > self.max_failure_ratio * attempts:
             raise DataFailureError(
                 f"{failures} of {attempts} video loads failed ({failures / attempts:.1%}), more than "
@@ -279,7 +286,7 @@ class VideoDataset(Dataset):
         ``loads`` and ``failures`` count video load attempts since the dataset was built (all
         workers together); ``bad_paths`` lists the first ten bad videos.
         """
-        attempts, failures = self._counts.sum(0).tolist()
+        attempts, failures = self._totals()
         return {
             "loads": attempts,
             "failures": failures,
