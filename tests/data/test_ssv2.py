@@ -8,6 +8,7 @@ import torch
 from video_helpers import augmented, read_index, tiny_cfg, write_webm
 
 from ascnet.data import build_dataset
+from ascnet.data.decoder import probe_video
 from ascnet.data.datasets.ssv2 import template_class
 from ascnet.sampling.clip import VideoTooShortError
 
@@ -57,6 +58,8 @@ def test_ssv2_labels_splits_and_samples(tmp_path, labels_dir):
     assert [os.path.basename(p) for p in train.paths + test.paths] == ["101.webm", "102.webm", "103.webm",
                                                                      "201.webm", "202.webm"]
     assert build_dataset(cfg, "val", "test", name="SSv2").paths == test.paths
+    # WebM stores no frame count: the estimate from the duration matches the frames written.
+    assert [probe_video(p).num_frames for p in train.paths + test.paths] == [40, 36, 30, 34, 28]
     # One source per video.
     assert list(train.sources) == [0, 1, 2] and list(test.sources) == [0, 1]
     s = train[(0, 3)]
