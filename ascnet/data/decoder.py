@@ -108,14 +108,19 @@ def _stream_info(path: str, stream) -> VideoInfo:
     start_pts = stream.start_time if stream.start_time is not None else 0
     n = int(stream.frames or 0)
     if n <= 0:
-        # Containers like WebM/MKV do not store a frame count: estimate it from the duration.
+        # Containers like WebM/MKV do not store a frame count (stream.frames == 0): estimate it
+        # from the duration. Durations are stored in whole ticks of the time base (WebM:
+        # milliseconds), so 5 frames at 12 fps last 0.416 s = 4.99 frames: allow two ticks of
+        # rounding before flooring (tests/data/test_decoder.py, VP9 WebM at 12 fps). A duration
+        # that overestimates (an audio stream longer than the video) is corrected by
+        # decode_clips' tail fallback.
         if stream.duration is not None:
             seconds = float(stream.duration * time_base)
         elif stream.container.duration is not None:
             seconds = stream.container.duration / av.time_base
         else:
             seconds = 0.0
-        n = int(math.floor(seconds * fps + 1e-3))
+        n = int(math.floor(seconds * fps + max(1e-3, 2 * float(time_base) * fps)))
     if n <= 0:
         raise VideoDecodeError(f"Video {path!r} is empty (no frames).")
     ctx = getattr(stream, "codec_context", None)

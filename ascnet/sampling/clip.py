@@ -7,6 +7,12 @@ playback speed ``s`` takes every ``s * DATA.SAMPLING_RATE``-th frame of that tim
 resampled frame ``k`` is then mapped back to the native frame shown at time ``k / TARGET_FPS``.
 The decoder (``ascnet/data/decoder.py``) decodes the union of the returned native indices once.
 
+Resampling only ever goes down: a video whose native rate is at or below ``TARGET_FPS`` keeps
+its native timeline. Upsampling would only repeat frames (12 fps Something-Something v2 video at
+25 fps shows each frame about twice), so a 16-frame clip would hold about 8 distinct frames and
+the "2x" clip would be the 1x clip of the native video; a low-frame-rate video's clips span more
+time instead.
+
 Short videos. A clip needs ``(NUM_FRAMES - 1) * stride + 1`` resampled frames. When the video
 is shorter, ``DATA.SHORT_VIDEO_POLICY`` decides:
 
@@ -36,9 +42,9 @@ class VideoTooShortError(RuntimeError):
 def resampled_length(num_frames: int, fps: float, target_fps: float) -> int:
     """Number of frames of a ``num_frames`` video at ``fps`` once resampled to ``target_fps``.
 
-    ``target_fps`` <= 0 keeps the native timeline.
+    ``target_fps`` <= 0, or >= ``fps`` (never upsample), keeps the native timeline.
     """
-    if target_fps <= 0 or fps <= 0:
+    if not 0 < target_fps < fps:
         return int(num_frames)
     return max(int(math.floor(num_frames * target_fps / fps + 1e-6)), 1 if num_frames > 0 else 0)
 
@@ -49,13 +55,13 @@ def to_native_indices(indices: torch.Tensor, fps: float, target_fps: float, num_
     Args:
         indices: (T,) int64 indices on the ``target_fps`` timeline.
         fps: native frame rate of the video.
-        target_fps: resampling rate (<= 0: identity).
+        target_fps: resampling rate (<= 0 or >= ``fps``: identity; never upsampled).
         num_frames: native frame count (results are clamped to ``num_frames - 1``).
 
     Returns:
         (T,) int64 native frame indices.
     """
-    if target_fps <= 0 or fps <= 0:
+    if not 0 < target_fps < fps:
         out = indices
     else:
         # The +1e-6 keeps k * fps / target_fps exact when the ratio is an integer (25 -> 50 fps).

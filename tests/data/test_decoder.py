@@ -201,3 +201,32 @@ def test_header_promising_a_few_frames_too_many_resamples_with_the_true_length(t
     gen = torch.Generator().manual_seed(11)
     clips, _ = decode_clips(str(path), PlaybackSpeedSampler(tiny_cfg(), "pretrain"), gen)
     assert {b - a for a, b in zip(decoded_indices(clips[1]), decoded_indices(clips[1])[1:])} == {2}
+
+
+@pytest.mark.parametrize("n", [5, 13, 24, 37, 47])
+def test_webm_frame_count_from_its_duration(tmp_path, n):
+    """VP9 WebM at 12 fps stores no frame count and a duration rounded to milliseconds."""
+    import av
+    from video_helpers import write_webm
+
+    path = write_webm(str(tmp_path / f"v{n}.webm"), n)
+    with av.open(path) as c:
+        assert c.streams.video[0].frames == 0  # the case under test: the header has no count
+    info = probe_video(path)
+    frames, _ = decode_all(path)
+    assert info.fps == 12 and info.num_frames == frames.shape[0] == n
+    # The last frame is reachable: the last of two uniform clips ends on it.
+    clips, _ = decode_clips(path, UniformMultiViewSampler(tiny_cfg(DATA__NUM_FRAMES=16), "test", num_clips=2))
+    assert decoded_indices(clips[-1])[-1] == n - 1
+
+
+def test_target_fps_never_repeats_frames_of_a_slower_video(tmp_path):
+    """DATA.TARGET_FPS 25 on 12 fps video keeps the native frames (no upsampling)."""
+    from video_helpers import write_webm
+
+    path = write_webm(str(tmp_path / "v.webm"), 40, size=64)
+    cfg = tiny_cfg(DATA__TARGET_FPS=25, ASCNET__SPEEDS=[1, 2])
+    clips, _ = decode_clips(path, PlaybackSpeedSampler(cfg, "pretrain"), torch.Generator().manual_seed(0))
+    i1, i2 = decoded_indices(clips[0]), decoded_indices(clips[1])
+    assert [b - a for a, b in zip(i1, i1[1:])] == [1] * 7
+    assert [b - a for a, b in zip(i2, i2[1:])] == [2] * 7

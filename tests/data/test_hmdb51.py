@@ -57,3 +57,31 @@ def test_file_names_with_spaces_and_unparseable_lines(tmp_path):
         f.write("wave_broken.avi x\n")
     with pytest.raises(ValueError, match=r"wave_test_split1\.txt.* line 6: .*tag"):
         build_dataset(tiny_cfg(root), "test", "test", name="HMDB51")
+
+
+def test_source_ids_follow_the_hmdb_file_name_convention(tmp_path):
+    """Issue 20 item 2: clips named <source>_<action>_<meta...>_<n> share <source>."""
+    from ascnet.data.datasets.hmdb51 import hmdb_source
+
+    assert hmdb_source("April_09_brush_hair_u_nm_np1_ba_goo_0", "brush_hair") == "April_09"
+    assert hmdb_source("Jessica_and_Gregs_Cartwheel_Competition_cartwheel_f_cm_np1_ba_bad_0", "cartwheel") == (
+        "Jessica_and_Gregs_Cartwheel_Competition"
+    )
+    assert hmdb_source("not the convention", "wave") == "not the convention"
+    root = str(tmp_path)
+    split_dir = os.path.join(root, "testTrainMulti_7030_splits")
+    os.makedirs(split_dir)
+    clips = {
+        "brush_hair": ["Movie_A_brush_hair_h_nm_np1_fr_goo_0.avi", "Movie_A_brush_hair_h_nm_np1_fr_goo_1.avi",
+                       "Movie_B_brush_hair_u_cm_np2_le_med_0.avi"],
+        "wave": ["Movie_A_wave_u_cm_np1_ri_bad_0.avi", "Other_wave_f_nm_np3_ba_goo_2.avi"],
+    }
+    for c, names in clips.items():
+        for k, n in enumerate(names):
+            write_index_video(os.path.join(root, "videos", c, n), 16, offset=k)
+        with open(os.path.join(split_dir, f"{c}_test_split1.txt"), "w") as f:
+            f.writelines(f"{n} 1 \n" for n in names)
+    ds = build_dataset(tiny_cfg(root), "train", "train", name="HMDB51")
+    names = [ds.source_names[s] for s in ds.sources]
+    assert names == ["Movie_A", "Movie_A", "Movie_B", "Movie_A", "Other"]
+    assert list(ds.sources) == [0, 0, 1, 0, 2] and ds[(1, 0)]["source"] == 0

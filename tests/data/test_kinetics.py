@@ -74,3 +74,27 @@ def test_kinetics_validate_alias_and_path_prefix(tmp_path):
     ds = build_dataset(tiny_cfg(root, DATA__PATH_PREFIX=videos), "val", "train", name="Kinetics")
     assert ds.paths == [os.path.join(videos, "validate", "zzzzzzzzzzz_000003_000013.mp4")]
     assert ds.class_names == ["zumba"] and ds.labels == [0]
+
+
+def test_source_id_is_the_youtube_id_in_both_layouts(tmp_path):
+    """Issue 20 item 2: Kinetics cuts several clips from one YouTube video."""
+    root = str(tmp_path / "official")
+    os.makedirs(os.path.join(root, "annotations"))
+    rows = [("abseiling", "aaaaaaaaaaa", 0, 10), ("zumba", "aaaaaaaaaaa", 20, 30), ("zumba", "b_b_b_b_b_b", 0, 10)]
+    with open(os.path.join(root, "annotations", "train.csv"), "w") as f:
+        f.write("label,youtube_id,time_start,time_end,split\n")
+        for k, (label, yid, s, e) in enumerate(rows):
+            f.write(f"{label},{yid},{s},{e},train\n")
+            write_index_video(os.path.join(root, "train", f"{yid}_{s:06d}_{e:06d}.mp4"), 16, offset=k)
+    ds = build_dataset(tiny_cfg(root), "train", "train", name="Kinetics")
+    assert list(ds.sources) == [0, 0, 1] and ds.source_names == ["aaaaaaaaaaa", "b_b_b_b_b_b"]
+    assert ds[(2, 0)]["source"] == 1
+    listed = str(tmp_path / "list")
+    names = ["aaaaaaaaaaa_000000_000010.mp4", "ccccccccccc_000000_000010.mp4", "aaaaaaaaaaa_000020_000030.mp4",
+             "other.mp4"]
+    for k, n in enumerate(names):
+        write_index_video(os.path.join(listed, "v", n), 16, offset=k)
+    with open(os.path.join(listed, "train.csv"), "w") as f:
+        f.writelines(f"v/{n} {k % 2}\n" for k, n in enumerate(names))
+    ds = build_dataset(tiny_cfg(listed), "train", "train", name="Kinetics")
+    assert list(ds.sources) == [0, 1, 0, 2] and ds.source_names == ["aaaaaaaaaaa", "ccccccccccc", "other"]

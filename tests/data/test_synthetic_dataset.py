@@ -38,6 +38,9 @@ def test_layout_labels_and_split_membership(tmp_path):
         assert len(train) + len(test) == 12 and not set(train.paths) & set(test.paths)
         assert np.bincount(test.labels).tolist() == [len(test) // 3] * 3
         assert train.num_classes == 3
+        # Every generated video is rendered on its own: one source each, even within a group.
+        assert len(set(train.sources)) == len(train) and len(set(test.sources)) == len(test)
+        assert train.source_of("r/v_a_g01_c01.avi") != train.source_of("r/v_a_g01_c02.avi")
     frames, info = decode_all(train.paths[0])
     assert frames.shape == (16, 3, 32, 32) and info.fps == 25
 

@@ -87,3 +87,26 @@ def test_file_names_with_spaces_and_unparseable_lines(tmp_path):
         f.write("YoYo/v_YoYo_g98_c01.avi three\n")
     with pytest.raises(ValueError, match=rf"trainlist01\.txt.* line {n_lines + 1}: .*'<path> <class number>'"):
         build_dataset(cfg, "train", "train", name="UCF101")
+
+
+def test_clips_of_one_group_share_a_source_id(tmp_path):
+    """Issue 20 item 2: v_<Class>_g08_c01 and _c02 are cuts of one source video."""
+    root = make_ucf(str(tmp_path))
+    extra = "YoYo/v_YoYo_g08_c02.avi"
+    write_index_video(os.path.join(root, "UCF-101", extra), 16, offset=99)
+    with open(os.path.join(root, "ucfTrainTestlist", "testlist02.txt"), "a") as f:
+        f.write(f"{extra}\r\n")
+    test = build_dataset(tiny_cfg(root, DATA__SPLIT_ID=2), "test", "test", name="UCF101")
+    by_name = {os.path.basename(p): s for p, s in zip(test.paths, test.sources)}
+    assert by_name["v_YoYo_g08_c01.avi"] == by_name["v_YoYo_g08_c02.avi"]
+    assert len({by_name[f"v_{c.replace('Handstand', 'HandStand')}_g08_c01.avi"] for c in CLASSES}) == 3
+    assert test.source_names[by_name["v_YoYo_g08_c02.avi"]] == "yoyo_g08"
+    assert test.source_of("x/v_HandstandPushups_g08_c03.avi") == test.source_of("y/v_HandStandPushups_g08_c01.avi")
+    assert len(test.source_names) == 3 and len(test) == 4
+    # Every mode's sample carries it; the default collate makes it an (N,) int64 tensor.
+    k = [os.path.basename(p) for p in test.paths].index("v_YoYo_g08_c02.avi")
+    assert test[k]["source"] == by_name["v_YoYo_g08_c02.avi"]
+    train = build_dataset(tiny_cfg(root), "train", "pretrain", name="UCF101")
+    batch = next(iter(torch.utils.data.DataLoader(train, batch_size=4)))
+    assert batch["source"].dtype == torch.int64 and batch["source"].tolist() == list(train.sources[:4])
+    assert len(set(train.sources)) == len(train)  # one clip per group in the training list

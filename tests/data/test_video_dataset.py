@@ -1,6 +1,8 @@
 """VideoDataset end to end: what a sample holds in each mode."""
 import os
 
+import numpy as np
+import pytest
 import torch
 from video_helpers import augmented, read_index, tiny_cfg, write_index_video
 
@@ -72,3 +74,79 @@ def test_dataset_takes_its_clip_sampler_from_the_registry(tmp_path):
     assert "PlaybackSpeedSampler" in CLIP_SAMPLER_REGISTRY.names()
     assert "PlaybackSpeedSampler" not in POSITIVE_SAMPLER_REGISTRY.names()
     assert set(POSITIVE_SAMPLER_REGISTRY.names()) == {"appearance_retrieval", "random_same_speed"}
+
+
+class _Hammer(torch.utils.data.Dataset):
+    """Each item loads every (missing) video of ``ds`` ``rounds`` times, swallowing the failures."""
+
+    def __init__(self, ds, items: int, rounds: int):
+        self.ds, self.items, self.rounds = ds, items, rounds
+
+    def __len__(self):
+        return self.items
+
+    def __getitem__(self, i):
+        from ascnet.data.datasets import DataFailureError
+
+        for r in range(self.rounds):
+            for k in range(len(self.ds)):
+                try:
+                    self.ds[(k, i * self.rounds + r)]
+                except DataFailureError:
+                    pass
+        return i
+
+
+@pytest.mark.parametrize("check_ratio", [False, True])
+def test_failure_counters_count_every_failure_from_several_workers(tmp_path, check_ratio):
+    """Issue 22 item 8: four loader workers failing at once; no increment may be lost.
+
+    With the ratio check on at DATA.MAX_FAILURE_RATIO 1.0 (never exceeded: every load fails at
+    most once), a read of the counters while workers write them must not see more failures than
+    loads, or it stops samples early and the loads fall short too.
+    """
+    root = str(tmp_path)
+    with open(os.path.join(root, "train.csv"), "w") as f:
+        f.writelines(f"missing{k}.avi 0\n" for k in range(4))
+    retries = 4
+    cfg = tiny_cfg(root, DATA__NUM_RETRIES=retries, DATA__MAX_FAILURE_RATIO=1.0,
+                   DATA__FAILURE_MIN_ATTEMPTS=1 if check_ratio else 10**12, DATA_LOADER__NUM_WORKERS=4)
+    ds = build_dataset(cfg, "train", "train", name="Kinetics")
+    items, rounds = 16, 300
+    loader = torch.utils.data.DataLoader(_Hammer(ds, items, rounds), batch_size=1, num_workers=4)
+    assert sorted(int(b) for b in loader) == list(range(items))
+    expected = items * rounds * len(ds) * (retries + 1)  # every attempt fails
+    stats = ds.failure_stats()
+    assert stats["loads"] == expected and stats["failures"] == expected
+    assert stats["bad_videos"] == 4
+
+
+def test_a_dataset_without_source_rule_has_one_source_per_video(tmp_path):
+    from ascnet.data.datasets import VideoDataset
+
+    class Listed(VideoDataset):
+        def _load_index(self):
+            return [os.path.join(root, f"v{k}.avi") for k in range(3)], [0, 1, 0], ["a", "b"]
+
+    root = str(tmp_path)
+    for k in range(3):
+        write_index_video(os.path.join(root, f"v{k}.avi"), 16, offset=k)
+    ds = Listed(tiny_cfg(root), "train", "test")
+    assert list(ds.sources) == [0, 1, 2] and ds.source_names == list(ds.paths)
+    assert [ds[k]["source"] for k in range(3)] == [0, 1, 2]
+
+
+def test_index_columns_read_like_lists(tmp_path):
+    from ascnet.data.datasets.index import PackedInts, PackedStrings, dense_ids
+
+    words = ["a/b.avi", "", "vidéo ü.mp4", "x" * 300]
+    s = PackedStrings(words)
+    assert len(s) == 4 and list(s) == words and s == words and s[-1] == words[-1] and s[1:3] == words[1:3]
+    assert s + ["y"] == words + ["y"] and "" in s
+    with pytest.raises(IndexError):
+        s[4]
+    n = PackedInts([3, -1, 7])
+    assert n == [3, -1, 7] and n[1] == -1 and type(n[0]) is int and np.asarray(n).dtype == np.int64
+    assert np.bincount(np.asarray(n)[[0, 2]]).tolist() == [0, 0, 0, 1, 0, 0, 0, 1]
+    ids, names = dense_ids(["p", "q", "p", "r"])
+    assert ids.tolist() == [0, 1, 0, 2] and names == ["p", "q", "r"]

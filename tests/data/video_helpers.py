@@ -65,3 +65,10 @@ def augmented(ds, sample):
     from ascnet.data.batch_augment import augment_batch
 
     return augment_batch(sample, ds.augment)["clips"]
+
+
+def write_webm(path: str, n: int, size: int = 32, fps: int = 12, offset: int = 0) -> str:
+    """A VP9 WebM of ``n`` index-encoded frames (Something-Something v2's format: no frame count)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_video(path, index_frames(n, size, offset), fps=fps, codec="libvpx-vp9", options={})
+    return path

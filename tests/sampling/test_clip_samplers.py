@@ -86,3 +86,13 @@ def test_resampling_maps_target_timeline_to_native_frames():
     cfg = cfg_with(DATA__TARGET_FPS=25)
     clips = PlaybackSpeedSampler(cfg, "pretrain")(300, 50.0, torch.Generator().manual_seed(0))
     assert [torch.diff(c).unique().tolist() for c in clips] == [[2], [4]]
+
+
+def test_resampling_never_upsamples():
+    """A target rate above the native one keeps the native timeline (no repeated frames)."""
+    assert resampled_length(36, 12.0, 25.0) == 36 and resampled_length(36, 12.0, 12.0) == 36
+    assert to_native_indices(torch.arange(5), 12.0, 25.0, 36).tolist() == [0, 1, 2, 3, 4]
+    clips = PlaybackSpeedSampler(cfg_with(DATA__TARGET_FPS=25), "pretrain")(40, 12.0, torch.Generator().manual_seed(0))
+    assert [torch.diff(c).unique().tolist() for c in clips] == [[1], [2]]
+    # Downsampling is unchanged: 50 fps at 25 takes every second frame.
+    assert to_native_indices(torch.arange(3), 50.0, 25.0, 100).tolist() == [0, 2, 4]

@@ -5,7 +5,12 @@ decoding, augmentation, retries on bad videos and failure accounting live here.
 
 ``dataset[key]`` with ``key = i`` or ``(i, seed)`` returns::
 
-    {"clips": Tensor, "index": int, "label": int}
+    {"clips": Tensor, "index": int, "label": int, "source": int}
+
+``source`` is the dense id of the video's source recording (``dataset.source_names[source]``
+names it; :meth:`VideoDataset.source_of`): clips cut from one recording share it, so the
+default collate gives ``batch["source"]`` (N,) int64 for the memory bank to exclude same-source
+positives.
 
 ``clips`` is (S, C, T, H, W) in "pretrain" mode (one clip per speed of ``ASCNET.SPEEDS``, each
 with its own augmentation), (C, T, H, W) in "train" mode and (V, C, T, H, W) in "test" mode with
@@ -25,8 +30,8 @@ torch's global RNG (seeded per worker by the loader).
 
 Bad videos (missing, empty, truncated, undecodable, or shorter than a clip under
 ``DATA.SHORT_VIDEO_POLICY = "fail"``): in "pretrain"/"train" mode the sample is replaced by
-another video chosen from the seed (up to ``DATA.NUM_RETRIES`` times); ``index`` and ``label``
-are then those of the video actually loaded. Each bad path is logged once and counted;
+another video chosen from the seed (up to ``DATA.NUM_RETRIES`` times); ``index``, ``label`` and
+``source`` are then those of the video actually loaded. Each bad path is logged once and counted;
 :meth:`VideoDataset.failure_stats` reports the counts (shared by all loader workers), and once
 ``DATA.FAILURE_MIN_ATTEMPTS`` videos have been loaded a failure ratio above
 ``DATA.MAX_FAILURE_RATIO`` stops the run with the first bad paths. In "test" mode a bad video is
@@ -37,7 +42,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from ascnet.sampling import build_clip_sampler
 from ascnet.sampling.clip import VideoTooShortError
@@ -46,10 +51,13 @@ from ..batch_augment import build_batch_augment, build_param_sampler, load_size,
 from ..decoder import VideoDecodeError, decode_clips
 from ..transforms import build_eval_transform
 from ..utils import derive_seed, parse_key
+from .index import PackedInts, PackedStrings, dense_ids
 
 logger = logging.getLogger(__name__)
 
 MODES = ("pretrain", "train", "test")
+# Rows of failure counters for loader workers, at least (see VideoDataset.__init__).
+_MIN_WORKER_ROWS = 64
 
 
 class DataFailureError(RuntimeError):
@@ -68,8 +76,11 @@ class VideoDataset(Dataset):
         num_crops: test mode: spatial crops per clip (default ``TEST.NUM_SPATIAL_CROPS``).
 
     Attributes:
-        paths: video paths (local paths or iopath URIs), one per index.
-        labels: class index per video (-1 when unknown).
+        paths: video paths (local paths or iopath URIs), one per index (a read-only list-like
+            :class:`~ascnet.data.datasets.index.PackedStrings`, shared by the loader workers).
+        labels: class index per video (-1 when unknown; a :class:`PackedInts`).
+        sources: dense source id per video (a :class:`PackedInts`; see :meth:`source_of`).
+        source_names: the name of each source id.
         class_names: names of the classes, ``class_names[label]``.
         num_classes: ``len(class_names)``.
     """
@@ -87,14 +98,22 @@ class VideoDataset(Dataset):
         self.cfg = cfg
         self.split = split
         self.mode = mode
-        paths, labels, class_names = self._load_index()
+        loaded = self._load_index()
+        paths, labels, class_names = loaded[:3]
         if not paths:
             raise ValueError(
                 f"{type(self).__name__} found no videos for split {split!r} under "
                 f"DATA.PATH_TO_DATA_DIR={cfg.DATA.PATH_TO_DATA_DIR!r}. Check the path and DATA.SPLIT_ID."
             )
-        self.paths: List[str] = list(paths)
-        self.labels: List[int] = [int(x) for x in labels]
+        source_of = loaded[3] if len(loaded) > 3 else [self.source_of(p) for p in paths]
+        if len(source_of) != len(paths):
+            raise ValueError(f"{type(self).__name__}: {len(source_of)} source names for {len(paths)} videos.")
+        # The index as numpy buffers shared by the loader workers (index.py says why).
+        self.paths = PackedStrings(paths)
+        self.labels = PackedInts(int(x) for x in labels)
+        sources, source_names = dense_ids(source_of)
+        self.sources = PackedInts(sources)
+        self.source_names = PackedStrings(source_names)
         self.class_names: List[str] = list(class_names)
         self.num_classes = len(self.class_names)
 
@@ -119,9 +138,17 @@ class VideoDataset(Dataset):
         self.num_retries = int(cfg.DATA.NUM_RETRIES)
         self.max_failure_ratio = float(cfg.DATA.MAX_FAILURE_RATIO)
         self.min_attempts = int(cfg.DATA.get("FAILURE_MIN_ATTEMPTS", 50))
-        # Counters live in shared memory so that all loader workers (forked or spawned) add to
-        # the same numbers: [videos loaded, failures], and one flag per bad video.
-        self._counts = torch.zeros(2, dtype=torch.int64).share_memory_()
+        # Counters live in shared memory so that all loader workers (forked or spawned) count
+        # together: one row [videos loaded, failures] per process, each row written by its own
+        # process only and the rows summed on read. A shared "+= 1" is a read-modify-write that
+        # loses increments when two workers run it at once; a lock would also do, but a worker
+        # killed while holding it would block the others. Row 0: the process that built the
+        # dataset (and any other process); row 1 + w: DataLoader worker w (ids past the table
+        # share rows, which is then approximate again; the table is sized for the configured
+        # workers and at least _MIN_WORKER_ROWS). One flag per bad video (only ever set to True,
+        # so concurrent writes cannot lose it).
+        rows = 1 + max(int(cfg.DATA_LOADER.NUM_WORKERS), _MIN_WORKER_ROWS)
+        self._counts = torch.zeros(rows, 2, dtype=torch.int64).share_memory_()
         self._bad = torch.zeros(len(self.paths), dtype=torch.bool).share_memory_()
         self._logged: set = set()
 
@@ -129,8 +156,29 @@ class VideoDataset(Dataset):
     # For subclasses
     # ----------------------------------------------------------------------------------------
     def _load_index(self) -> Tuple[List[str], List[int], List[str]]:
-        """Read the annotations of ``self.split``: (paths, labels, class_names)."""
+        """Read the annotations of ``self.split``: (paths, labels, class_names).
+
+        A fourth element, one source name per video, may follow; without it the source of each
+        video is :meth:`source_of` of its path.
+        """
         raise NotImplementedError
+
+    def source_of(self, path: str) -> str:
+        """The name of the source recording of a video (default: the video itself).
+
+        Videos cut from one recording (UCF-101 clips of a group, HMDB-51 clips of one movie
+        scene, Kinetics clips of one YouTube video) share a source; the memory bank excludes
+        same-source keys from the positives of a query. Subclasses override this where the file
+        names tell the source.
+        """
+        return path
+
+    def _row(self) -> torch.Tensor:
+        """The row of failure counters this process writes (see ``__init__``)."""
+        info = get_worker_info()
+        if info is None:
+            return self._counts[0]
+        return self._counts[1 + info.id % (len(self._counts) - 1)]
 
     # ----------------------------------------------------------------------------------------
     # Loading
@@ -146,7 +194,7 @@ class VideoDataset(Dataset):
             clips, _ = decode_clips(self.paths[index], self.clip_sampler, gen)
             views = torch.cat([self.transform(c) for c in clips])  # (clips * crops, C, T, H, W) uint8
             out = views if self.on_device else normalize_clips(views, self.mean, self.std)
-            return {"clips": out, "index": index, "label": self.labels[index]}
+            return {"clips": out, "index": index, "label": self.labels[index], "source": self.sources[index]}
         clips, info = decode_clips(self.paths[index], self.clip_sampler, gen, size=self.load_size)
         # Parameters drawn on the video's own frame size (the draws of the per-clip pipeline),
         # the crop box then mapped onto the loaded frames.
@@ -158,7 +206,12 @@ class VideoDataset(Dataset):
         u8 = torch.stack([c.permute(0, 2, 3, 1) for c in clips])
         if not self.on_device:
             u8, aug = self.augment(u8, aug), None
-        sample = {"clips": u8 if self.mode == "pretrain" else u8[0], "index": index, "label": self.labels[index]}
+        sample = {
+            "clips": u8 if self.mode == "pretrain" else u8[0],
+            "index": index,
+            "label": self.labels[index],
+            "source": self.sources[index],
+        }
         if aug is not None:
             sample["aug"] = aug if self.mode == "pretrain" else {k: v[0] for k, v in aug.items()}
         return sample
@@ -170,8 +223,9 @@ class VideoDataset(Dataset):
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)))
         current = index
+        row = self._row()
         for attempt in range(self.num_retries + 1):
-            self._counts[0] += 1
+            row[0] += 1
             if self.mode == "test" or not bool(self._bad[current]):  # test mode never substitutes
                 try:
                     return self.load(current, derive_seed(seed, attempt))
@@ -183,7 +237,7 @@ class VideoDataset(Dataset):
                             "video; run tools/check_dataset.py to list bad files, then fix or remove them."
                         ) from e
             else:
-                self._counts[1] += 1  # a known bad video: count it again, skip the decode
+                row[1] += 1  # a known bad video: count it again, skip the decode
             self._check_failure_ratio()
             current = derive_seed(seed, attempt, 0xBAD) % len(self.paths)
         raise DataFailureError(
@@ -195,18 +249,25 @@ class VideoDataset(Dataset):
     # Failure accounting
     # ----------------------------------------------------------------------------------------
     def _record_failure(self, index: int, error: Exception) -> None:
-        self._counts[1] += 1
+        self._row()[1] += 1
         if not bool(self._bad[index]) and index not in self._logged:
             logger.warning("Skipping bad video %s: %s", self.paths[index], error)
         self._logged.add(index)
         self._bad[index] = True
+
+    def _totals(self) -> Tuple[int, int]:
+        """(loads, failures) of all processes. Failures are read first: every process counts a
+        load before its failure, so the totals never show more failures than loads while
+        workers are writing (a torn read could otherwise trip DATA.MAX_FAILURE_RATIO 1.0)."""
+        failures = int(self._counts[:, 1].sum())
+        return int(self._counts[:, 0].sum()), failures
 
     def _bad_summary(self, n: int = 10) -> str:
         bad = self.bad_paths(n)
         return f"First bad videos: {bad}. Run tools/check_dataset.py for a full report." if bad else ""
 
     def _check_failure_ratio(self) -> None:
-        attempts, failures = (int(x) for x in self._counts)
+        attempts, failures = self._totals()
         if attempts >= self.min_attempts and failures > self.max_failure_ratio * attempts:
             raise DataFailureError(
                 f"{failures} of {attempts} video loads failed ({failures / attempts:.1%}), more than "
@@ -225,7 +286,7 @@ class VideoDataset(Dataset):
         ``loads`` and ``failures`` count video load attempts since the dataset was built (all
         workers together); ``bad_paths`` lists the first ten bad videos.
         """
-        attempts, failures = (int(x) for x in self._counts)
+        attempts, failures = self._totals()
         return {
             "loads": attempts,
             "failures": failures,

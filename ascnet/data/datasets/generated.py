@@ -3,6 +3,7 @@ from fvcore.common.config import CfgNode
 
 from ..build import DATASET_REGISTRY
 from ..synthetic import SyntheticSpec, ensure_synthetic_dataset
+from .base import VideoDataset
 from .ucf101 import UCF101
 
 
@@ -22,3 +23,7 @@ class Synthetic(UCF101):
             cfg.DATA.PATH_TO_DATA_DIR, SyntheticSpec.from_cfg(cfg), auto_generate=cfg.DATA.SYNTHETIC.AUTO_GENERATE
         )
         super().__init__(cfg, split, mode, **kwargs)
+
+    # Every generated video is rendered on its own (its own appearance and motion draws); the
+    # UCF-style group in its name only assigns splits, so each video is its own source.
+    source_of = VideoDataset.source_of

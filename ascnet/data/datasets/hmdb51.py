@@ -10,7 +10,15 @@ In a split file, tag 1 marks a training video, 2 a test video and 0 an unused on
 the sorted class names of the split files (stable indices 0..50). Videos are looked up under
 ``DATA.PATH_PREFIX`` when set, else ``<root>/videos`` (or ``<root>`` itself when it holds
 the class folders). ``DATA.SPLIT_ID`` picks the split; "train" reads tag 1, "val"/"test" tag 2.
+
+Source ids. HMDB-51 names each clip (its README) ``<source video>_<action>_<visible body
+parts: f|h|u|l>_<camera motion: cm|nm>_<people: np1|np2|np3>_<viewpoint: fr|ba|le|ri>_<quality:
+bad|med|goo>_<clip number>``, e.g. ``April_09_brush_hair_u_nm_np1_ba_goo_0.avi``. The source is
+what precedes the six metadata fields, less the trailing ``_<action>`` (the video's class
+folder): ``April_09``. Clips of one source under different actions (a movie scene) share it. A
+name that does not follow the convention is its own source.
 """
+import os
 import re
 from typing import List, Tuple
 
@@ -22,11 +30,29 @@ from .base import VideoDataset
 from .ucf101 import find_video_dir
 
 HMDB_SPLIT_DIR = "testTrainMulti_7030_splits"
+_HMDB_STEM = re.compile(
+    r"^(?P<head>.+)_[fhul]_(?:cm|nm)_np\d+_(?:fr|ba|le|ri)_(?:bad|med|goo)_\d+$", re.IGNORECASE
+)
+
+
+def hmdb_source(stem: str, action: str) -> str:
+    """The source video of the HMDB-51 clip ``stem`` of class ``action`` (module docstring)."""
+    m = _HMDB_STEM.match(stem)
+    if not m:
+        return stem
+    head = m.group("head")
+    suffix = f"_{action}"
+    return head[: -len(suffix)] if head.lower().endswith(suffix.lower()) and len(head) > len(suffix) else head
 
 
 @DATASET_REGISTRY.register()
 class HMDB51(VideoDataset):
     """HMDB-51 (official layout, see the module docstring); ``VideoDataset`` arguments."""
+
+    def source_of(self, path: str) -> str:
+        """The source video of ``<video dir>/<class>/<clip>.avi`` (see :func:`hmdb_source`)."""
+        folder, name = os.path.split(path.replace("\\", "/"))
+        return hmdb_source(os.path.splitext(name)[0], os.path.basename(folder))
 
     def _load_index(self) -> Tuple[List[str], List[int], List[str]]:
         root = self.cfg.DATA.PATH_TO_DATA_DIR

@@ -16,6 +16,10 @@ PySlowFast list format: ``<root>/<split>.csv`` with ``<path> <label>`` lines (sp
 integer labels; paths relative to ``DATA.PATH_PREFIX``). Class names are then the label numbers
 as strings, unless ``<root>/classnames.txt`` lists one name per line.
 
+Source ids: the ``youtube_id`` (Kinetics cuts several clips from some YouTube videos, across
+classes and splits): the CSV column in the official layout, and in list files the file name
+``<youtube_id>_<start:06d>_<end:06d>.<ext>`` (a name of another form is its own source).
+
 The official layout is used when ``<root>/annotations/<split>.csv`` exists, the list format when
 ``<root>/<split>.csv`` exists (a root CSV with the official header is read as official too).
 """
@@ -23,6 +27,7 @@ import csv
 import io
 import logging
 import os
+import re
 from typing import Dict, List, Optional, Tuple
 
 from iopath.common.file_io import g_pathmgr
@@ -33,6 +38,7 @@ from .base import VideoDataset
 
 logger = logging.getLogger(__name__)
 
+_CLIP_STEM = re.compile(r"^(?P<youtube_id>.+)_\d{6}_\d{6}$")
 _SPLIT_ALIASES = {"train": ("train",), "val": ("val", "validate"), "test": ("test",)}
 
 
@@ -57,6 +63,12 @@ def _clip_stem(row: Dict[str, str]) -> str:
 @DATASET_REGISTRY.register()
 class Kinetics(VideoDataset):
     """Kinetics (see the module docstring for the layouts); ``VideoDataset`` arguments."""
+
+    def source_of(self, path: str) -> str:
+        """The ``youtube_id`` of ``<youtube_id>_<start>_<end>.<ext>`` (the file name otherwise)."""
+        stem = os.path.splitext(os.path.basename(path))[0]
+        m = _CLIP_STEM.match(stem)
+        return m.group("youtube_id") if m else stem
 
     def _find(self, root: str, names: Tuple[str, ...], fmt: str) -> Optional[str]:
         for n in names:
@@ -99,7 +111,8 @@ class Kinetics(VideoDataset):
                         out.setdefault(os.path.splitext(f)[0], f"{entry}/{f}")
         return out
 
-    def _load_official(self, root: str, csv_path: str, names) -> Tuple[List[str], List[int], List[str]]:
+    def _load_official(self, root: str, csv_path: str, names) -> Tuple[List[str], List[int], List[str], List[str]]:
+        """(paths, labels, class_names, youtube ids) of the rows whose video exists."""
         rows = _official_rows(_read_text(csv_path))
         train_csv = self._find(root, ("train",), "annotations/{}.csv")
         label_rows = _official_rows(_read_text(train_csv)) if train_csv and train_csv != csv_path else rows
@@ -118,7 +131,7 @@ class Kinetics(VideoDataset):
                 f"(tried {list(names)}). Set DATA.PATH_PREFIX to the folder holding the split folders."
             )
         files = self._index_video_dir(video_dir)
-        paths, labels, missing = [], [], []
+        paths, labels, sources, missing = [], [], [], []
         for r in rows:
             rel = files.get(_clip_stem(r))
             if rel is None:
@@ -126,6 +139,7 @@ class Kinetics(VideoDataset):
                 continue
             paths.append(join_path(video_dir, rel))
             labels.append(by_name.get(r.get("label", ""), -1))
+            sources.append(r["youtube_id"])
         # Annotated videos without a file (tools/check_dataset.py reports them by name).
         self.missing_videos = missing
         if missing:
@@ -133,7 +147,7 @@ class Kinetics(VideoDataset):
                 "Kinetics %s: %d of %d annotated videos are not in %s and were left out, e.g. %s.",
                 self.split, len(missing), len(rows), video_dir, ", ".join(os.path.basename(m) for m in missing[:5]),
             )
-        return paths, labels, class_names
+        return paths, labels, class_names, sources
 
     # -- PySlowFast list ------------------------------------------------------------------------
     def _load_list(self, root: str, list_path: str) -> Tuple[List[str], List[int], List[str]]:

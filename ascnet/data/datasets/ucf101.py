@@ -14,7 +14,12 @@ picks the official split; split "train" reads the trainlist, "val" and "test" th
 Test lists carry no label: the class comes from the folder part of the path (matched to
 classInd.txt without regard to case, since the official files spell e.g. HandstandPushups
 both ways).
+
+Source ids: the clips of one group ``gXX`` of a class are cuts of one source video, so
+``v_<Class>_g08_c01`` and ``v_<Class>_g08_c02`` share the source ``<class>_g08`` (lower case).
 """
+import os
+import re
 from typing import List, Tuple
 
 from iopath.common.file_io import g_pathmgr
@@ -25,6 +30,7 @@ from .base import VideoDataset
 
 UCF_LIST_DIR = "ucfTrainTestlist"
 UCF_VIDEO_DIRS = ("UCF-101", "videos", "")
+_UCF_STEM = re.compile(r"^v_(?P<group>.+_g\d+)_c\d+$")
 
 
 def _read_lines(path: str, keep_blank: bool = False) -> List[str]:
@@ -52,6 +58,14 @@ class UCF101(VideoDataset):
     """UCF-101 (official layout, see the module docstring); ``VideoDataset`` arguments."""
 
     list_dir = UCF_LIST_DIR
+
+    def source_of(self, path: str) -> str:
+        """``<class>_gXX`` of ``v_<Class>_gXX_cYY.<ext>``, in lower case (the official files spell
+        some classes two ways, e.g. HandstandPushups / HandStandPushups); the file name itself
+        when it does not follow the convention."""
+        stem = os.path.splitext(os.path.basename(path))[0]
+        m = _UCF_STEM.match(stem)
+        return m.group("group").lower() if m else stem
 
     def _split_file(self, root: str) -> str:
         sid = int(self.cfg.DATA.SPLIT_ID)
