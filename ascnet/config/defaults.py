@@ -275,8 +275,10 @@ _C.ASCNET = CfgNode()
 _C.ASCNET.SPEEDS = [1, 2]
 # [D] Base EMA momentum of the target network; rises to 1 on a cosine schedule.
 _C.ASCNET.EMA_BASE = 0.996
-# [D] Loss weights: L = ACP_WEIGHT * L_ACP + SCP_WEIGHT * L_SCP.
-_C.ASCNET.ACP_WEIGHT = 1.0
+# [D] Loss weights: L = ACP_WEIGHT * L_ACP + SCP_WEIGHT * L_SCP, both losses per-clip means.
+# ACP_WEIGHT 2.0 is the method's formula, which sums ACP's two directions per video (as BYOL's
+# symmetric loss), so per clip ACP counts twice SCP; set 1.0 for equal per-clip weight.
+_C.ASCNET.ACP_WEIGHT = 2.0
 _C.ASCNET.SCP_WEIGHT = 1.0
 # Loss names in the LOSS registry.
 _C.ASCNET.ACP_LOSS = "ACPLoss"

@@ -18,8 +18,8 @@ sampler exposes ``num_clips`` (clips per video). The sampler of each mode is nam
 POSITIVE_SAMPLER_REGISTRY = Registry("POSITIVE_SAMPLER")
 POSITIVE_SAMPLER_REGISTRY.__doc__ = """
 Registry for SCP positive samplers, called as ``obj(cfg: CfgNode)``; the result is called as
-``sampler(query, query_video_id, gallery, generator=None) -> Positives`` and picks, for each
-query, the motion feature used as its SCP positive (see ascnet/sampling/positive.py). Named by
+``sampler(query, query_source, gallery, generator=None) -> Positives`` and picks, for each
+query, the motion feature used as its SCP positive (never one of the query's own source) (see ascnet/sampling/positive.py). Named by
 ``ASCNET.POSITIVE_SAMPLER``.
 """
 

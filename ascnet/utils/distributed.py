@@ -4,7 +4,7 @@ Every function here is safe to call in a single process that never initialised
 torch.distributed: it then behaves as the world of one process (rank 0, identity gathers).
 """
 import os
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, List, Sequence
 
 import torch
 import torch.distributed as dist
@@ -53,14 +53,17 @@ def _comm_device(t: torch.Tensor) -> torch.device:
 
 
 @torch.no_grad()
-def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
+def all_gather_cat(t: torch.Tensor, equal_sizes: bool = False) -> torch.Tensor:
     """Concatenate ``t`` from every rank along dim 0, in rank order.
 
-    Ranks may hold different numbers of rows (the gather pads to the largest and trims), but
-    the other dimensions and the dtype must agree. No gradient flows through the result.
+    Ranks may hold different numbers of rows (the gather pads to the largest and trims, after
+    one exchange of the sizes and one host read of them), but the other dimensions and the dtype
+    must agree. No gradient flows through the result.
 
     Args:
         t: (N_r, ...) tensor on this rank.
+        equal_sizes: the caller guarantees that every rank holds the same number of rows (e.g.
+            a training loader with ``drop_last``): no size exchange and no host read.
 
     Returns:
         (sum_r N_r, ...) tensor on ``t``'s device; ``t`` itself when not distributed.
@@ -69,11 +72,16 @@ def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
     if world == 1:
         return t
     dev = _comm_device(t)
-    x = t.detach().to(dev).contiguous()
+    x = t.detach()
+    x = (x if x.device == dev else x.to(dev)).contiguous()
+    if equal_sizes:
+        out = torch.empty((world * x.shape[0],) + tuple(x.shape[1:]), dtype=x.dtype, device=dev)
+        dist.all_gather_into_tensor(out, x)
+        return out if out.device == t.device else out.to(t.device)
     n = torch.tensor([x.shape[0]], device=dev, dtype=torch.long)
     sizes = [torch.zeros_like(n) for _ in range(world)]
     dist.all_gather(sizes, n)
-    sizes = [int(s.item()) for s in sizes]
+    sizes = torch.cat(sizes).tolist()  # one host read for all ranks' sizes
     max_n = max(sizes)
     if x.shape[0] < max_n:
         pad = x.new_zeros((max_n - x.shape[0],) + tuple(x.shape[1:]))
@@ -81,6 +89,39 @@ def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
     out = [torch.empty_like(x) for _ in range(world)]
     dist.all_gather(out, x)
     return torch.cat([o[:s] for o, s in zip(out, sizes)], dim=0).to(t.device)
+
+
+@torch.no_grad()
+def all_gather_packed(tensors: Sequence[torch.Tensor], equal_sizes: bool = False) -> List[torch.Tensor]:
+    """:func:`all_gather_cat` of several tensors with one collective.
+
+    The tensors (the same number of rows N_r, any dtypes and trailing shapes) are viewed as
+    bytes, packed side by side into one (N_r, bytes) uint8 tensor, gathered once and unpacked,
+    so every value comes back bit-exact.
+
+    Args:
+        tensors: (N_r, ...) tensors on this rank, all on one device.
+        equal_sizes: as in :func:`all_gather_cat`.
+
+    Returns:
+        The list of gathered (sum_r N_r, ...) tensors, in the order given; the inputs themselves
+        when not distributed.
+    """
+    tensors = list(tensors)
+    if get_world_size() == 1:
+        return tensors
+    n = tensors[0].shape[0]
+    if any(t.shape[0] != n for t in tensors):
+        raise ValueError(f"all_gather_packed needs tensors with the same number of rows; got {[tuple(t.shape) for t in tensors]}.")
+    parts = [t.detach().contiguous().reshape(n, -1).view(torch.uint8) for t in tensors]
+    packed = all_gather_cat(torch.cat(parts, dim=1), equal_sizes=equal_sizes)
+    out, col = [], 0
+    for t, p in zip(tensors, parts):
+        width = p.shape[1]
+        chunk = packed[:, col:col + width].contiguous().view(t.dtype)
+        out.append(chunk.reshape((packed.shape[0],) + tuple(t.shape[1:])))
+        col += width
+    return out
 
 
 @torch.no_grad()

@@ -10,9 +10,11 @@ retrieval evaluation (:func:`knn`). Two backends give the same answer:
 
 What the raw backends lack, handled here once:
 
-- masking (a query never gets an entry of its own video, nor an empty slot): faiss cannot mask
-  per query, so :func:`masked_top1_faiss` over-fetches k hits, widens k for the rows whose hits
-  are all masked, and hands the rows still without a valid hit to the exact torch search;
+- masking (a query never gets an entry of its own source video, nor an empty slot): faiss
+  cannot mask per query, so :func:`masked_top1_faiss` over-fetches k hits, widens k for the
+  rows whose hits are all masked, and hands the rows still without a valid hit to the exact
+  torch search (:func:`masked_top1` masks whole chunks and makes no host read);
+- float32 under AMP: both searches score with autocast off (bf16 scores tie near cosine 1);
 - the faiss GPU k limit (:data:`FAISS_GPU_MAX_K`): a larger k runs the exact CPU search instead
   (same result, never a truncated or failed one);
 - backend-independent order (:func:`knn`): candidates are rescored in float64 and ties broken
@@ -164,9 +166,9 @@ def knn_search(
 
 
 # ------------------------------------------------------------------------------------------------
-# Masked top-1 (SCP positives: never the query's own video, never an empty slot)
+# Masked top-1 (SCP positives: never the query's own source, never an empty slot)
 # ------------------------------------------------------------------------------------------------
-# First k asked of faiss; rows whose k hits all belong to the query's own video are searched
+# First k asked of faiss; rows whose k hits all belong to the query's own source are searched
 # again with k multiplied by _FAISS_K_GROWTH, up to FAISS_GPU_MAX_K, and the rows still without
 # a valid hit go to the exact torch search.
 _FAISS_FIRST_K = 8
@@ -176,21 +178,24 @@ _FAISS_K_GROWTH = 8
 @torch.no_grad()
 def masked_top1(
     query: torch.Tensor,
-    query_video_id: torch.Tensor,
+    query_source: torch.Tensor,
     keys: torch.Tensor,
-    key_video_id: torch.Tensor,
+    key_source: torch.Tensor,
     chunk_size: int = 8192,
     scores_fn: Optional[Callable[[int, int], torch.Tensor]] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Top-1 of ``query @ keys.T`` over keys of another video, in chunks of key rows (torch).
+    """Top-1 of ``query @ keys.T`` over keys of another source, in chunks of key rows (torch).
 
-    Chunking bounds the temporary (B, chunk) score matrix.
+    Scores are float32 with autocast off: under bf16 autocast near-duplicate keys (cosines
+    about 0.004 apart near 1) would tie and the lowest index would win, not the most similar.
+    Chunking bounds the temporary (B, chunk) score matrix. No host read: every chunk is masked
+    as a whole (``torch.where``), so the work does not depend on tensor values.
 
     Args:
         query: (B, d) features.
-        query_video_id: (B,) int64 video id of each query.
+        query_source: (B,) int64 source id of each query.
         keys: (N, d) features.
-        key_video_id: (N,) int64 video ids; -1 marks an empty slot (never returned).
+        key_source: (N,) int64 source ids; -1 marks an empty slot (never returned).
         chunk_size: key rows scored at once (memory is B x chunk_size floats).
         scores_fn: optional ``fn(start, stop) -> (B, stop - start)`` replacing the dot products
             (the random positive sampler passes random scores); defaults to ``query @ keys.T``.
@@ -204,28 +209,18 @@ def masked_top1(
     best_idx = torch.full((b,), -1, device=query.device, dtype=torch.long)
     n = keys.shape[0]
     chunk_size = max(1, int(chunk_size))
-    q = query.float()
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
-        if scores_fn is None:
-            s = q @ keys[start:stop].float().T
-        else:
-            s = scores_fn(start, stop).float()
-        kv = key_video_id[start:stop]
-        # Unmasked max first; only rows whose best key is invalid (own video or empty slot) pay
-        # for masking, which is as costly as the matmul when done on the whole (B, chunk) block.
-        val, arg = s.max(dim=1)
-        bad = (kv[arg] == query_video_id) | (kv[arg] < 0)
-        if bool(bad.any()):
-            rows = bad.nonzero(as_tuple=True)[0]
-            sub = s[rows]
-            invalid = (kv[None, :] == query_video_id[rows, None]) | (kv[None, :] < 0)
-            sub_val, sub_arg = sub.masked_fill(invalid, float("-inf")).max(dim=1)
-            val, arg = val.index_put((rows,), sub_val), arg.index_put((rows,), sub_arg)
-        # Strictly greater: an earlier chunk keeps ties; -inf rows (nothing valid) never win.
-        better = val > best_score
-        best_score = torch.where(better, val, best_score)
-        best_idx = torch.where(better, arg + start, best_idx)
+    with torch.autocast(query.device.type, enabled=False):
+        q = query.float()
+        for start in range(0, n, chunk_size):
+            stop = min(start + chunk_size, n)
+            s = q @ keys[start:stop].float().T if scores_fn is None else scores_fn(start, stop).float()
+            kv = key_source[start:stop]
+            invalid = (kv[None, :] == query_source[:, None]) | (kv < 0)[None, :]
+            val, arg = s.masked_fill(invalid, float("-inf")).max(dim=1)
+            # Strictly greater: an earlier chunk keeps ties; -inf rows (nothing valid) never win.
+            better = val > best_score
+            best_score = torch.where(better, val, best_score)
+            best_idx = torch.where(better, arg + start, best_idx)
     return best_idx, best_score
 
 
@@ -235,16 +230,19 @@ _warned_cpu_faiss = False
 @torch.no_grad()
 def masked_top1_faiss(
     query: torch.Tensor,
-    query_video_id: torch.Tensor,
+    query_source: torch.Tensor,
     keys: torch.Tensor,
-    key_video_id: torch.Tensor,
+    key_source: torch.Tensor,
     chunk_size: int = 8192,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """:func:`masked_top1` with faiss proposing the hits (same arguments and result).
 
     The keys must not hold empty slots (pass the filled rows). A row whose k hits all belong to
-    its own video is searched again with a larger k; past :data:`FAISS_GPU_MAX_K` it goes to the
-    exact torch search, so the answer is always the masked top-1.
+    its own source is searched again with a larger k; past :data:`FAISS_GPU_MAX_K` it goes to the
+    exact torch search, so the answer is always the masked top-1. faiss scores in float32
+    whatever the autocast state. Unlike :func:`masked_top1` it reads results on the host (faiss
+    runs on the host, or returns its hits there), so a sync-free training step uses the torch
+    backend (``MEMORY_BANK.SEARCH auto``).
     """
     global _warned_cpu_faiss
     if not faiss_available():
@@ -268,7 +266,7 @@ def masked_top1_faiss(
         kk = min(k, n)
         scores, idx = knn_search(query[todo], keys, kk, use_gpu=use_gpu)
         scores, idx = scores.to(query.device), idx.to(query.device)
-        ok = key_video_id[idx] != query_video_id[todo][:, None]
+        ok = key_source[idx] != query_source[todo][:, None]
         has = ok.any(dim=1)
         first = ok.float().argmax(dim=1)  # first valid hit (results are best first)
         rows = todo[has]
@@ -278,8 +276,8 @@ def masked_top1_faiss(
         if kk >= n:  # every entry was seen: the remaining rows have no valid entry
             break
         if k * _FAISS_K_GROWTH > FAISS_GPU_MAX_K and todo.numel() > 0:
-            # Still only own-video hits: exact masked search for these few rows.
-            i, s = masked_top1(query[todo], query_video_id[todo], keys, key_video_id, chunk_size)
+            # Still only own-source hits: exact masked search for these few rows.
+            i, s = masked_top1(query[todo], query_source[todo], keys, key_source, chunk_size)
             best_idx[todo], best_score[todo] = i, s
             break
         k *= _FAISS_K_GROWTH
@@ -290,7 +288,7 @@ def masked_top1_faiss(
 # Deterministic top-k (retrieval: the same neighbours, in the same order, on every backend)
 # ------------------------------------------------------------------------------------------------
 SEARCH_BACKENDS = ("faiss", "torch")
-# The values of MEMORY_BANK.SEARCH: a backend, or "auto" (the memory bank picks one).
+# The values of MEMORY_BANK.SEARCH: a backend, or "auto" (= torch: RingMemoryBank.search says why).
 BANK_SEARCH_CHOICES = ("auto",) + SEARCH_BACKENDS
 
 
@@ -372,6 +370,13 @@ def knn(queries: torch.Tensor, gallery: torch.Tensor, k: int, backend: str = "fa
         raise ValueError("The gallery is empty: RETRIEVAL.GALLERY_SPLIT has no videos.")
     k = min(int(k), n_gallery)
     fn = _faiss_search_fn(gallery) if backend == "faiss" else _torch_search_fn(gallery)
+    with torch.autocast(queries.device.type, enabled=False):  # float32 scores under AMP too
+        return _knn_loop(queries, gallery, k, fn)
+
+
+def _knn_loop(queries: torch.Tensor, gallery: torch.Tensor, k: int, fn: Callable) -> Tuple[torch.Tensor, torch.Tensor]:
+    # knn's widening loop (see knn); split out so that it runs with autocast off.
+    n_gallery = gallery.shape[0]
     out_s = torch.empty(queries.shape[0], k, dtype=torch.float64, device=queries.device)
     out_i = torch.empty(queries.shape[0], k, dtype=torch.int64, device=queries.device)
     rows = torch.arange(queries.shape[0], device=queries.device)

@@ -14,6 +14,7 @@ from ascnet.config import get_cfg
 from ascnet.modeling.losses import ACPLoss, normalized_mse
 from ascnet.modeling.meta_arch import build_model
 from ascnet.modeling.meta_arch.ascnet import ASCNet, ema_momentum  # noqa: F401  (registers ASCNet)
+from ascnet.sampling.positive import Gallery
 
 N, S, C, T, H = 4, 2, 3, 8, 32
 
@@ -104,7 +105,8 @@ def _reference_losses(m, batch):
         za, zm = m.target(flat)
     pa, pm = pa.view(n, s, -1), pm.view(n, s, -1)
     za, zm = F.normalize(za, dim=1).view(n, s, -1), F.normalize(zm, dim=1).view(n, s, -1)
-    acp = (normalized_mse(pa[:, 0], za[:, 1]) + normalized_mse(pa[:, 1], za[:, 0])).mean()
+    # Per-clip mean: one term per clip (2N clips), half the summed two-direction form.
+    acp = torch.cat([normalized_mse(pa[:, 0], za[:, 1]), normalized_mse(pa[:, 1], za[:, 0])]).mean()
     scp_terms, sims = [], []
     for si in range(s):
         for i in range(n):
@@ -138,6 +140,26 @@ def test_forward_losses_equal_hand_computation_and_bank_filled():
         assert torch.allclose(bank.appearance[:N], za[:, si], atol=1e-5)
         assert torch.allclose(bank.motion[:N], zm[:, si], atol=1e-5)
     assert not any(v.requires_grad for k, v in out.items() if not k.startswith("loss"))
+
+
+def test_default_weighted_total_equals_the_summed_acp_objective():
+    # ACP_WEIGHT 2.0 on the per-clip mean = weight 1 on the method's formula, which sums the two
+    # directions per video: the objective trained before the per-clip change, unchanged.
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg())
+    assert m.acp_weight == 2.0 and m.scp_weight == 1.0
+    batch = make_batch()
+    _, scp, _, _, _ = _reference_losses(m, batch)
+    flat = batch["clips"].flatten(0, 1)
+    with torch.no_grad():
+        pa, _ = m.online(flat)
+        za, _ = m.target(flat)
+    pa, za = pa.view(N, S, -1), za.view(N, S, -1)
+    summed_acp = (normalized_mse(pa[:, 0], za[:, 1]) + normalized_mse(pa[:, 1], za[:, 0])).mean()
+    out = m(batch)
+    assert out["loss_acp"].item() == pytest.approx(summed_acp.item(), abs=1e-5)
+    total = out["loss_acp"] + out["loss_scp"]
+    assert total.item() == pytest.approx((summed_acp + scp).item(), abs=1e-5)
 
 
 def test_positives_from_bank_once_filled_never_own_video():
@@ -238,7 +260,8 @@ def test_random_same_speed_reproducible_per_iteration():
     assert not torch.any(m.banks[0].video_id[a.index] == qv)
     draws = set()
     for it in range(5):
-        m.iteration.fill_(it)
+        m.after_step(it, 100)  # iteration it + 1 (buffer and host mirror)
+        assert int(m.iteration) == it + 1
         draws.add(tuple(m._positives(0, q, qv, _gallery(q))[0].index.tolist()))
     assert len(draws) > 1
 
@@ -261,6 +284,125 @@ def test_state_dict_keys_independent_of_wrapping():
     for k, v in plain.state_dict().items():
         assert torch.equal(v, sd[k]), k
     assert m.backbone is m.online.module.backbone
+
+
+# ----------------------------------------------------------------------------------------------
+# Float32 positives under AMP, source exclusion, no host synchronisation
+# ----------------------------------------------------------------------------------------------
+def _near_duplicates(n, dim, seed, eps=3e-3):
+    g = torch.Generator().manual_seed(seed)
+    base = F.normalize(torch.randn(1, dim, generator=g), dim=1)
+    return F.normalize(base + eps * torch.randn(n, dim, generator=g), dim=1)
+
+
+@pytest.mark.parametrize("search", ["torch", "faiss"])
+def test_positives_under_cpu_bf16_autocast_equal_float32_on_near_duplicate_keys(search):
+    # Keys and queries closer than bf16 resolves near cosine 1: in bf16 many tie and the lowest
+    # row wins (ring position), in float32 the most similar one does. Both the bank search (the
+    # configured backend) and the in-batch search (while the bank fills) are checked.
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg(**{"MEMORY_BANK.SEARCH": search, "MEMORY_BANK.SIZE": 256,
+                                "ASCNET.BANK_MIN_FILL": 256}))
+    d = 16
+    keys = _near_duplicates(256 + 12, d, seed=1)
+    q, qsrc = keys[256:], torch.arange(12) + 10_000
+    batch = Gallery(keys[:64], torch.randn(64, d), torch.arange(64))
+    for filled in (False, True):
+        if filled:
+            m.banks[0].enqueue(keys[:256], torch.randn(256, d), torch.arange(256))
+        ref, ref_bank = m._positives(0, q, qsrc, batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got, got_bank = m._positives(0, q, qsrc, batch)
+        assert torch.equal(got_bank, ref_bank) and bool(ref_bank.all()) == filled
+        assert torch.equal(got.index, ref.index) and torch.equal(got.motion, ref.motion)
+        assert got.similarity.dtype == torch.float32
+        gallery = m.banks[0].appearance if filled else batch.appearance
+        best = (q @ gallery.T).argmax(dim=1)
+        if filled:
+            assert torch.equal(ref.index, best)
+        else:
+            assert torch.equal(ref.motion, batch.motion[best])
+
+
+def test_forward_losses_under_cpu_bf16_autocast_equal_float32_given_the_same_features():
+    # The networks may run in bf16; everything after them (losses, positives) must not.
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg())
+    n, d = 8, 16
+    pa, pm = torch.randn(n, S, d), torch.randn(n, S, d)
+    za = _near_duplicates(n * S, d, seed=2).view(n, S, d)
+    zm = _near_duplicates(n * S, d, seed=3).view(n, S, d)
+
+    class Fixed(nn.Module):
+        def __init__(self, a, b):
+            super().__init__()
+            self.a, self.b, self.w = a, b, nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            return self.a.flatten(0, 1) * self.w, self.b.flatten(0, 1) * self.w
+
+    m.online, m.target = Fixed(pa, pm), Fixed(za, zm)
+    batch = make_batch(n=n)
+    m.banks[0].enqueue(_near_duplicates(10, d, seed=4), torch.randn(10, d), torch.arange(10) + 50)
+    m_amp = copy.deepcopy(m)  # the same banks for both runs
+    ref = m(batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = m_amp(batch)
+    for k in ("loss_acp", "loss_scp", "pos_sim"):
+        assert got[k].dtype == torch.float32, k
+        assert got[k].item() == pytest.approx(ref[k].item(), abs=1e-5), k
+
+
+def _twin_batch(seed=0):
+    # Videos 0 and 1 are identical clips (so identical features: each other's nearest), and so
+    # are videos 2 and 3.
+    b = make_batch(seed=seed)
+    b["clips"][1], b["clips"][3] = b["clips"][0], b["clips"][2]
+    return b
+
+
+@pytest.mark.parametrize("sampler", ["appearance_retrieval", "random_same_speed"])
+def test_two_videos_of_one_source_are_never_each_others_positive(sampler):
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg(**{"ASCNET.POSITIVE_SAMPLER": sampler, "MEMORY_BANK.SIZE": 8}))
+    batch = _twin_batch()
+    batch["source"] = torch.tensor([5, 5, 6, 6])
+    out = m(batch)  # the in-batch search: the twin is excluded, only the other pair remains
+    assert out["pos_sim"].item() < 0.99
+    for bank in m.banks:
+        assert bank.source_id[:N].tolist() == [5, 5, 6, 6] and bank.video_id[:N].tolist() == [0, 1, 2, 3]
+    # The bank search: queries of source 5 never get an entry of source 5.
+    for _ in range(3):
+        m(batch)
+    q = F.normalize(m.banks[0].appearance[:2].clone(), dim=1)
+    pos, from_bank = m._positives(0, q, torch.tensor([5, 5]), _gallery(q))
+    assert from_bank.all() and torch.all(m.banks[0].source_id[pos.index] == 6)
+    if sampler == "appearance_retrieval":
+        # Without source ids each video is its own source: the twin is then the nearest.
+        torch.manual_seed(0)
+        m2 = build_model(tiny_cfg(**{"MEMORY_BANK.SIZE": 8}))
+        plain = _twin_batch()
+        assert m2(plain)["pos_sim"].item() == pytest.approx(1.0, abs=1e-4)
+        assert m2.banks[0].source_id[:N].tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("sampler", ["appearance_retrieval", "random_same_speed"])
+def test_training_forward_and_backward_make_no_host_sync(sampler):
+    from ascnet.utils.host_sync import HostSyncCounter
+
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg(**{"ASCNET.POSITIVE_SAMPLER": sampler, "MEMORY_BANK.SIZE": 10}))
+    counts = []
+    for it in range(5):  # fill 0 -> 4 -> 8 -> 10 (full) -> 10: filling, then full
+        batch = make_batch(seed=it, offset=N * it)
+        batch["source"] = batch["index"] // 2
+        with HostSyncCounter() as syncs:
+            out = m(batch)
+            (out["loss_acp"] + out["loss_scp"]).backward()
+            m.after_step(it, 5)
+        counts.append(dict(syncs.counts))
+    assert counts == [{}] * 5, counts
+    assert out["scp_from_bank"].item() == 1.0 and len(m.banks[0]) == 10
 
 
 # ----------------------------------------------------------------------------------------------

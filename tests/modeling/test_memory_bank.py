@@ -29,8 +29,9 @@ def test_build_from_registry_and_buffers_in_state_dict():
     bank = build_memory_bank(_cfg(5), dim=4)
     assert isinstance(bank, RingMemoryBank)
     sd = bank.state_dict()
-    assert set(sd) == {"appearance", "motion", "video_id", "ptr", "fill"}
+    assert set(sd) == {"appearance", "motion", "video_id", "source_id", "ptr", "fill"}
     assert sd["appearance"].shape == (5, 4) and torch.all(sd["video_id"] == -1)
+    assert torch.all(sd["source_id"] == -1)
 
 
 def test_enqueue_wraps_around_with_batch_not_dividing_k():
@@ -121,3 +122,60 @@ def test_bad_enqueue_shapes_raise():
     bank = RingMemoryBank(_cfg(4), dim=4)
     with pytest.raises(ValueError, match="as many"):
         bank.enqueue(torch.randn(3, 4), torch.randn(2, 4), torch.arange(3))
+
+
+def test_state_dict_round_trip_refreshes_host_pointer_and_fill():
+    bank = RingMemoryBank(_cfg(5), dim=4)
+    bank.enqueue(_feats([0, 1, 2]), _feats([0, 1, 2]), torch.tensor([0, 1, 2]), torch.tensor([7, 7, 8]))
+    fresh = RingMemoryBank(_cfg(5), dim=4)
+    fresh.load_state_dict(bank.state_dict())
+    assert len(fresh) == 3 and fresh._host_ptr == 3
+    assert fresh.source_id.tolist() == [7, 7, 8, -1, -1]
+    # The next enqueue continues at the loaded pointer, as in the saved bank.
+    for b in (bank, fresh):
+        b.enqueue(_feats([3, 4, 5]), _feats([3, 4, 5]), torch.tensor([3, 4, 5]))
+    assert torch.equal(bank.video_id, fresh.video_id) and fresh.video_id.tolist() == [5, 1, 2, 3, 4]
+    assert int(fresh.ptr) == 1 and int(fresh.fill) == 5 and len(fresh) == 5
+
+
+def test_checkpoint_without_source_ids_loads_with_each_video_its_own_source():
+    bank = RingMemoryBank(_cfg(4), dim=4)
+    bank.enqueue(_feats([0, 1]), _feats([0, 1]), torch.tensor([10, 11]))
+    old = {k: v for k, v in bank.state_dict().items() if k != "source_id"}  # an older checkpoint
+    fresh = RingMemoryBank(_cfg(4), dim=4)
+    fresh.load_state_dict(old)
+    assert fresh.source_id.tolist() == [10, 11, -1, -1] and len(fresh) == 2
+
+
+@pytest.mark.parametrize("search", ["torch", "faiss"])
+def test_search_excludes_every_entry_of_the_query_source(search):
+    bank = RingMemoryBank(_cfg(8, search), dim=8)
+    g = torch.Generator().manual_seed(5)
+    q = F.normalize(torch.randn(1, 8, generator=g), dim=1)
+    near = q + 1e-3 * torch.randn(2, 8, generator=g)  # two other videos of the query's source
+    far = torch.randn(3, 8, generator=g)
+    bank.enqueue(torch.cat([near, far]), torch.cat([near, far]), torch.tensor([1, 2, 3, 4, 5]),
+                 torch.tensor([9, 9, 20, 21, 22]))
+    idx, _ = bank.search(q, torch.tensor([9]))  # the query: video 0 of source 9
+    assert int(bank.source_id[idx]) != 9
+    assert int(idx) == int((F.normalize(far, dim=1) @ q[0]).argmax()) + 2
+
+
+@pytest.mark.parametrize("search", ["torch", "faiss"])
+def test_search_under_cpu_bf16_autocast_equals_float32_on_near_duplicates(search):
+    # Keys closer to each other than bf16 resolves near cosine 1 (~0.004): in bf16 many tie and
+    # the lowest slot wins; in float32 the most similar wins.
+    dim, k = 64, 200
+    g = torch.Generator().manual_seed(6)
+    base = F.normalize(torch.randn(1, dim, generator=g), dim=1)
+    keys = base + 3e-3 * torch.randn(k, dim, generator=g)
+    bank = RingMemoryBank(_cfg(k, search, chunk=64), dim=dim)
+    bank.enqueue(keys, keys, torch.arange(k) + 100)
+    q = F.normalize(base + 3e-3 * torch.randn(16, dim, generator=g), dim=1)
+    qsrc = torch.arange(16)
+    ref, _ = bank.search(q, qsrc)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, score = bank.search(q, qsrc)
+    assert score.dtype == torch.float32
+    assert torch.equal(got, ref)
+    assert torch.equal(ref, (q @ bank.appearance.T).argmax(dim=1))

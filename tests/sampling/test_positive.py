@@ -68,3 +68,17 @@ def test_samplers_on_batch_gallery_and_no_valid_entry():
         pos = sampler(app[:1], torch.tensor([7]), single, generator=torch.Generator().manual_seed(0))
         assert not pos.valid.any() and pos.index.tolist() == [-1]
         assert torch.all(pos.motion == 0)
+
+
+def test_samplers_share_the_base_call_and_exclude_the_query_source():
+    from ascnet.sampling.positive import PositiveSampler
+
+    for cls in (AppearanceRetrievalSampler, RandomSameSpeedSampler):
+        assert issubclass(cls, PositiveSampler) and cls.__call__ is PositiveSampler.__call__
+    app = F.normalize(torch.randn(6, 8, generator=torch.Generator().manual_seed(1)), dim=1)
+    gal = Gallery(app, torch.randn(6, 8), torch.tensor([3, 3, 3, 4, 4, 5]))
+    for sampler in (AppearanceRetrievalSampler(), RandomSameSpeedSampler()):
+        for it in range(5):
+            pos = sampler(app, gal.source_id, gal, generator=torch.Generator().manual_seed(it))
+            assert pos.valid.all() and not torch.any(gal.source_id[pos.index] == gal.source_id)
+            assert torch.equal(pos.motion, gal.motion[pos.index])

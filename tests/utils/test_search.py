@@ -110,3 +110,22 @@ def test_search_is_defined_once():
                 if re.search(r"^\s*(import faiss|from faiss)|def (masked_top1|knn)\b", text, re.M):
                     hits.append(f)
     assert hits == ["search.py"]
+
+
+def test_masked_top1_float32_under_cpu_bf16_autocast_and_no_host_sync():
+    from ascnet.utils.host_sync import HostSyncCounter
+
+    g = torch.Generator().manual_seed(4)
+    base = F.normalize(torch.randn(1, 32, generator=g), dim=1)
+    keys = F.normalize(base + 3e-3 * torch.randn(300, 32, generator=g), dim=1)  # near-duplicates
+    kv = torch.arange(300) % 7
+    q = F.normalize(base + 3e-3 * torch.randn(9, 32, generator=g), dim=1)
+    qv = torch.arange(9) % 7  # every query's own source holds some of the nearest keys
+    ref = (q @ keys.T).masked_fill(kv[None] == qv[:, None], float("-inf")).argmax(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16), HostSyncCounter() as syncs:
+        idx, score = masked_top1(q, qv, keys, kv, chunk_size=64)
+    assert torch.equal(idx, ref) and score.dtype == torch.float32
+    assert syncs.total == 0, syncs.counts
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, i = knn(q, keys, 5, backend="torch")
+    assert torch.equal(i, (q.double() @ keys.double().T).topk(5, dim=1).indices)

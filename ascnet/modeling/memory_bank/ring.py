@@ -2,8 +2,15 @@
 
 The supplementary's section C: a dictionary from appearance features to motion features of the
 target network, the K most recent samples kept, one bank per playback speed, top-1 lookup by dot
-product. Our additions [D]: entries are L2-normalised and stored with their video id; a search
-never returns an entry of the query's own video; enqueue wraps around for any batch size.
+product. Our additions [D]: entries are L2-normalised and stored with their video id and their
+source id (the source video a clip was cut from: UCF-101 group, HMDB-51 source, Kinetics
+youtube_id); a search never returns an entry of the query's own source; enqueue wraps around for
+any batch size.
+
+Sync-free by construction: the pointer and the fill count depend only on the batch sizes, so the
+bank keeps host-side mirrors of them (``num_filled``, ``_host_ptr``) and never reads its device
+buffers during training; the mirrors are refreshed from the buffers once, when a state dict is
+loaded. Enqueue writes at most two contiguous slices (no index kernels).
 """
 from typing import Tuple
 
@@ -18,13 +25,21 @@ from .build import MEMORY_BANK_REGISTRY
 
 __all__ = ["RingMemoryBank"]
 
+
+def _on(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    # ``t`` on ``device``, without a (no-op) ``.to`` call when it is already there.
+    return t if t.device == device else t.to(device)
+
+
 @MEMORY_BANK_REGISTRY.register()
 class RingMemoryBank(nn.Module):
-    """The K most recent (appearance, motion, video id) triples of one playback speed.
+    """The K most recent (appearance, motion, video id, source id) entries of one playback speed.
 
     Buffers (saved in checkpoints): ``appearance`` (K, d) and ``motion`` (K, d) L2-normalised
-    float32, ``video_id`` (K,) int64 (-1 = empty), ``ptr`` (next slot) and ``fill`` (entries
-    held), 0-d int64. Slots fill from 0 upwards, so the filled entries are rows ``[0, fill)``.
+    float32, ``video_id`` and ``source_id`` (K,) int64 (-1 = empty), ``ptr`` (next slot) and
+    ``fill`` (entries held), 0-d int64. Slots fill from 0 upwards, so the filled entries are rows
+    ``[0, fill)``. A checkpoint written before source ids existed loads with ``source_id =
+    video_id`` (each video its own source, which is what its searches excluded).
 
     Args:
         cfg: reads ``MEMORY_BANK.SIZE`` (K), ``MEMORY_BANK.SEARCH`` (auto | faiss | torch) and
@@ -46,83 +61,105 @@ class RingMemoryBank(nn.Module):
         self.register_buffer("appearance", torch.zeros(size, dim))
         self.register_buffer("motion", torch.zeros(size, dim))
         self.register_buffer("video_id", torch.full((size,), -1, dtype=torch.long))
+        self.register_buffer("source_id", torch.full((size,), -1, dtype=torch.long))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("fill", torch.zeros((), dtype=torch.long))
+        # Host mirrors of ptr and fill (see the module docstring).
+        self._host_ptr = 0
+        self.num_filled = 0
 
     def extra_repr(self) -> str:
         return f"size={self.size}, dim={self.dim}, search={self.search_backend}"
 
     def __len__(self) -> int:
-        return int(self.fill)
+        return self.num_filled
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        key = prefix + "source_id"
+        if key not in state_dict and prefix + "video_id" in state_dict:
+            # Written before source ids existed: its searches excluded the query's own video.
+            state_dict[key] = state_dict[prefix + "video_id"].clone()
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        self.refresh_host_state()
+
+    def refresh_host_state(self) -> None:
+        """Re-read the host mirrors of ``ptr`` and ``fill`` from the buffers (one host read).
+
+        Called after a state dict is loaded; call it after writing the buffers any other way.
+        """
+        self._host_ptr, self.num_filled = int(self.ptr), int(self.fill)
 
     @torch.no_grad()
-    def enqueue(self, appearance: torch.Tensor, motion: torch.Tensor, video_id: torch.Tensor) -> None:
+    def enqueue(self, appearance: torch.Tensor, motion: torch.Tensor, video_id: torch.Tensor,
+                source_id: torch.Tensor = None) -> None:
         """Add a batch at the pointer, wrapping around; the oldest entries are overwritten.
 
         Equivalent to adding the rows one by one: with a batch larger than K only its last K rows
-        stay, and ``ptr`` advances by the batch size modulo K.
+        stay, and ``ptr`` advances by the batch size modulo K. No host read.
 
         Args:
             appearance: (B, d) features (normalised here).
             motion: (B, d) features (normalised here).
             video_id: (B,) int64 video ids (>= 0).
+            source_id: (B,) int64 source ids (>= 0); None = each video its own source.
         """
         b = appearance.shape[0]
-        if motion.shape[0] != b or video_id.shape[0] != b:
+        source_id = video_id if source_id is None else source_id
+        if motion.shape[0] != b or video_id.shape[0] != b or source_id.shape[0] != b:
             raise ValueError(
-                f"enqueue needs as many motion features and video ids as appearance features; got "
-                f"{tuple(appearance.shape)}, {tuple(motion.shape)}, {tuple(video_id.shape)}."
+                f"enqueue needs as many motion features, video ids and source ids as appearance "
+                f"features; got {tuple(appearance.shape)}, {tuple(motion.shape)}, "
+                f"{tuple(video_id.shape)}, {tuple(source_id.shape)}."
             )
         if b == 0:
             return
         dev = self.appearance.device
-        slots = (self.ptr.to(dev) + torch.arange(b, device=dev)) % self.size
-        keep = slice(max(0, b - self.size), b)  # rows that survive; their slots are distinct
-        self.appearance[slots[keep]] = F.normalize(appearance[keep].detach().float(), dim=1).to(dev)
-        self.motion[slots[keep]] = F.normalize(motion[keep].detach().float(), dim=1).to(dev)
-        self.video_id[slots[keep]] = video_id[keep].detach().long().to(dev)
-        self.ptr.fill_((int(self.ptr) + b) % self.size)
-        self.fill.fill_(min(int(self.fill) + b, self.size))
-
-    def resolve_backend(self) -> str:
-        """The backend a search uses ("faiss" or "torch").
-
-        ``auto`` picks torch everywhere. Measured (docs/benchmarks.md, "Memory-bank search",
-        K=32768, d=256, CPU): torch is 3-5x cheaper than faiss.knn up to 256 queries; faiss is
-        1.3-1.5x cheaper from 512 queries on only when single-threaded, and loses that lead with
-        two threads on a shared machine. A bank is searched with one rank's batch per speed
-        (<= 64 clips per GPU in the paper recipes), well inside torch's range. On a GPU the bank
-        and queries already live on the device and matmul + max needs no k > 1 over-fetch and
-        filtering (GPU timings: not measured yet; ``benchmarks/memory_bank.py --device cuda``).
-        """
-        if self.search_backend == "torch":
-            return "torch"
-        if self.search_backend == "faiss":
-            return "faiss"
-        return "torch"
+        kept = min(b, self.size)  # only the last K rows survive
+        start = (self._host_ptr + b - kept) % self.size  # the slot of the first surviving row
+        first = min(kept, self.size - start)  # rows written before the wrap-around
+        rows = [
+            _on(F.normalize(appearance[b - kept:].detach().float(), dim=1), dev),
+            _on(F.normalize(motion[b - kept:].detach().float(), dim=1), dev),
+            _on(video_id[b - kept:].detach().long(), dev),
+            _on(source_id[b - kept:].detach().long(), dev),
+        ]
+        for buf, new in zip((self.appearance, self.motion, self.video_id, self.source_id), rows):
+            buf[start:start + first] = new[:first]
+            buf[:kept - first] = new[first:]
+        self._host_ptr = (self._host_ptr + b) % self.size
+        self.num_filled = min(self.num_filled + b, self.size)
+        self.ptr.fill_(self._host_ptr)
+        self.fill.fill_(self.num_filled)
 
     @torch.no_grad()
-    def search(self, query: torch.Tensor, query_video_id: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Top-1 dot-product search over the filled entries of other videos.
+    def search(self, query: torch.Tensor, query_source: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Top-1 dot-product search over the filled entries of other sources, in float32.
+
+        ``MEMORY_BANK.SEARCH`` auto picks torch everywhere. Measured (docs/benchmarks.md,
+        "Memory-bank search", K=32768, d=256, CPU): torch is 3-5x cheaper than faiss.knn up to 256
+        queries; faiss is 1.3-1.5x cheaper from 512 queries on only when single-threaded, and
+        loses that lead with two threads on a shared machine. A bank is searched with one rank's
+        batch per speed (<= 64 clips per GPU in the paper recipes), well inside torch's range,
+        and the torch search makes no host read (the faiss one does).
 
         Args:
             query: (B, d) features (normalised by the caller for cosine scores).
-            query_video_id: (B,) int64; entries with this video id are never returned.
+            query_source: (B,) int64; entries of this source are never returned.
 
         Returns:
             (indices (B,) int64, scores (B,) float32) on the bank's device. A row with no valid
-            entry (empty bank, or only its own video's entries) gets -1 and -inf: the caller
+            entry (empty bank, or only its own source's entries) gets -1 and -inf: the caller
             falls back to another source of positives.
         """
         dev = self.appearance.device
-        query = query.detach().to(dev, torch.float32)
-        query_video_id = query_video_id.to(dev).long()
-        n = int(self.fill)
-        keys, key_vid = self.appearance[:n], self.video_id[:n]
+        query = _on(query.detach(), dev).float()
+        query_source = _on(query_source, dev).long()
+        n = self.num_filled
         if n == 0 or query.shape[0] == 0:
             b = query.shape[0]
             return (torch.full((b,), -1, dtype=torch.long, device=dev),
                     torch.full((b,), float("-inf"), device=dev))
-        if self.resolve_backend() == "faiss":
-            return masked_top1_faiss(query, query_video_id, keys, key_vid, self.chunk_size)
-        return masked_top1(query, query_video_id, keys, key_vid, self.chunk_size)
+        keys, key_source = self.appearance[:n], self.source_id[:n]
+        if self.search_backend == "faiss":
+            return masked_top1_faiss(query, query_source, keys, key_source, self.chunk_size)
+        return masked_top1(query, query_source, keys, key_source, self.chunk_size)

@@ -7,8 +7,20 @@ trained by gradients. Losses:
 * ACP: the online appearance prediction of each clip is pulled to the target appearance
   projection of the same video's clips at the other speeds.
 * SCP: the online motion prediction of each clip is pulled to the motion feature of a
-  same-speed clip of another video, found by appearance retrieval in a per-speed memory bank
-  (or in the current global batch while the bank is still filling).
+  same-speed clip of another source video, found by appearance retrieval in a per-speed memory
+  bank (or in the current global batch while the bank is still filling).
+
+Both losses, the positive search and the bank run in float32 with autocast off, whatever AMP
+does to the networks: under bf16 near-duplicate bank keys would tie and the positive would be
+chosen by ring position rather than similarity.
+
+The training forward makes no host-device synchronisation (checked on the CPU by
+``tests/modeling/test_ascnet.py`` with ``HostSyncCounter``): the banks keep host mirrors of their
+pointer and fill, the iteration that seeds the random positives has a host mirror, bank and batch
+positives are merged with masks, SCP is a masked mean, and the target features and ids are
+gathered in one packed all-gather without a size exchange (pretraining loaders drop the last
+incomplete batch, so every rank's batch has the same size). The faiss bank search is the
+exception: it reads its hits on the host (``MEMORY_BANK.SEARCH auto`` is torch).
 
 Choices of ours [D] documented here and in the config:
 
@@ -39,7 +51,7 @@ from ascnet.modeling.memory_bank import build_memory_bank
 from ascnet.sampling import build_positive_sampler
 from ascnet.sampling import positive as _positive  # noqa: F401  (registers the positive samplers)
 from ascnet.sampling.positive import Gallery, Positives
-from ascnet.utils.distributed import all_gather_cat, get_rank, strip_ddp_key, unwrap
+from ascnet.utils.distributed import all_gather_packed, get_rank, strip_ddp_key, unwrap
 
 from .build import MODEL_REGISTRY
 
@@ -125,7 +137,10 @@ class ASCNet(nn.Module):
     """ASCNet pretraining model.
 
     ``forward(batch)`` in training mode takes ``batch["clips"]`` (N, S, C, T, H, W), one clip per
-    speed of ``ASCNET.SPEEDS``, and ``batch["index"]`` (N,) video ids, and returns:
+    speed of ``ASCNET.SPEEDS``, ``batch["index"]`` (N,) video ids and, when the dataset provides
+    it, ``batch["source"]`` (N,) int64 source-video ids (UCF-101 group, HMDB-51 source, Kinetics
+    youtube_id): an SCP positive is never a clip of the query's own source. A dataset without
+    ``"source"`` makes each video its own source (``batch["index"]`` stands in). It returns:
 
     * ``loss_acp`` = ACP_WEIGHT * L_ACP and ``loss_scp`` = SCP_WEIGHT * L_SCP (scalars with grad);
     * detached scalar statistics: ``acp``, ``scp`` (unweighted), ``pos_sim`` (mean query-positive
@@ -179,9 +194,15 @@ class ASCNet(nn.Module):
         # A threshold above the bank size could never be reached: cap it at K.
         self.bank_min_fill = min(min_fill, int(cfg.MEMORY_BANK.SIZE))
         self.seed = int(cfg.RNG_SEED)
+        # Every rank's batch has the same size (pretraining loaders use drop_last), so the
+        # all-gather of target features needs no size exchange.
+        self.equal_rank_batches = True
         # Iterations completed (set by after_step); seeds the random positive sampler so that an
-        # exact resume (this buffer is in the checkpoint) draws the same positives.
+        # exact resume (this buffer is in the checkpoint) draws the same positives. Read through
+        # its host mirror, refreshed when a state dict is loaded.
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+        self._host_iteration = 0
+        self.register_load_state_dict_post_hook(_refresh_host_iteration)
         self.register_state_dict_post_hook(_strip_ddp_keys)
         self.register_load_state_dict_pre_hook(_add_ddp_keys)
         self.train(self.training)
@@ -253,7 +274,8 @@ class ASCNet(nn.Module):
         online_buffers = dict(online.named_buffers())
         for name, b in self.target.named_buffers():
             b.copy_(online_buffers[name])
-        self.iteration.fill_(int(iteration) + 1)
+        self._host_iteration = int(iteration) + 1
+        self.iteration.fill_(self._host_iteration)
         return {"ema_tau": tau}
 
     # ------------------------------------------------------------------------------------------
@@ -270,7 +292,10 @@ class ASCNet(nn.Module):
                 "Use a dataset in 'pretrain' mode."
             )
         n, s = clips.shape[:2]
-        video_id = batch["index"].to(clips.device).long()
+        dev = clips.device
+        video_id = batch["index"] if batch["index"].device == dev else batch["index"].to(dev)
+        source = batch.get("source", video_id)  # no source ids: each video its own source
+        source = source if source.device == dev else source.to(dev)
         flat = clips.flatten(0, 1)  # (N*S, C, T, H, W), row n*S + s
 
         # Online: every trained parameter in one call.
@@ -278,27 +303,31 @@ class ASCNet(nn.Module):
         pred_a, pred_m = pred_a.float().view(n, s, -1), pred_m.float().view(n, s, -1)
         with torch.no_grad():
             z_a, z_m = self.target(flat)
-            z_a = F.normalize(z_a.float(), dim=1).view(n, s, -1)
-            z_m = F.normalize(z_m.float(), dim=1).view(n, s, -1)
-
-        acp = self.acp_loss(pred_a, z_a)
-
-        # The global batch of target features (every rank sees the same, in rank order).
-        g_za, g_zm, g_vid = all_gather_cat(z_a), all_gather_cat(z_m), all_gather_cat(video_id)
-        positives: List[Positives] = []
-        from_bank = []
-        for si in range(s):
-            pos, used_bank = self._positives(si, z_a[:, si], video_id, Gallery(g_za[:, si], g_zm[:, si], g_vid))
-            positives.append(pos)
-            from_bank.append(used_bank)
-        pos_m = torch.stack([p.motion for p in positives], dim=1)  # (N, S, d)
-        valid = torch.stack([p.valid for p in positives], dim=1)  # (N, S)
-        sim = torch.stack([p.similarity for p in positives], dim=1)
-        scp = self.scp_loss(pred_m.flatten(0, 1), pos_m.flatten(0, 1), valid.flatten())
+        with torch.autocast(dev.type, enabled=False):  # losses and positives in float32
+            with torch.no_grad():
+                z_a = F.normalize(z_a.float(), dim=1).view(n, s, -1)
+                z_m = F.normalize(z_m.float(), dim=1).view(n, s, -1)
+            acp = self.acp_loss(pred_a, z_a)
+            # The global batch of target features and ids (every rank sees the same, in rank
+            # order), in one collective.
+            g_za, g_zm, g_vid, g_src = all_gather_packed(
+                (z_a, z_m, video_id.long(), source.long()), equal_sizes=self.equal_rank_batches
+            )
+            positives: List[Positives] = []
+            from_bank = []
+            for si in range(s):
+                gallery = Gallery(g_za[:, si], g_zm[:, si], g_src)
+                pos, used_bank = self._positives(si, z_a[:, si], source.long(), gallery)
+                positives.append(pos)
+                from_bank.append(used_bank)
+            pos_m = torch.stack([p.motion for p in positives], dim=1)  # (N, S, d)
+            valid = torch.stack([p.valid for p in positives], dim=1)  # (N, S)
+            sim = torch.stack([p.similarity for p in positives], dim=1)
+            scp = self.scp_loss(pred_m.flatten(0, 1), pos_m.flatten(0, 1), valid.flatten())
 
         with torch.no_grad():
             for si, bank in enumerate(self.banks):
-                bank.enqueue(g_za[:, si], g_zm[:, si], g_vid)
+                bank.enqueue(g_za[:, si], g_zm[:, si], g_vid, g_src)
             num_valid = valid.sum().clamp(min=1)
             stats = {
                 "acp": acp.detach(),
@@ -322,32 +351,36 @@ class ASCNet(nn.Module):
 
     def _generator(self, speed_index: int, device: torch.device) -> torch.Generator:
         # Derived from (seed, iteration, rank, speed) so each rank and speed draws differently
-        # and an exact resume replays the same draws.
-        seq = np.random.SeedSequence([self.seed, int(self.iteration), get_rank(), speed_index])
+        # and an exact resume replays the same draws. Host values only (the iteration's mirror).
+        seq = np.random.SeedSequence([self.seed, self._host_iteration, get_rank(), speed_index])
         return torch.Generator(device=device).manual_seed(int(seq.generate_state(1, np.uint64)[0]) >> 1)
 
     @torch.no_grad()
-    def _positives(self, si: int, query: torch.Tensor, query_vid: torch.Tensor, batch: Gallery):
+    def _positives(self, si: int, query: torch.Tensor, query_source: torch.Tensor, batch: Gallery):
         """Positives of the clips at speed index ``si``: from the bank once it holds
         ``bank_min_fill`` entries, else (and for rows the bank cannot serve) from the batch.
+
+        Both searches run whenever the bank is in use and the rows are merged with a mask, so no
+        tensor value is read on the host.
+
+        Args:
+            si: speed index.
+            query: (B, d) L2-normalised target appearance features of this rank's clips.
+            query_source: (B,) int64 source ids; no positive of the same source is returned.
+            batch: the global batch at this speed (:class:`Gallery`).
 
         Returns:
             (Positives, from_bank (B,) bool).
         """
         bank = self.banks[si]
         gen = self._generator(si, bank.appearance.device)
-        b = query.shape[0]
-        from_bank = torch.zeros(b, dtype=torch.bool, device=query.device)
         pos = None
-        if int(bank.fill) >= self.bank_min_fill:
-            pos = self.positive_sampler(query, query_vid, bank, generator=gen)
-            from_bank = pos.valid.clone()
-            if bool(pos.valid.all()):
-                return pos, from_bank
+        if bank.num_filled >= self.bank_min_fill:
+            pos = self.positive_sampler(query, query_source, bank, generator=gen)
         gen_b = gen if batch.appearance.device == bank.appearance.device else self._generator(si, batch.appearance.device)
-        alt = self.positive_sampler(query, query_vid, batch, generator=gen_b)
+        alt = self.positive_sampler(query, query_source, batch, generator=gen_b)
         if pos is None:
-            return alt, from_bank
+            return alt, torch.zeros_like(alt.valid)
         keep = pos.valid
         merged = Positives(
             torch.where(keep[:, None], pos.motion, alt.motion),
@@ -355,7 +388,12 @@ class ASCNet(nn.Module):
             torch.where(keep, pos.index, -torch.ones_like(pos.index)),
             keep | alt.valid,
         )
-        return merged, from_bank
+        return merged, keep
+
+
+def _refresh_host_iteration(module, incompatible_keys) -> None:
+    # The iteration buffer was just loaded: refresh its host mirror (one host read per load).
+    module._host_iteration = int(module.iteration)
 
 
 def _strip_ddp_keys(module, state_dict, prefix, local_metadata) -> None:
