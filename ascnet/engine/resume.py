@@ -16,7 +16,7 @@ from fvcore.common.config import CfgNode
 # Keys (or key prefixes, ending in ".") that must be equal to resume a run: the model and its
 # pretraining method, the clip shape the model was built for, and the task.
 MODEL_DEFINING_KEYS: Tuple[str, ...] = (
-    "MODEL.", "ASCNET.", "MEMORY_BANK.", "DATA.NUM_FRAMES", "DATA.CROP_SIZE", "TASK",
+    "MODEL.", "ASCNET.", "TEACHER.", "MEMORY_BANK.", "DATA.SPEEDS", "DATA.NUM_FRAMES", "DATA.CROP_SIZE", "TASK",
 )
 
 

@@ -120,7 +120,7 @@ def _one_video_cfg(root, **kw):
     write_index_video(os.path.join(root, "v0.mp4"), 40)
     with open(os.path.join(root, "train.csv"), "w") as f:
         f.write("v0.mp4 0\n")
-    return tiny_cfg(root, ASCNET__SPEEDS=[1, 2], **kw)
+    return tiny_cfg(root, DATA__SPEEDS=[1, 2], **kw)
 
 
 def test_device_and_loader_modes_give_the_same_clips(tmp_path):

@@ -48,7 +48,7 @@ def test_config_mistake_is_reported_without_traceback(repo_root, capsys):
                          + [os.path.join(os.path.dirname(__file__), "..", "..", "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")])
 def test_pretrain_configs_load(path):
     cfg = load_config(path)
-    assert cfg.TASK == "pretrain" and cfg.MODEL.META_ARCH == "ASCNet" and list(cfg.ASCNET.SPEEDS) == [1, 2]
+    assert cfg.TASK == "pretrain" and cfg.MODEL.META_ARCH == "ASCNet" and list(cfg.DATA.SPEEDS) == [1, 2]
     if "Kinetics" in path:
         assert cfg.TRAIN.DATASET == "Kinetics" and cfg.MEMORY_BANK.SIZE == 32768 and cfg.NUM_GPUS == 8
         assert cfg.SOLVER.BASE_LR == 0.1 and cfg.SOLVER.BASE_BATCH_SIZE == 64 and cfg.SOLVER.MAX_EPOCH == 200

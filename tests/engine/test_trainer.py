@@ -21,7 +21,7 @@ class _TinyClips(Dataset):
     """24 'videos'; a sample's clips are drawn from its per-sample seed (as the real datasets)."""
 
     def __init__(self, cfg, split, mode):
-        self.mode, self.s = mode, len(cfg.ASCNET.SPEEDS)
+        self.mode, self.s = mode, len(cfg.DATA.SPEEDS)
 
     def __len__(self):
         return 24

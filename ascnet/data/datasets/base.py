@@ -7,7 +7,7 @@ decoding, augmentation, retries on bad videos and failure accounting live here.
 
     {"clips": Tensor, "index": int, "label": int}
 
-``clips`` is (S, C, T, H, W) in "pretrain" mode (one clip per speed of ``ASCNET.SPEEDS``, each
+``clips`` is (S, C, T, H, W) in "pretrain" mode (one clip per speed of ``DATA.SPEEDS``, each
 with its own augmentation), (C, T, H, W) in "train" mode and (V, C, T, H, W) in "test" mode with
 V = num_clips x num_crops ordered clip-major (clip 0 crop 0, clip 0 crop 1, ...).
 
