@@ -1,8 +1,9 @@
 """What auto-resume checks before it continues a run from its ``OUTPUT_DIR``.
 
 A checkpoint stores the config of the run that wrote it. Before ``TRAIN.AUTO_RESUME`` loads one,
-the keys that define the model and what it is trained for (:data:`MODEL_DEFINING_KEYS`) are
-compared with the new config: a difference means that ``OUTPUT_DIR`` holds another run (e.g. a
+the keys that define the model and what it is trained for (:data:`MODEL_DEFINING_KEYS`, plus
+the ``MODEL_DEFINING_KEYS`` the model class of ``MODEL.META_ARCH`` declares as a
+:class:`~ascnet.modeling.protocol.PretrainModel`) are compared with the new config: a difference means that ``OUTPUT_DIR`` holds another run (e.g. a
 config whose ``_BASE_`` inherits the quickstart's ``OUTPUT_DIR``), and the run stops with one
 message naming the differing keys instead of failing on a state-dict mismatch, or, worse,
 continuing someone else's run. Every other key (learning rate, epochs, batch size, loader,
@@ -13,11 +14,21 @@ from typing import Any, Dict, List, Tuple
 import yaml
 from fvcore.common.config import CfgNode
 
-# Keys (or key prefixes, ending in ".") that must be equal to resume a run: the model and its
-# pretraining method, the clip shape the model was built for, and the task.
-MODEL_DEFINING_KEYS: Tuple[str, ...] = (
-    "MODEL.", "ASCNET.", "TEACHER.", "MEMORY_BANK.", "DATA.SPEEDS", "DATA.NUM_FRAMES", "DATA.CROP_SIZE", "TASK",
-)
+# Keys (or key prefixes, ending in ".") that must be equal to resume any run: the model, the
+# clip shape it was built for, and the task. A pretraining method adds its own keys through its
+# class attribute MODEL_DEFINING_KEYS (ASCNet: ASCNET., MEMORY_BANK., TEACHER., DATA.SPEEDS).
+MODEL_DEFINING_KEYS: Tuple[str, ...] = ("MODEL.", "DATA.NUM_FRAMES", "DATA.CROP_SIZE", "TASK")
+
+
+def model_defining_keys(cfg: CfgNode) -> Tuple[str, ...]:
+    """:data:`MODEL_DEFINING_KEYS` and those declared by the model class ``cfg.MODEL.META_ARCH``
+    (none when the name is not registered: building the model reports that)."""
+    from ascnet.modeling import MODEL_REGISTRY
+    from ascnet.modeling.protocol import model_defining_keys as declared
+
+    name = cfg.MODEL.META_ARCH
+    cls = MODEL_REGISTRY.get(name) if name in MODEL_REGISTRY.names() else None
+    return MODEL_DEFINING_KEYS + declared(cls)
 
 
 def _flatten(d: Any, prefix: str = "") -> Dict[str, Any]:
@@ -30,8 +41,8 @@ def _flatten(d: Any, prefix: str = "") -> Dict[str, Any]:
     return out
 
 
-def _defining(key: str) -> bool:
-    return any(key.startswith(p) if p.endswith(".") else key == p for p in MODEL_DEFINING_KEYS)
+def _defining(key: str, keys: Tuple[str, ...]) -> bool:
+    return any(key.startswith(p) if p.endswith(".") else key == p for p in keys)
 
 
 def _norm(v: Any) -> Any:
@@ -39,7 +50,7 @@ def _norm(v: Any) -> Any:
 
 
 def model_defining_differences(stored: str, cfg: CfgNode) -> List[Tuple[str, Any, Any]]:
-    """Keys of :data:`MODEL_DEFINING_KEYS` whose values differ between two configs.
+    """Keys of :func:`model_defining_keys` whose values differ between two configs.
 
     Args:
         stored: the YAML dump of the config that wrote the checkpoint.
@@ -51,8 +62,9 @@ def model_defining_differences(stored: str, cfg: CfgNode) -> List[Tuple[str, Any
     """
     old = _flatten(yaml.safe_load(stored) or {})
     new = _flatten(yaml.safe_load(cfg.dump()) or {})
+    keys = model_defining_keys(cfg)
     return sorted(
-        (k, old[k], new[k]) for k in old.keys() & new.keys() if _defining(k) and _norm(old[k]) != _norm(new[k])
+        (k, old[k], new[k]) for k in old.keys() & new.keys() if _defining(k, keys) and _norm(old[k]) != _norm(new[k])
     )
 
 

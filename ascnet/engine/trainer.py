@@ -235,7 +235,7 @@ class Trainer:
 
     def check_same_run(self, path: str) -> None:
         """Refuse to resume from ``path`` when it was written by a run with other
-        model-defining keys (:data:`ascnet.engine.resume.MODEL_DEFINING_KEYS`).
+        model-defining keys (:func:`ascnet.engine.resume.model_defining_keys`).
 
         Raises:
             CheckpointError: the folder holds another run (the message names the keys).
