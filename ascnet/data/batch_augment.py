@@ -359,13 +359,33 @@ def build_batch_augment(cfg: CfgNode) -> BatchAugment:
     return BatchAugment(cfg.DATA.CROP_SIZE, cfg.DATA.MEAN, cfg.DATA.STD)
 
 
-def augment_batch(batch: Dict, augment: BatchAugment) -> Dict:
+def augment_batch(batch: Dict, augment: BatchAugment, source: str = "the dataset") -> Dict:
     """Replace ``batch["clips"]`` (uint8) by its augmented float clips when the batch carries
     ``"aug"`` parameters; uint8 clips without parameters (test mode) are normalised. Returns a
-    new dict; a float batch without parameters is returned unchanged."""
+    new dict (the batch itself when it holds no clip tensor).
+
+    Args:
+        batch: collated samples: ``"clips"`` uint8 (N, S, T, H, W, C) / (N, T, H, W, C) /
+            (N, V, C, T, H, W) and ``"aug"`` (dict of (N, ...) parameter tensors).
+        augment: the batched augmentation.
+        source: who made the batch (the dataset class), named by the error.
+
+    Raises:
+        AnnotationError: the clips are float: the dataset returned clips in a format the
+            augmentation cannot take, which would otherwise train without augmentation.
+    """
     clips = batch.get("clips")
-    if not isinstance(clips, torch.Tensor) or clips.is_floating_point():
+    if not isinstance(clips, torch.Tensor):
         return batch
+    if clips.is_floating_point():
+        from .utils import AnnotationError
+
+        raise AnnotationError(
+            f"{source} returned {clips.dtype} clips of shape {tuple(clips.shape[1:])}, but AUG.DEVICE is "
+            "'device': datasets return uint8 (S, T, H, W, C) clips plus their 'aug' parameters and the "
+            "trainer augments them (docs/plugins.md, 'A dataset'); return uint8 clips, or set AUG.DEVICE "
+            "loader if the dataset augments and normalises its clips itself."
+        )
     out = {k: v for k, v in batch.items() if k != "aug"}
     if "aug" in batch:
         out["clips"] = augment(clips, batch["aug"])

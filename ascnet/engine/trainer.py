@@ -377,10 +377,12 @@ class Trainer:
     def prepare_batch(self, batch: Any) -> Any:
         """Batch to the device, then the batched augmentation (``AUG.DEVICE`` "device": uint8
         clips + ``"aug"`` parameters -> normalised float clips, one op per step for the whole
-        batch). Batches of float clips (augmented in the loader) pass through."""
+        batch; float clips are an error naming the dataset class). With ``AUG.DEVICE`` "loader"
+        the dataset returns augmented float clips, which pass through."""
         batch = self.to_device(batch)
-        if isinstance(batch, dict):
-            batch = augment_batch(batch, self.batch_augment)
+        if isinstance(batch, dict) and self.cfg.AUG.DEVICE == "device":
+            source = type(getattr(self.train_loader, "dataset", None)).__name__
+            batch = augment_batch(batch, self.batch_augment, source=f"Dataset {source} (TRAIN.DATASET)")
         return batch
 
     def autocast(self):

@@ -152,15 +152,18 @@ def test_frames_are_scaled_while_decoding_and_the_box_follows(tmp_path):
     assert (small - s["clips"][0].permute(0, 3, 1, 2).float()).abs().mean() < 12
 
 
-def test_augment_batch_normalises_test_views_and_passes_float_batches():
+def test_augment_batch_normalises_test_views_and_refuses_float_batches():
     aug = BatchAugment(8, MEAN, STD)
     u8 = torch.randint(0, 256, (2, 3, 3, 4, 8, 8), dtype=torch.uint8)
     out = augment_batch({"clips": u8, "index": torch.arange(2)}, aug)["clips"]
     m, s = torch.tensor(MEAN).view(3, 1, 1, 1), torch.tensor(STD).view(3, 1, 1, 1)
     assert torch.allclose(out, (u8.float() / 255 - m) / s, atol=1e-6)
     assert torch.equal(normalize_clips(u8, MEAN, STD), out)
-    f = torch.randn(2, 3, 4, 8, 8)
-    assert augment_batch({"clips": f}, aug)["clips"] is f
+    # a float batch would train without augmentation: one line naming who made it
+    from ascnet.data.utils import AnnotationError
+
+    with pytest.raises(AnnotationError, match=r"^Dataset Mine returned torch.float32 clips of shape \(3, 4, 8, 8\)"):
+        augment_batch({"clips": torch.randn(2, 3, 4, 8, 8)}, aug, source="Dataset Mine")
 
 
 def test_the_dense_products_equal_the_per_clip_kernel():

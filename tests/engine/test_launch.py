@@ -206,7 +206,7 @@ def test_ranks_end_when_the_launcher_is_killed(tmp_path, repo_root):
     engine_tests = os.path.dirname(os.path.abspath(__file__))
     cmd = [sys.executable, os.path.join(repo_root, "tools", "run_net.py"),
            "--cfg", os.path.join(repo_root, "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml"),
-           "PLUGINS", "['test_trainer']", "MODEL.META_ARCH", "_TinySSL", "TRAIN.DATASET", "_TinyClips",
+           "PLUGINS", "['test_trainer']", "MODEL.META_ARCH", "_TinySSL", "TRAIN.DATASET", "_TinyClips", "AUG.DEVICE", "loader",
            "TRAIN.BATCH_SIZE", "4", "SOLVER.BASE_BATCH_SIZE", "4", "DATA_LOADER.NUM_WORKERS", "0",
            "SOLVER.MAX_EPOCH", "100000", "TRAIN.CHECKPOINT_ITERS", "1", "TENSORBOARD.ENABLE", "False", "TRAIN.MONITOR_PERIOD", "0",
            "NUM_GPUS", "0", "NUM_CPU_PROCESSES", "2", "OUTPUT_DIR", str(out)]

@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ascnet.config import get_cfg
+from ascnet.data.utils import AnnotationError
 from ascnet.data.build import DATASET_REGISTRY
 from ascnet.engine.preemption import get_current_trainer
 from ascnet.engine.trainer import NonFiniteLossError, Trainer
@@ -67,6 +68,7 @@ def _cfg(out, **kw):
     cfg.OUTPUT_DIR = str(out)
     cfg.MODEL.META_ARCH = "_TinySSL"
     cfg.TRAIN.DATASET = "_TinyClips"
+    cfg.AUG.DEVICE = "loader"  # _TinyClips returns float clips, as a dataset that augments itself
     cfg.TRAIN.BATCH_SIZE = 4  # 6 iterations per epoch
     cfg.DATA_LOADER.NUM_WORKERS = 0
     cfg.SOLVER.MAX_EPOCH = 2
@@ -248,7 +250,7 @@ def test_prepare_batch_applies_the_batched_augmentation(tmp_path):
     """uint8 clips + drawn parameters (AUG.DEVICE device) -> augmented float clips on the device."""
     from ascnet.data.batch_augment import BatchAugment, ParamSampler, stack_params
 
-    t = Trainer(_cfg(tmp_path, **{"DATA.CROP_SIZE": 8}))
+    t = Trainer(_cfg(tmp_path, **{"DATA.CROP_SIZE": 8, "AUG.DEVICE": "device"}))
     sampler = ParamSampler()
     aug = stack_params([sampler.draw(12, 12, s) for s in range(6)], (12, 12), (12, 12))
     aug = {k: v.view(3, 2, *v.shape[1:]) for k, v in aug.items()}  # (N=3, S=2, ...)
@@ -258,4 +260,8 @@ def test_prepare_batch_applies_the_batched_augmentation(tmp_path):
     ref = BatchAugment(8, t.cfg.DATA.MEAN, t.cfg.DATA.STD)(clips, aug)
     assert torch.allclose(out["clips"], ref) and out["clips"].device == t.device
     plain = torch.randn(3, 2, 3, 2, 4, 4)
+    with pytest.raises(AnnotationError, match=r"^Dataset _TinyClips \(TRAIN.DATASET\) returned torch.float32 clips.*AUG.DEVICE loader"):
+        t.prepare_batch({"clips": plain, "index": torch.arange(3)})
+    # a dataset that augments its clips itself (AUG.DEVICE loader): float clips pass through
+    t = Trainer(_cfg(tmp_path / "loader", **{"DATA.CROP_SIZE": 8, "AUG.DEVICE": "loader"}))
     assert t.prepare_batch({"clips": plain, "index": torch.arange(3)})["clips"] is plain
