@@ -16,7 +16,7 @@ from ascnet.data.batch_augment import (
     resized_crop,
     stack_params,
 )
-from ascnet.data.transforms import ClipTransform, create_train_transform
+from reference_augment import ClipTransform, aug_settings, create_train_transform
 
 MEAN, STD = (0.45, 0.42, 0.40), (0.225, 0.23, 0.22)
 SETTINGS = {
@@ -36,7 +36,7 @@ def _compare(device, settings, n=24, crop=32):
     seeds = [1000 + 7 * i for i in range(n)]
     ref_tf = ClipTransform(create_train_transform(crop_size=crop, mean=MEAN, std=STD, **settings))
     ref = torch.stack([ref_tf(c, s) for c, s in zip(clips, seeds)])  # (N, C, T, S, S)
-    sampler = ParamSampler(**settings)
+    sampler = ParamSampler(**aug_settings(**settings))
     size = tuple(clips.shape[-2:])
     p = stack_params([sampler.draw(*size, s) for s in seeds], size, size)
     p = {k: v.to(device) for k, v in p.items()}
@@ -65,7 +65,7 @@ def test_parameters_use_the_per_clip_pipelines_random_draws(name):
     """Same calls on torch's RNG: after one clip the global RNG is in the same state."""
     clip = _clips(1)[0]
     tf = create_train_transform(crop_size=32, **SETTINGS[name])
-    sampler = ParamSampler(**SETTINGS[name])
+    sampler = ParamSampler(**aug_settings(**SETTINGS[name]))
     for seed in range(40):
         torch.manual_seed(seed)
         tf(clip)
@@ -77,7 +77,7 @@ def test_parameters_use_the_per_clip_pipelines_random_draws(name):
 
 def test_parameter_distribution_over_many_draws():
     h, w, n = 128, 170, 4000
-    sampler = ParamSampler()
+    sampler = ParamSampler(**aug_settings())
     ps = [sampler.draw(h, w, seed) for seed in range(n)]
     p = stack_params(ps, (h, w), (h, w))
     tol = 4 * math.sqrt(0.25 / n)  # 4 sigma of a proportion

@@ -248,10 +248,10 @@ def test_epoch_end_reports_replaced_videos(caplog):
 
 def test_prepare_batch_applies_the_batched_augmentation(tmp_path):
     """uint8 clips + drawn parameters (AUG.DEVICE device) -> augmented float clips on the device."""
-    from ascnet.data.batch_augment import BatchAugment, ParamSampler, stack_params
+    from ascnet.data.batch_augment import BatchAugment, build_param_sampler, stack_params
 
     t = Trainer(_cfg(tmp_path, **{"DATA.CROP_SIZE": 8, "AUG.DEVICE": "device"}))
-    sampler = ParamSampler()
+    sampler = build_param_sampler(t.cfg)
     aug = stack_params([sampler.draw(12, 12, s) for s in range(6)], (12, 12), (12, 12))
     aug = {k: v.view(3, 2, *v.shape[1:]) for k, v in aug.items()}  # (N=3, S=2, ...)
     clips = torch.randint(0, 256, (3, 2, 4, 12, 12, 3), dtype=torch.uint8)  # (N, S, T, H, W, C)
