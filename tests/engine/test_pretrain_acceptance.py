@@ -18,7 +18,7 @@ import torch
 from ascnet.config import load_config
 from ascnet.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
 from ascnet.utils.checkpoint import Checkpointer
-from ascnet.utils.events import read_metrics
+from metrics_file import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICKSTART = os.path.join("configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")

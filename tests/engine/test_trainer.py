@@ -15,7 +15,7 @@ from ascnet.engine.preemption import get_current_trainer
 from ascnet.engine.trainer import NonFiniteLossError, Trainer
 from ascnet.modeling.meta_arch.build import MODEL_REGISTRY
 from ascnet.utils.checkpoint import Checkpointer
-from ascnet.utils.events import read_metrics
+from metrics_file import read_metrics
 
 
 class _TinyClips(Dataset):

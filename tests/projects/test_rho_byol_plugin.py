@@ -1,7 +1,6 @@
 """The rho-BYOL plugin project (projects/RhoBYOL): loaded through PLUGINS without being
 installed, it pretrains through tools/run_net.py on the generated data (its loss falls), and a
 run killed mid-epoch resumes exactly (same losses at every iteration, same final weights)."""
-import json
 import os
 import signal
 import subprocess
@@ -10,6 +9,7 @@ import time
 
 import pytest
 import torch
+from metrics_file import read_metrics as _metrics
 
 from ascnet.engine.plugins import load_config
 from ascnet.utils.checkpoint import Checkpointer
@@ -49,16 +49,6 @@ def _run(repo_root, plugin_path, out, data, *extra, extra_path="", popen=False):
     r = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r
-
-
-def _metrics(out):
-    rows = {}
-    with open(os.path.join(out, "metrics.json")) as f:
-        for line in f:
-            if line.strip():
-                rec = json.loads(line)
-                rows.setdefault(rec["iteration"], {}).update(rec)
-    return rows
 
 
 def _final(out):
