@@ -1,5 +1,8 @@
 """Loading, overriding and validating configs.
 
+(Past 450 lines on purpose: the one path from YAML to a checked config, below; the checks that
+span several keys (:func:`validate_cfg`) belong with it, being part of every load.)
+
 The flow of :func:`load_config`:
 
 1. read the YAML (safe loader) and resolve ``_BASE_`` inheritance (paths relative to the file);

@@ -1,5 +1,8 @@
 """Checkpoints: atomic writes, a ``last_checkpoint`` pointer, safe loading, RNG states.
 
+(Past 450 lines on purpose: the writer and the reader of one file format and its pointer, whose
+recovery rules (damaged files, lost pointers, pruning) must stay consistent with each other.)
+
 Layout::
 
     OUTPUT_DIR/checkpoints/<name>.pyth      # one file per save

@@ -1,5 +1,8 @@
 """Depth-18 video ResNets of the paper: 3D R18 (Table 4) and R(2+1)D-18 (Table 3).
 
+(Past 450 lines on purpose: the two networks share the stem, block and stage builders below,
+which exist for them alone.)
+
 pytorchvideo 0.1.5 has the residual machinery (``ResBlock``, ``ResStage``, ``create_res_block``,
 ``ResNetBasicStem``, ``Net``) but only bottleneck blocks and depths 50/101/152. We reuse its
 machinery and add what is missing in the same builder style:
