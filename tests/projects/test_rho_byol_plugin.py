@@ -10,6 +10,7 @@ import time
 import pytest
 import torch
 from metrics_file import read_metrics as _metrics
+from tiny_runs import TINY_PRETRAIN
 
 from ascnet.engine.plugins import load_config
 from ascnet.utils.checkpoint import Checkpointer
@@ -18,14 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CFG = os.path.join("projects", "RhoBYOL", "configs", "RhoBYOL_R3D18_quickstart.yaml")
 ITERS = 12
 # The project's quickstart as it is, shrunk for CPU time only.
-TINY = [
-    "MODEL.BACKBONE.WIDTHS", "[8,16,16,32]", "MODEL.BACKBONE.STEM_WIDTH", "8",
-    "MODEL.PROJECTION.HIDDEN_DIM", "32", "MODEL.PROJECTION.OUT_DIM", "16", "MODEL.PREDICTOR.HIDDEN_DIM", "32",
-    "DATA.NUM_FRAMES", "8", "DATA.CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
-    "DATA.SYNTHETIC.NUM_CLASSES", "4", "DATA.SYNTHETIC.VIDEOS_PER_CLASS", "4",
-    "DATA.SYNTHETIC.NUM_FRAMES", "24", "DATA.SYNTHETIC.SIZE", "32", "DATA_LOADER.NUM_WORKERS", "0",
-    "TRAIN.BATCH_SIZE", "4", "SOLVER.BASE_BATCH_SIZE", "4", "SOLVER.WARMUP_EPOCHS", "0.5", "SOLVER.MAX_EPOCH", "20",
-    "DETERMINISTIC", "True", "LOG_PERIOD", "1", "TENSORBOARD.ENABLE", "False", "TRAIN.MONITOR_PERIOD", "0",
+TINY = TINY_PRETRAIN + [
     "TRAIN.MAX_ITERS", str(ITERS), "TRAIN.CHECKPOINT_ITERS", "5", "TRAIN.CHECKPOINT_PERIOD", "100",
 ]
 
