@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """CPU cost of the pretraining loader per sample, on ONE pinned core.
 
-Pretraining samples: 2 speeds (ASCNET.SPEEDS [1, 2]) x 16 frames, 112 px crops, TARGET_FPS 25,
+Pretraining samples: 2 speeds (DATA.SPEEDS [1, 2]) x 16 frames, 112 px crops, TARGET_FPS 25,
 augmentation on the device (``AUG.DEVICE device``, the default). Measured with
 ``os.sched_setaffinity`` to one core and ``time.process_time`` (CPU time of this process, the
 measure that survives a shared machine; wall time is printed beside it):
@@ -74,7 +74,7 @@ def base_cfg(dataset: str, root: str, batch: int, device: str = "device"):
     cfg.TRAIN.DATASET = dataset
     cfg.DATA.PATH_TO_DATA_DIR = root
     cfg.DATA.NUM_FRAMES, cfg.DATA.CROP_SIZE, cfg.DATA.TARGET_FPS = 16, 112, 25
-    cfg.ASCNET.SPEEDS = [1, 2]
+    cfg.DATA.SPEEDS = [1, 2]
     cfg.TRAIN.BATCH_SIZE = batch
     cfg.DATA_LOADER.NUM_WORKERS = 0
     cfg.AUG.DEVICE = device

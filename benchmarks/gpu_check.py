@@ -51,7 +51,7 @@ def step_times(amp: str, steps: int, batch: int, variant: str = "") -> dict:
 
     class Fixed(Trainer):
         def build_train_loader(self, cfg):
-            s, t, c = len(cfg.ASCNET.SPEEDS), cfg.DATA.NUM_FRAMES, cfg.DATA.CROP_SIZE
+            s, t, c = len(cfg.DATA.SPEEDS), cfg.DATA.NUM_FRAMES, cfg.DATA.CROP_SIZE
             return [{"clips": torch.randn(batch, s, 3, t, c, c), "index": torch.arange(batch) + k * batch,
                      "label": torch.zeros(batch, dtype=torch.long)} for k in range(2)]
 

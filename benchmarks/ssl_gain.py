@@ -7,6 +7,7 @@ Rows (the same small 3D R18, the same data and budget):
 * ``acp_only``: ``ASCNET.SCP_WEIGHT 0``;
 * ``scp_only``: ``ASCNET.ACP_WEIGHT 0``;
 * ``scp_random_positives``: ACP + SCP with ``ASCNET.POSITIVE_SAMPLER random_same_speed``;
+* ``rho_byol``: rho-BYOL (rho = 2) from projects/RhoBYOL with the same encoder, heads and teacher;
 * ``random_init``: no pretraining;
 * ``supervised``: the backbone trained with labels from random init (all layers,
   configs/Synthetic/finetune_quickstart.yaml), the reference of what the data allows.
@@ -39,12 +40,14 @@ from ascnet.utils.io import atomic_write_bytes
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = os.path.join(REPO, "configs", "Synthetic")
 PRETRAIN = os.path.join(CFG, "ASCNet_R3D18_quickstart.yaml")
+sys.path.insert(0, os.path.join(REPO, "projects", "RhoBYOL"))  # the rho_byol plugin, installed or not
 
 CONDITIONS = {
     "ascnet": ["ASCNET.POSITIVE_SAMPLER", "appearance_retrieval"],
     "acp_only": ["ASCNET.SCP_WEIGHT", "0.0"],
     "scp_only": ["ASCNET.ACP_WEIGHT", "0.0"],
     "scp_random_positives": ["ASCNET.POSITIVE_SAMPLER", "random_same_speed"],
+    "rho_byol": ["PLUGINS", "['rho_byol']", "MODEL.META_ARCH", "RhoBYOL", "DATA.SPEEDS", "[1, 1]"],
     "random_init": None,
     "supervised": "supervised",
 }

@@ -43,7 +43,7 @@ class BenchTrainer(Trainer):
 
     def build_train_loader(self, cfg):
         n = cfg.TRAIN.BATCH_SIZE
-        s = len(cfg.ASCNET.SPEEDS)
+        s = len(cfg.DATA.SPEEDS)
         g = torch.Generator().manual_seed(0)
         shape = (n, s, cfg.DATA.INPUT_CHANNEL_NUM, cfg.DATA.NUM_FRAMES, cfg.DATA.CROP_SIZE, cfg.DATA.CROP_SIZE)
         return _FixedBatches(
@@ -145,7 +145,7 @@ def main(argv=None) -> None:
     print(f"device: {name}")
     print(f"config: {args.cfg} {' '.join(args.opts)}")
     print(
-        f"batch: {cfg.TRAIN.BATCH_SIZE} videos x {len(cfg.ASCNET.SPEEDS)} speeds, {cfg.DATA.NUM_FRAMES}x"
+        f"batch: {cfg.TRAIN.BATCH_SIZE} videos x {len(cfg.DATA.SPEEDS)} speeds, {cfg.DATA.NUM_FRAMES}x"
         f"{cfg.DATA.CROP_SIZE}x{cfg.DATA.CROP_SIZE}, backbone {cfg.MODEL.BACKBONE.NAME} {list(cfg.MODEL.BACKBONE.WIDTHS)}, "
         f"bank {cfg.MEMORY_BANK.SIZE} ({'empty at start' if args.empty_bank else 'filled'}), AMP {trainer.amp_dtype}"
     )

@@ -18,7 +18,7 @@ Examples::
 A video is bad when it is missing (an annotated video without a file, listed by name),
 empty, unreadable, truncated (fewer decodable frames than its header promises), smaller than
 the crop (DATA.CROP_SIZE / TEST_CROP_SIZE, the smaller one) on a side, or shorter than a clip under DATA.SHORT_VIDEO_POLICY "fail" (the largest
-playback speed of ASCNET.SPEEDS is used). The report (JSON, default
+playback speed of DATA.SPEEDS is used). The report (JSON, default
 ``<OUTPUT_DIR>/dataset_check_<dataset>_<split>.json``) lists every bad path with its reason;
 a summary is printed. Exit status 1 when a video is bad.
 """
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     except (AnnotationError, FileNotFoundError) as e:  # one line naming the file (and line)
         print(f"Dataset error: {e}", file=sys.stderr)
         return 2
-    stride = max(cfg.ASCNET.SPEEDS) * cfg.DATA.SAMPLING_RATE
+    stride = max(cfg.DATA.SPEEDS) * cfg.DATA.SAMPLING_RATE
     needed = (cfg.DATA.NUM_FRAMES - 1) * stride + 1 if cfg.DATA.SHORT_VIDEO_POLICY == "fail" else 0
     bad, t0 = [], time.time()
     check = functools.partial(check_video, needed=needed, target_fps=cfg.DATA.TARGET_FPS, probe_only=args.probe_only,

@@ -1,5 +1,8 @@
 """Loading, overriding and validating configs.
 
+(Past 450 lines on purpose: the one path from YAML to a checked config, below; the checks that
+span several keys (:func:`validate_cfg`) belong with it, being part of every load.)
+
 The flow of :func:`load_config`:
 
 1. read the YAML (safe loader) and resolve ``_BASE_`` inheritance (paths relative to the file);
@@ -26,6 +29,14 @@ from iopath.common.file_io import g_pathmgr
 from .defaults import _C
 
 BASE_KEY = "_BASE_"
+
+# Keys that moved: old name -> new name. A config that still uses an old name is refused with
+# a one-line error naming the new key (the value means the same under it).
+RENAMED_KEYS: Dict[str, str] = {
+    "ASCNET.EMA_BASE": "TEACHER.EMA_BASE",
+    "ASCNET.TARGET_BN_MODE": "TEACHER.BN_MODE",
+    "ASCNET.SPEEDS": "DATA.SPEEDS",
+}
 
 
 class ConfigError(ValueError):
@@ -149,6 +160,8 @@ def _all_keys(cfg: CfgNode, prefix: str = "") -> List[str]:
 
 
 def _unknown_key_error(key: str, cfg: CfgNode, source: str) -> ConfigError:
+    if key in RENAMED_KEYS:
+        return ConfigError(f"Config key {key!r} (from {source}) is now {RENAMED_KEYS[key]!r}: rename it.")
     keys = _all_keys(cfg)
     close = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
     if not close:  # a misspelt leaf under the right parent: compare leaf names only
@@ -402,15 +415,15 @@ def validate_cfg(cfg: CfgNode) -> None:
         raise ConfigError("DATA.TARGET_FPS must be >= 0 (0 = native frame rate).")
     if len(cfg.DATA.MEAN) != cfg.DATA.INPUT_CHANNEL_NUM or len(cfg.DATA.STD) != cfg.DATA.INPUT_CHANNEL_NUM:
         raise ConfigError("DATA.MEAN and DATA.STD need one value per input channel (DATA.INPUT_CHANNEL_NUM).")
-    if not cfg.ASCNET.SPEEDS or any(s < 1 for s in cfg.ASCNET.SPEEDS):
-        raise ConfigError(f"ASCNET.SPEEDS must be positive integers, got {cfg.ASCNET.SPEEDS}.")
-    if not 0.0 <= cfg.ASCNET.EMA_BASE <= 1.0:
-        raise ConfigError(f"ASCNET.EMA_BASE must be in [0, 1], got {cfg.ASCNET.EMA_BASE}.")
+    if not cfg.DATA.SPEEDS or any(s < 1 for s in cfg.DATA.SPEEDS):
+        raise ConfigError(f"DATA.SPEEDS must be positive integers, got {cfg.DATA.SPEEDS}.")
+    if not 0.0 <= cfg.TEACHER.EMA_BASE <= 1.0:
+        raise ConfigError(f"TEACHER.EMA_BASE must be in [0, 1], got {cfg.TEACHER.EMA_BASE}.")
     if cfg.MEMORY_BANK.SIZE < 1:
         raise ConfigError(f"MEMORY_BANK.SIZE must be >= 1, got {cfg.MEMORY_BANK.SIZE}.")
     # The choice lists live with the components that use them; the keys of components above
     # the config layer's imports (modeling, evaluation: MODEL.BACKBONE.NORM,
-    # ASCNET.TARGET_BN_MODE, LINEAR.FEATURE_NORM, RETRIEVAL.POOLING) are checked there, when the
+    # TEACHER.BN_MODE, LINEAR.FEATURE_NORM, RETRIEVAL.POOLING) are checked there, when the
     # component is built, so loading a config never imports a model.
     from ascnet.sampling.clip import SHORT_VIDEO_POLICIES
     from ascnet.solver.build import OPTIMIZERS

@@ -146,10 +146,14 @@ _C.DATA.MAX_FAILURE_RATIO = 0.05
 # Video file extensions searched when scanning class folders.
 _C.DATA.EXTENSIONS = [".mp4", ".avi", ".mkv", ".webm"]
 # Clip sampler of each dataset mode, by name in CLIP_SAMPLER_REGISTRY (ascnet/sampling/clip.py;
-# a plugin may register its own). PRETRAIN: one clip per playback speed of ASCNET.SPEEDS [S];
+# a plugin may register its own). PRETRAIN: one clip per playback speed of DATA.SPEEDS [S];
 # TRAIN: one random clip at speed 1 (downstream training); TEST: TEST.NUM_ENSEMBLE_VIEWS
 # uniformly spaced clips.
 _C.DATA.CLIP_SAMPLER = CfgNode()
+# [S] Clips per pretraining sample, one per entry: its playback speed (frame-stride multiplier
+# of DATA.SAMPLING_RATE), read by the PRETRAIN clip sampler. ASCNet: [1, 2]; rho-BYOL: rho
+# entries of 1 (e.g. [1, 1]).
+_C.DATA.SPEEDS = [1, 2]
 _C.DATA.CLIP_SAMPLER.PRETRAIN = "PlaybackSpeedSampler"
 _C.DATA.CLIP_SAMPLER.TRAIN = "RandomClipSampler"
 _C.DATA.CLIP_SAMPLER.TEST = "UniformMultiViewSampler"
@@ -271,10 +275,6 @@ _C.MODEL.CLS_HEAD.DROPOUT_RATE = 0.0
 # ASCNet (pretraining)
 # ---------------------------------------------------------------------------------------------
 _C.ASCNET = CfgNode()
-# [P] Playback speeds (frame-stride multipliers of DATA.SAMPLING_RATE).
-_C.ASCNET.SPEEDS = [1, 2]
-# [D] Base EMA momentum of the target network; rises to 1 on a cosine schedule.
-_C.ASCNET.EMA_BASE = 0.996
 # [D] Loss weights: L = ACP_WEIGHT * L_ACP + SCP_WEIGHT * L_SCP, both losses per-clip means.
 # ACP_WEIGHT 2.0 is the method's formula, which sums ACP's two directions per video (as BYOL's
 # symmetric loss), so per clip ACP counts twice SCP; set 1.0 for equal per-clip weight.
@@ -289,10 +289,17 @@ _C.ASCNET.POSITIVE_SAMPLER = "appearance_retrieval"
 # [D] Below this many bank entries, SCP positives come from the current global batch
 # (0 = one global batch, TRAIN.BATCH_SIZE).
 _C.ASCNET.BANK_MIN_FILL = 0
+
+# ---------------------------------------------------------------------------------------------
+# Momentum teacher (ascnet/modeling/teacher.py): the EMA target of ASCNet and rho-BYOL
+# ---------------------------------------------------------------------------------------------
+_C.TEACHER = CfgNode()
+# [D] Base EMA momentum of the target network; rises to 1 on a cosine schedule.
+_C.TEACHER.EMA_BASE = 0.996
 # [D] Mode of the target network's BatchNorm layers while training: "train" (BYOL: batch
 # statistics of the target's own input) or "eval" (the running statistics, copied from the
 # online network after every step).
-_C.ASCNET.TARGET_BN_MODE = "train"
+_C.TEACHER.BN_MODE = "train"
 
 _C.MEMORY_BANK = CfgNode()
 # Memory bank in the MEMORY_BANK registry.

@@ -4,7 +4,7 @@ The loader does per sample only what must happen on the CPU: it decodes the fram
 ``AUG.LOAD_SIZE`` in the same swscale pass that converts YUV to RGB, see
 ``ascnet/data/decoder.py``), and draws each clip's augmentation parameters from the sample's
 seed with exactly the random draws of the per-clip torchvision pipeline
-(:func:`ascnet.data.transforms.create_train_transform`): the same ``torch`` calls in the same
+(``tests/data/reference_augment.py``, the reference it is tested equal to): the same ``torch`` calls in the same
 order under the same forked, seeded RNG, so the ``(seed, epoch, iteration, sample)``
 derivation and exact resume hold. The samples hold uint8 clips (in the decoder's (T, H, W, C)
 layout) and these parameters.
@@ -41,7 +41,7 @@ import torch
 import torchvision.transforms.v2 as v2
 from fvcore.common.config import CfgNode
 
-from .transforms import _blur_kernel, adjust_hue
+from .transforms import adjust_hue, blur_kernel_size
 
 AUG_DEVICES = ("device", "loader")
 PARAM_KEYS = ("box", "flip", "jitter", "order", "factors", "gray", "blur", "sigma")
@@ -56,26 +56,29 @@ def load_size(cfg: CfgNode) -> int:
 class ParamSampler:
     """Draws the augmentation parameters of one clip from torch's global RNG.
 
-    The draws are those of :func:`ascnet.data.transforms.create_train_transform` for the same
+    The draws are those of the per-clip reference pipeline (``tests/data/reference_augment.py``) for the same
     settings, call for call: ``v2.RandomResizedCrop.make_params`` on the video's own frame size,
     then ``torch.rand(1)`` for the flip, ``torch.rand(1)``, ``torch.randperm(4)`` and one uniform
     per active jitter op, ``torch.rand(1)`` for grayscale, ``torch.rand(1)`` and a uniform sigma
     for the blur; an op with probability 0 draws nothing (it is not in that pipeline either).
 
-    Args: the ``AUG.*`` settings (``enable`` False: a centre square, no other op).
+    Args: the ``AUG.*`` settings (``enable`` False: a centre square, no other op), as
+    :func:`param_settings` maps them; their defaults are the config's, written once in
+    ``ascnet/config/defaults.py``.
     """
 
     def __init__(
         self,
-        enable: bool = True,
-        scale: Sequence[float] = (0.2, 1.0),
-        ratio: Sequence[float] = (3 / 4, 4 / 3),
-        flip_prob: float = 0.5,
-        color_jitter: Sequence[float] = (0.4, 0.4, 0.4, 0.1),
-        color_jitter_prob: float = 0.8,
-        grayscale_prob: float = 0.2,
-        blur_prob: float = 0.5,
-        blur_sigma: Sequence[float] = (0.1, 2.0),
+        *,
+        enable: bool,
+        scale: Sequence[float],
+        ratio: Sequence[float],
+        flip_prob: float,
+        color_jitter: Sequence[float],
+        color_jitter_prob: float,
+        grayscale_prob: float,
+        blur_prob: float,
+        blur_sigma: Sequence[float],
     ):
         self.enable = bool(enable)
         self.rrc = v2.RandomResizedCrop(1, scale=tuple(scale), ratio=tuple(ratio), antialias=True)
@@ -124,7 +127,7 @@ class ParamSampler:
         }
 
     def draw(self, height: int, width: int, seed: Optional[int] = None) -> Dict[str, object]:
-        """:meth:`__call__` with torch's CPU RNG seeded with ``seed`` (as ``ClipTransform`` does
+        """:meth:`__call__` with torch's CPU RNG seeded with ``seed`` (as the reference ``ClipTransform`` does
         under ``fork_rng``), restored afterwards.
 
         ``torch.default_generator`` is seeded directly: ``torch.manual_seed`` also queues the
@@ -142,14 +145,19 @@ class ParamSampler:
             gen.set_state(state)
 
 
-def build_param_sampler(cfg: CfgNode) -> ParamSampler:
-    """:class:`ParamSampler` from ``AUG.*``."""
+def param_settings(cfg: CfgNode) -> Dict[str, object]:
+    """The ``AUG.*`` settings as :class:`ParamSampler` keyword arguments."""
     a = cfg.AUG
-    return ParamSampler(
+    return dict(
         enable=a.ENABLE, scale=a.RRC_SCALE, ratio=a.RRC_RATIO, flip_prob=a.FLIP_PROB,
         color_jitter=a.COLOR_JITTER, color_jitter_prob=a.COLOR_JITTER_PROB,
         grayscale_prob=a.GRAYSCALE_PROB, blur_prob=a.BLUR_PROB, blur_sigma=a.BLUR_SIGMA,
     )
+
+
+def build_param_sampler(cfg: CfgNode) -> ParamSampler:
+    """:class:`ParamSampler` from ``AUG.*``."""
+    return ParamSampler(**param_settings(cfg))
 
 
 _DTYPES = {
@@ -297,7 +305,7 @@ class BatchAugment(torch.nn.Module):
     def __init__(self, crop_size: int, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
         self.crop_size = int(crop_size)
-        self.kernel_size = _blur_kernel(self.crop_size)
+        self.kernel_size = blur_kernel_size(self.crop_size)
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1, 1), persistent=False)
 
@@ -359,13 +367,33 @@ def build_batch_augment(cfg: CfgNode) -> BatchAugment:
     return BatchAugment(cfg.DATA.CROP_SIZE, cfg.DATA.MEAN, cfg.DATA.STD)
 
 
-def augment_batch(batch: Dict, augment: BatchAugment) -> Dict:
+def augment_batch(batch: Dict, augment: BatchAugment, source: str = "the dataset") -> Dict:
     """Replace ``batch["clips"]`` (uint8) by its augmented float clips when the batch carries
     ``"aug"`` parameters; uint8 clips without parameters (test mode) are normalised. Returns a
-    new dict; a float batch without parameters is returned unchanged."""
+    new dict (the batch itself when it holds no clip tensor).
+
+    Args:
+        batch: collated samples: ``"clips"`` uint8 (N, S, T, H, W, C) / (N, T, H, W, C) /
+            (N, V, C, T, H, W) and ``"aug"`` (dict of (N, ...) parameter tensors).
+        augment: the batched augmentation.
+        source: who made the batch (the dataset class), named by the error.
+
+    Raises:
+        AnnotationError: the clips are float: the dataset returned clips in a format the
+            augmentation cannot take, which would otherwise train without augmentation.
+    """
     clips = batch.get("clips")
-    if not isinstance(clips, torch.Tensor) or clips.is_floating_point():
+    if not isinstance(clips, torch.Tensor):
         return batch
+    if clips.is_floating_point():
+        from .utils import AnnotationError
+
+        raise AnnotationError(
+            f"{source} returned {clips.dtype} clips of shape {tuple(clips.shape[1:])}, but AUG.DEVICE is "
+            "'device': datasets return uint8 (S, T, H, W, C) clips plus their 'aug' parameters and the "
+            "trainer augments them (docs/plugins.md, 'A dataset'); return uint8 clips, or set AUG.DEVICE "
+            "loader if the dataset augments and normalises its clips itself."
+        )
     out = {k: v for k, v in batch.items() if k != "aug"}
     if "aug" in batch:
         out["clips"] = augment(clips, batch["aug"])
@@ -376,5 +404,6 @@ def augment_batch(batch: Dict, augment: BatchAugment) -> Dict:
 
 __all__ = [
     "AUG_DEVICES", "BatchAugment", "ParamSampler", "augment_batch", "blur_matrices", "build_batch_augment",
-    "build_param_sampler", "load_size", "normalize_clips", "resize_weights", "resized_crop", "stack_params",
+    "build_param_sampler", "load_size", "normalize_clips", "param_settings", "resize_weights", "resized_crop",
+    "stack_params",
 ]

@@ -11,10 +11,15 @@ Registry for video datasets (map-style).
 A registered object is called as ``obj(cfg: CfgNode, split: str, mode: str) -> Dataset`` with
 split in {"train", "val", "test"} and mode in {"pretrain", "train", "test"}. ``dataset[i]`` or
 ``dataset[(i, seed)]`` (the seed drives every random choice of the sample) returns a dict with
-``"clips"`` (a float tensor: (S, C, T, H, W) in pretrain mode, one clip per playback speed;
-(C, T, H, W) in train mode; (V, C, T, H, W) in test mode, V views), ``"index"`` (the video
-index, an int; that of the replacement when a bad video was replaced) and ``"label"`` (an int,
--1 when unknown). The dataset also exposes ``num_classes``, ``labels`` (list of ints),
+``"clips"``, a **uint8** tensor: (S, T, H, W, C) in pretrain mode, S = ``len(DATA.SPEEDS)``
+clips of one video, channels last; (T, H, W, C) in train mode; (V, C, T, H, W) in test mode, V
+deterministic views; ``"aug"`` in pretrain and train mode, the augmentation parameters of each
+clip (a dict of (S, ...) / (...) tensors, ``ascnet.data.batch_augment.stack_params``), which the
+trainer applies to the batch on its device; ``"index"`` (the video index, an int; that of the
+replacement when a bad video was replaced) and ``"label"`` (an int, -1 when unknown). Float
+clips reaching the batch augmentation are an error naming the dataset class; a dataset that
+augments and normalises its clips itself (float (S, C, T, H, W) at ``DATA.CROP_SIZE``, no
+``"aug"``) runs with ``AUG.DEVICE loader``. docs/plugins.md shows a minimal dataset. The dataset also exposes ``num_classes``, ``labels`` (list of ints),
 ``paths`` (list of str), ``class_names`` and ``failure_stats()``. The built-in datasets derive
 from ``ascnet.data.datasets.VideoDataset`` (a new layout only implements ``_load_index``);
 see docs/data.md.

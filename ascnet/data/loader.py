@@ -131,7 +131,8 @@ class EvalDistributedSampler(Sampler):
 
 
 def collate_clips(batch: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """Stack samples: ``clips`` -> (N, ...) float; ``index``, ``label`` -> (N,) int64.
+    """Stack samples: ``clips`` -> (N, ...) (uint8, or float with ``AUG.DEVICE loader``);
+    ``index``, ``label`` -> (N,) int64.
 
     Other keys (if a dataset adds any) go through torch's default collate.
     """
@@ -183,8 +184,12 @@ def build_loader(
             test-mode dataset with retrieval's view counts).
 
     Returns:
-        A DataLoader whose batches are ``{"clips": (N, S|V, C, T, H, W) or (N, C, T, H, W),
-        "index": (N,) int64, "label": (N,) int64}``. Its ``sampler`` has ``set_epoch``.
+        A DataLoader whose batches are the dataset's samples stacked (``AUG.DEVICE device``:
+        ``{"clips": uint8 (N, S, T, H, W, C) (pretrain) / (N, T, H, W, C) (train) /
+        (N, V, C, T, H, W) (test), "aug": dict of (N, [S,] ...) parameter tensors (training),
+        "index": (N,) int64, "label": (N,) int64}``; the trainer augments them on its device;
+        ``AUG.DEVICE loader``: float32 normalised (N, S, C, T, H, W) / (N, C, T, H, W) clips, no
+        ``"aug"``). Its ``sampler`` has ``set_epoch``.
     """
     world, rank = du.get_world_size(), du.get_rank()
     training = mode in ("pretrain", "train")

@@ -3,7 +3,8 @@ from typing import Tuple, Union
 
 
 class AnnotationError(ValueError):
-    """An annotation file cannot be parsed; the message names the file, the line and the fix."""
+    """An annotation file cannot be parsed, or a dataset's samples break the data contract; the
+    message names the file (or the dataset class), the line and the fix."""
 
 
 _MASK64 = (1 << 64) - 1

@@ -1,7 +1,7 @@
 """TASK ``pretrain``: self-supervised ASCNet pretraining.
 
 Runs the shared :class:`ascnet.engine.trainer.Trainer` on the ``pretrain``-mode loader of
-``TRAIN.DATASET`` (each sample holds one clip per playback speed in ``ASCNET.SPEEDS``).
+``TRAIN.DATASET`` (each sample holds one clip per playback speed in ``DATA.SPEEDS``).
 Started in every process by :func:`ascnet.engine.launch.launch` (``tools/run_net.py``).
 
 Representation monitor (``TRAIN.MONITOR_PERIOD`` epochs, 0 = off;

@@ -1,5 +1,8 @@
 """Running ascnet on SLURM through submitit, with preemption/requeue and exact resume.
 
+(Past 450 lines on purpose: submission, the job's rendezvous and the requeue checkpoint are one
+protocol whose pieces read each other's state; splitting it would scatter that contract.)
+
 ``tools/run_net.py --slurm`` calls :func:`submit`: it sizes the allocation from the config (or the
 command line), writes the sbatch script through submitit and submits an :class:`ASCNetJob`.
 Inside the allocation, every SLURM task (one per GPU, or ``--tasks-per-node`` on CPU clusters)

@@ -1,5 +1,8 @@
 """The training loop shared by pretraining and the downstream tasks.
 
+(Past 450 lines on purpose: the loop, its hooks and the preemption contract below are one piece
+that every task subclasses; the resume policy lives in ``ascnet/engine/resume.py``.)
+
 :class:`Trainer` builds the model, optimiser, lr schedule, training loader and checkpointer
 from the config, then runs epochs of iterations: batch to device and the batched augmentation
 there (:meth:`Trainer.prepare_batch`, ``AUG.DEVICE device``), forward (AMP autocast on CUDA), sum of the ``loss*`` entries, backward, optional gradient clipping, optimiser step,
@@ -52,9 +55,10 @@ from torch import nn
 from ascnet.config.config import save_config
 from ascnet.data.batch_augment import augment_batch, build_batch_augment
 from ascnet.engine.preemption import defer_signals, set_current_trainer
+from ascnet.engine.resume import check_fresh_start, check_same_run, resume_position
 from ascnet.solver import build_lr_scheduler, build_optimizer, total_iterations
 from ascnet.utils import distributed as du
-from ascnet.utils.checkpoint import CheckpointError, Checkpointer, read_checkpoint
+from ascnet.utils.checkpoint import Checkpointer
 from ascnet.utils.env import seed_all
 from ascnet.utils.events import EventWriter
 from ascnet.utils.logging import setup_logging
@@ -198,32 +202,22 @@ class Trainer:
         return self.checkpointer.load(path, checkpointables=[], strict=False, rng=False)
 
     def resume_or_load(self) -> None:
-        """Resume from the last checkpoint (``TRAIN.AUTO_RESUME``) or load initial weights."""
+        """Resume from the last checkpoint (``TRAIN.AUTO_RESUME``) or load initial weights; the
+        policy (which run a folder holds, where to continue, what a fresh start may overwrite)
+        is :mod:`ascnet.engine.resume`'s."""
         cfg = self.cfg
         path = self.checkpointer.find_resume_checkpoint() if cfg.TRAIN.AUTO_RESUME else ""
         if path:
-            self.check_same_run(path)
+            check_same_run(cfg, path)
             extra = self.checkpointer.load(path)
-            self.iter = int(extra.get("iteration", 0))
-            self.epoch = int(extra.get("epoch", 0))
-            self.epoch_iter = int(extra.get("epoch_iter", 0))
-            saved_ipe = int(extra.get("iters_per_epoch", self.iters_per_epoch))
-            if saved_ipe != self.iters_per_epoch and self.epoch_iter:
-                logger.warning(
-                    "The checkpoint was written with %d iterations per epoch, this run has %d (batch size "
-                    "or number of processes changed): resuming at the start of epoch %d instead of mid-epoch.",
-                    saved_ipe, self.iters_per_epoch, self.epoch + 2,
-                )
-                self.epoch, self.epoch_iter = self.epoch + 1, 0
-            if self.epoch_iter >= self.iters_per_epoch:
-                self.epoch, self.epoch_iter = self.epoch + 1, 0
+            self.iter, self.epoch, self.epoch_iter = resume_position(extra, self.iters_per_epoch)
             logger.info(
                 "Resumed from %s: iteration %d, epoch %d, batch %d of the epoch.",
                 path, self.iter, self.epoch + 1, self.epoch_iter,
             )
             self._last_saved_iter = self.iter
         else:
-            self.check_fresh_start()
+            check_fresh_start(self.checkpointer, cfg.TRAIN.AUTO_RESUME)
             if cfg.TRAIN.CHECKPOINT_FILE_PATH:
                 logger.info("Initialising weights from %s", cfg.TRAIN.CHECKPOINT_FILE_PATH)
                 self.load_initial_weights(cfg.TRAIN.CHECKPOINT_FILE_PATH)
@@ -232,46 +226,6 @@ class Trainer:
         if du.is_main_process():
             g_pathmgr.mkdirs(cfg.OUTPUT_DIR)
             save_config(cfg, os.path.join(cfg.OUTPUT_DIR, "config.yaml"))
-
-    def check_same_run(self, path: str) -> None:
-        """Refuse to resume from ``path`` when it was written by a run with other
-        model-defining keys (:data:`ascnet.engine.resume.MODEL_DEFINING_KEYS`).
-
-        Raises:
-            CheckpointError: the folder holds another run (the message names the keys).
-        """
-        from ascnet.engine.resume import model_defining_differences, other_run_message
-
-        stored = read_checkpoint(path, mmap=True).get("cfg")
-        if not isinstance(stored, str):
-            cfg_file = os.path.join(self.cfg.OUTPUT_DIR, "config.yaml")
-            if not g_pathmgr.exists(cfg_file):
-                return
-            with g_pathmgr.open(cfg_file, "r") as f:
-                stored = f.read()
-        diffs = model_defining_differences(stored, self.cfg)
-        if diffs:
-            raise CheckpointError(other_run_message(self.cfg.OUTPUT_DIR, path, diffs), path)
-
-    def check_fresh_start(self) -> None:
-        """A run that starts from iteration 0 must not overwrite checkpoints in its folder.
-
-        Raises:
-            CheckpointError: the checkpoint folder holds checkpoint files (with
-                ``TRAIN.AUTO_RESUME False``, or none of them readable).
-        """
-        existing = self.checkpointer.list_checkpoints()
-        if existing:
-            if self.cfg.TRAIN.AUTO_RESUME:
-                why, fix = "none of them could be resumed (see the warnings above)", "Move them away"
-            else:
-                why, fix = "TRAIN.AUTO_RESUME is False", "Set TRAIN.AUTO_RESUME True to continue that run"
-            raise CheckpointError(
-                f"{self.checkpointer.save_dir!r} already holds {len(existing)} checkpoint(s) (e.g. "
-                f"{os.path.basename(existing[-1])}) and {why}: starting over would overwrite them. {fix}, "
-                "or set a new OUTPUT_DIR.",
-                existing[-1],
-            )
 
     def _position(self):
         # A finished epoch is recorded as the start of the next one.
@@ -377,10 +331,12 @@ class Trainer:
     def prepare_batch(self, batch: Any) -> Any:
         """Batch to the device, then the batched augmentation (``AUG.DEVICE`` "device": uint8
         clips + ``"aug"`` parameters -> normalised float clips, one op per step for the whole
-        batch). Batches of float clips (augmented in the loader) pass through."""
+        batch; float clips are an error naming the dataset class). With ``AUG.DEVICE`` "loader"
+        the dataset returns augmented float clips, which pass through."""
         batch = self.to_device(batch)
-        if isinstance(batch, dict):
-            batch = augment_batch(batch, self.batch_augment)
+        if isinstance(batch, dict) and self.cfg.AUG.DEVICE == "device":
+            source = type(getattr(self.train_loader, "dataset", None)).__name__
+            batch = augment_batch(batch, self.batch_augment, source=f"Dataset {source} (TRAIN.DATASET)")
         return batch
 
     def autocast(self):

@@ -8,18 +8,21 @@ of them (the ONLINE encoder of a pretraining checkpoint), and :func:`load_backbo
 loads it and refuses loads that would silently leave the backbone at its random init.
 """
 import logging
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Union
 
 import torch
 from torch import nn
 
 from ascnet.utils.distributed import strip_ddp_key
 
+from .protocol import backbone_prefixes
+
 logger = logging.getLogger(__name__)
 
-# Where a backbone lives in our checkpoints, most specific first. The online encoder of a
-# pretraining checkpoint wins over its target copy (which is only ever an EMA of it).
-BACKBONE_PREFIXES: Sequence[str] = ("online.backbone.", "backbone.", "encoder.")
+# Where a backbone lives in our checkpoints, most specific first, comes from
+# ascnet.modeling.protocol.backbone_prefixes(): each pretraining model declares its own
+# (ASCNet: "online.backbone."; the online encoder wins over its EMA target copy), then
+# "backbone." (downstream checkpoints) and "encoder.".
 # Keys of a checkpoint dict that may hold the model's state dict (Checkpointer saves "model").
 _STATE_KEYS = ("model", "state_dict", "model_state")
 
@@ -70,8 +73,9 @@ def _model_state(checkpoint: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def _strip_ddp(key: str) -> str:
-    # DDP wraps a module as `.module`: `module.backbone.x` or `online.module.backbone.x`.
-    return strip_ddp_key(key, ("", "online."))
+    # DDP wraps a module as `.module`: `module.backbone.x` or `online.module.backbone.x` (and
+    # likewise under any declared prefix's first component).
+    return strip_ddp_key(key, ("",) + tuple(p.split(".")[0] + "." for p in backbone_prefixes() if p.count(".") > 1))
 
 
 def extract_backbone_state_dict(
@@ -83,7 +87,7 @@ def extract_backbone_state_dict(
         checkpoint_or_path: a path (any iopath URI), a checkpoint dict (state dict under
             ``"model"``), or a state dict.
         prefix: where the backbone is (e.g. ``"online.backbone."``); None tries
-            :data:`BACKBONE_PREFIXES` in order, then takes the state dict as a bare backbone.
+            :func:`ascnet.modeling.protocol.backbone_prefixes` in order, then takes the state dict as a bare backbone.
 
     Returns:
         {key: tensor} with the prefix removed.
@@ -100,7 +104,7 @@ def extract_backbone_state_dict(
             f"No tensors found in the checkpoint (top-level keys: {sorted(ckpt)[:10]}). "
             "Give a checkpoint written by ascnet or a backbone state dict."
         )
-    candidates = [prefix] if prefix is not None else list(BACKBONE_PREFIXES)
+    candidates = [prefix] if prefix is not None else list(backbone_prefixes())
     for p in candidates:
         sub = {k[len(p):]: v for k, v in state.items() if k.startswith(p)}
         if sub:

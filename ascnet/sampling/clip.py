@@ -124,7 +124,7 @@ class ClipSampler:
 
 @CLIP_SAMPLER_REGISTRY.register()
 class PlaybackSpeedSampler(ClipSampler):
-    """One clip per playback speed in ``ASCNET.SPEEDS``, each at an independent random start.
+    """One clip per playback speed in ``DATA.SPEEDS``, each at an independent random start.
 
     The clip at speed ``s`` has stride ``s * DATA.SAMPLING_RATE`` on the resampled timeline, so
     on any video the 2x clip spans twice the time of the 1x clip.
@@ -132,7 +132,7 @@ class PlaybackSpeedSampler(ClipSampler):
 
     def __init__(self, cfg: CfgNode, mode: str = "pretrain", speeds: Optional[Sequence[int]] = None):
         super().__init__(cfg, mode)
-        self.speeds = [int(s) for s in (speeds if speeds is not None else cfg.ASCNET.SPEEDS)]
+        self.speeds = [int(s) for s in (speeds if speeds is not None else cfg.DATA.SPEEDS)]
 
     def __call__(self, num_frames: int, fps: float, generator: Optional[torch.Generator] = None) -> List[torch.Tensor]:
         length = resampled_length(num_frames, fps, self.target_fps)

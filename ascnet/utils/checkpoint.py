@@ -1,5 +1,8 @@
 """Checkpoints: atomic writes, a ``last_checkpoint`` pointer, safe loading, RNG states.
 
+(Past 450 lines on purpose: the writer and the reader of one file format and its pointer, whose
+recovery rules (damaged files, lost pointers, pruning) must stay consistent with each other.)
+
 Layout::
 
     OUTPUT_DIR/checkpoints/<name>.pyth      # one file per save
@@ -16,8 +19,9 @@ Why not fvcore's ``Checkpointer``: its ``save`` writes ``torch.save`` straight i
 file (a crash mid-write leaves a truncated checkpoint that ``last_checkpoint`` may already
 name), and its ``_load_file`` calls ``torch.load`` without ``weights_only``. Overriding both,
 plus RNG states and DDP-submodule key mapping, would leave little of it; this class keeps its
-method names (``save``, ``load``, ``has_checkpoint``, ``get_checkpoint_file``,
-``resume_or_load``) so users of detectron2 find their way.
+method names (``save``, ``load``, ``has_checkpoint``, ``get_checkpoint_file``) so users of
+detectron2 find their way; the resume policy (which checkpoint, what a fresh start may
+overwrite) is the trainer's (``ascnet/engine/resume.py``).
 
 Writes are atomic (:func:`ascnet.utils.io.atomic_write`): the file is streamed into a
 temporary file in the same folder, flushed and fsync'ed, then renamed over the final name
@@ -184,14 +188,10 @@ def _ddp_prefixes(model: nn.Module):
     return sorted(out, key=len, reverse=True)
 
 
-def _strip_key(key: str, prefixes) -> str:
-    return du.strip_ddp_key(key, prefixes)
-
-
 def model_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
     """``model.state_dict()`` with every DDP/DP ``module.`` level removed from the names."""
     prefixes = _ddp_prefixes(model)
-    return {_strip_key(k, prefixes): v for k, v in model.state_dict().items()}
+    return {du.strip_ddp_key(k, prefixes): v for k, v in model.state_dict().items()}
 
 
 def load_model_state_dict(model: nn.Module, state: Dict[str, torch.Tensor], strict: bool = True):
@@ -201,7 +201,7 @@ def load_model_state_dict(model: nn.Module, state: Dict[str, torch.Tensor], stri
         torch's ``_IncompatibleKeys`` (missing and unexpected keys, DDP-free names).
     """
     prefixes = _ddp_prefixes(model)
-    clean_to_real = {_strip_key(k, prefixes): k for k in model.state_dict().keys()}
+    clean_to_real = {du.strip_ddp_key(k, prefixes): k for k in model.state_dict().keys()}
     renamed = {clean_to_real.get(k, k): v for k, v in state.items()}
     result = model.load_state_dict(renamed, strict=strict)
     return result
@@ -492,16 +492,3 @@ class Checkpointer:
         for name in list(self.checkpointables):
             data.pop(name, None)
         return data
-
-    def resume_or_load(self, path: str, resume: bool = True) -> Dict[str, Any]:
-        """Resume from the last checkpoint when ``resume`` and one exists; else load ``path``'s model.
-
-        Returns:
-            The checkpoint's extra entries when resuming; ``{}`` otherwise.
-        """
-        found = self.find_resume_checkpoint() if resume else ""
-        if found:
-            return self.load(found)
-        if path:
-            self.load(path, checkpointables=[], rng=False)
-        return {}

@@ -40,12 +40,29 @@ def test_unknown_key_suggests_closest(tmp_path):
         load_config(None, ["DATA.NUM_FRAME", "8"])
 
 
+@pytest.mark.parametrize("old,new,value", [
+    ("ASCNET.EMA_BASE", "TEACHER.EMA_BASE", "0.99"),
+    ("ASCNET.TARGET_BN_MODE", "TEACHER.BN_MODE", "eval"),
+    ("ASCNET.SPEEDS", "DATA.SPEEDS", "[1, 2]"),
+])
+def test_renamed_key_names_its_new_name(tmp_path, old, new, value):
+    group, leaf = old.split(".")
+    p = _write(tmp_path / "old.yaml", f"{group}:\n  {leaf}: {value}\n")
+    for args in ((p, []), (None, [old, value])):
+        with pytest.raises(ConfigError) as e:
+            load_config(*args)
+        msg = str(e.value)
+        assert len(msg.splitlines()) == 1 and f"{old!r}" in msg and f"is now {new!r}" in msg
+    node, key = new.split(".")
+    assert load_config(None, [new, value])[node][key] == {"0.99": 0.99, "eval": "eval", "[1, 2]": [1, 2]}[value]
+
+
 def test_bad_type(tmp_path):
     p = _write(tmp_path / "bad.yaml", "TRAIN:\n  BATCH_SIZE: eight\n")
     with pytest.raises(ConfigError, match="TRAIN.BATCH_SIZE.*expects a int"):
         load_config(p)
     with pytest.raises(ConfigError, match="expects a list"):
-        load_config(None, ["ASCNET.SPEEDS", "2"])
+        load_config(None, ["DATA.SPEEDS", "2"])
     # an int where a float is expected is fine
     assert load_config(None, ["SOLVER.BASE_LR", "1"]).SOLVER.BASE_LR == 1.0
 
@@ -121,7 +138,7 @@ def test_list_values_on_the_command_line():
     assert parse_opts(["PLUGINS", "[my_plugin]"]) == {"PLUGINS": ["my_plugin"]}
     assert parse_opts(["PLUGINS", "[a, 'b']"]) == {"PLUGINS": ["a", "b"]}
     assert parse_opts(["PLUGINS", "[]"]) == {"PLUGINS": []}
-    assert load_config(None, ["ASCNET.SPEEDS", "[1, 2]"]).ASCNET.SPEEDS == [1, 2]
+    assert load_config(None, ["DATA.SPEEDS", "[1, 2]"]).DATA.SPEEDS == [1, 2]
     # A bare word for a list key is refused with the fix, before any plugin is imported.
     with pytest.raises(ConfigError) as e:
         load_config(None, ["PLUGINS", "my_plugin"])

@@ -16,7 +16,7 @@ from ascnet.data.batch_augment import (
     resized_crop,
     stack_params,
 )
-from ascnet.data.transforms import ClipTransform, create_train_transform
+from reference_augment import ClipTransform, aug_settings, create_train_transform
 
 MEAN, STD = (0.45, 0.42, 0.40), (0.225, 0.23, 0.22)
 SETTINGS = {
@@ -36,7 +36,7 @@ def _compare(device, settings, n=24, crop=32):
     seeds = [1000 + 7 * i for i in range(n)]
     ref_tf = ClipTransform(create_train_transform(crop_size=crop, mean=MEAN, std=STD, **settings))
     ref = torch.stack([ref_tf(c, s) for c, s in zip(clips, seeds)])  # (N, C, T, S, S)
-    sampler = ParamSampler(**settings)
+    sampler = ParamSampler(**aug_settings(**settings))
     size = tuple(clips.shape[-2:])
     p = stack_params([sampler.draw(*size, s) for s in seeds], size, size)
     p = {k: v.to(device) for k, v in p.items()}
@@ -65,7 +65,7 @@ def test_parameters_use_the_per_clip_pipelines_random_draws(name):
     """Same calls on torch's RNG: after one clip the global RNG is in the same state."""
     clip = _clips(1)[0]
     tf = create_train_transform(crop_size=32, **SETTINGS[name])
-    sampler = ParamSampler(**SETTINGS[name])
+    sampler = ParamSampler(**aug_settings(**SETTINGS[name]))
     for seed in range(40):
         torch.manual_seed(seed)
         tf(clip)
@@ -77,7 +77,7 @@ def test_parameters_use_the_per_clip_pipelines_random_draws(name):
 
 def test_parameter_distribution_over_many_draws():
     h, w, n = 128, 170, 4000
-    sampler = ParamSampler()
+    sampler = ParamSampler(**aug_settings())
     ps = [sampler.draw(h, w, seed) for seed in range(n)]
     p = stack_params(ps, (h, w), (h, w))
     tol = 4 * math.sqrt(0.25 / n)  # 4 sigma of a proportion
@@ -120,7 +120,7 @@ def _one_video_cfg(root, **kw):
     write_index_video(os.path.join(root, "v0.mp4"), 40)
     with open(os.path.join(root, "train.csv"), "w") as f:
         f.write("v0.mp4 0\n")
-    return tiny_cfg(root, ASCNET__SPEEDS=[1, 2], **kw)
+    return tiny_cfg(root, DATA__SPEEDS=[1, 2], **kw)
 
 
 def test_device_and_loader_modes_give_the_same_clips(tmp_path):
@@ -152,15 +152,18 @@ def test_frames_are_scaled_while_decoding_and_the_box_follows(tmp_path):
     assert (small - s["clips"][0].permute(0, 3, 1, 2).float()).abs().mean() < 12
 
 
-def test_augment_batch_normalises_test_views_and_passes_float_batches():
+def test_augment_batch_normalises_test_views_and_refuses_float_batches():
     aug = BatchAugment(8, MEAN, STD)
     u8 = torch.randint(0, 256, (2, 3, 3, 4, 8, 8), dtype=torch.uint8)
     out = augment_batch({"clips": u8, "index": torch.arange(2)}, aug)["clips"]
     m, s = torch.tensor(MEAN).view(3, 1, 1, 1), torch.tensor(STD).view(3, 1, 1, 1)
     assert torch.allclose(out, (u8.float() / 255 - m) / s, atol=1e-6)
     assert torch.equal(normalize_clips(u8, MEAN, STD), out)
-    f = torch.randn(2, 3, 4, 8, 8)
-    assert augment_batch({"clips": f}, aug)["clips"] is f
+    # a float batch would train without augmentation: one line naming who made it
+    from ascnet.data.utils import AnnotationError
+
+    with pytest.raises(AnnotationError, match=r"^Dataset Mine returned torch.float32 clips of shape \(3, 4, 8, 8\)"):
+        augment_batch({"clips": torch.randn(2, 3, 4, 8, 8)}, aug, source="Dataset Mine")
 
 
 def test_the_dense_products_equal_the_per_clip_kernel():

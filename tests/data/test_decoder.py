@@ -46,7 +46,7 @@ def test_seek_decodes_the_right_frames_late_in_a_long_video(index_video, ext):
 
 def test_target_fps_resamples_before_striding(index_video):
     path = index_video(100, fps=50)
-    cfg = tiny_cfg(DATA__TARGET_FPS=25, ASCNET__SPEEDS=[1, 2])
+    cfg = tiny_cfg(DATA__TARGET_FPS=25, DATA__SPEEDS=[1, 2])
     clips, _ = decode_clips(path, PlaybackSpeedSampler(cfg, "pretrain"), torch.Generator().manual_seed(0))
     i1, i2 = decoded_indices(clips[0]), decoded_indices(clips[1])
     # 50 fps resampled to 25: speed 1 takes every 2nd native frame, speed 2 every 4th.

@@ -16,7 +16,7 @@ def test_pretrain_samples_carry_both_speeds_end_to_end(tmp_path):
     with open(os.path.join(root, "train.csv"), "w") as f:
         f.write("v0.mp4 0\n")
     cfg = tiny_cfg(root, AUG__ENABLE=False, DATA__CROP_SIZE=64, DATA__MEAN=[0.0] * 3, DATA__STD=[1.0] * 3,
-                   ASCNET__SPEEDS=[1, 2])
+                   DATA__SPEEDS=[1, 2])
     ds = build_dataset(cfg, "train", "pretrain", name="Kinetics")
     for seed in range(3):
         clips = augmented(ds, ds[(0, seed)])  # (S, C, T, H, W)

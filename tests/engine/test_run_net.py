@@ -48,7 +48,7 @@ def test_config_mistake_is_reported_without_traceback(repo_root, capsys):
                          + [os.path.join(os.path.dirname(__file__), "..", "..", "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")])
 def test_pretrain_configs_load(path):
     cfg = load_config(path)
-    assert cfg.TASK == "pretrain" and cfg.MODEL.META_ARCH == "ASCNet" and list(cfg.ASCNET.SPEEDS) == [1, 2]
+    assert cfg.TASK == "pretrain" and cfg.MODEL.META_ARCH == "ASCNet" and list(cfg.DATA.SPEEDS) == [1, 2]
     if "Kinetics" in path:
         assert cfg.TRAIN.DATASET == "Kinetics" and cfg.MEMORY_BANK.SIZE == 32768 and cfg.NUM_GPUS == 8
         assert cfg.SOLVER.BASE_LR == 0.1 and cfg.SOLVER.BASE_BATCH_SIZE == 64 and cfg.SOLVER.MAX_EPOCH == 200
@@ -102,7 +102,7 @@ def test_bad_initial_checkpoint_is_one_line_and_exit_code_2(repo_root, tmp_path,
         bad = _bad_checkpoints(tmp_path)[kind]
         cfg = os.path.join(repo_root, "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")
         rc = run_net.main(["--cfg", cfg, "PLUGINS", "['test_trainer']", "MODEL.META_ARCH", "_TinySSL",
-                           "TRAIN.DATASET", "_TinyClips", "TRAIN.BATCH_SIZE", "4", "DATA_LOADER.NUM_WORKERS", "0",
+                           "TRAIN.DATASET", "_TinyClips", "AUG.DEVICE", "loader", "TRAIN.BATCH_SIZE", "4", "DATA_LOADER.NUM_WORKERS", "0",
                            "TENSORBOARD.ENABLE", "False", "OUTPUT_DIR", str(tmp_path / "out"),
                            "TRAIN.CHECKPOINT_FILE_PATH", str(bad), "TRAIN.MAX_ITERS", "1"])
     finally:
@@ -147,7 +147,7 @@ def test_full_disk_while_writing_metrics_is_one_line_and_exit_code_2(repo_root, 
         cfg = os.path.join(repo_root, "configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")
         out = tmp_path / "out"
         rc = run_net.main(["--cfg", cfg, "PLUGINS", "['test_trainer']", "MODEL.META_ARCH", "_TinySSL",
-                           "TRAIN.DATASET", "_TinyClips", "TRAIN.BATCH_SIZE", "4", "DATA_LOADER.NUM_WORKERS", "0",
+                           "TRAIN.DATASET", "_TinyClips", "AUG.DEVICE", "loader", "TRAIN.BATCH_SIZE", "4", "DATA_LOADER.NUM_WORKERS", "0",
                            "TENSORBOARD.ENABLE", "False", "OUTPUT_DIR", str(out), "TRAIN.MONITOR_PERIOD", "0",
                            "LOG_PERIOD", "1", "TRAIN.MAX_ITERS", "2"])
     finally:

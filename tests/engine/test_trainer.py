@@ -9,19 +9,20 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ascnet.config import get_cfg
+from ascnet.data.utils import AnnotationError
 from ascnet.data.build import DATASET_REGISTRY
 from ascnet.engine.preemption import get_current_trainer
 from ascnet.engine.trainer import NonFiniteLossError, Trainer
 from ascnet.modeling.meta_arch.build import MODEL_REGISTRY
 from ascnet.utils.checkpoint import Checkpointer
-from ascnet.utils.events import read_metrics
+from metrics_file import read_metrics
 
 
 class _TinyClips(Dataset):
     """24 'videos'; a sample's clips are drawn from its per-sample seed (as the real datasets)."""
 
     def __init__(self, cfg, split, mode):
-        self.mode, self.s = mode, len(cfg.ASCNET.SPEEDS)
+        self.mode, self.s = mode, len(cfg.DATA.SPEEDS)
 
     def __len__(self):
         return 24
@@ -67,6 +68,7 @@ def _cfg(out, **kw):
     cfg.OUTPUT_DIR = str(out)
     cfg.MODEL.META_ARCH = "_TinySSL"
     cfg.TRAIN.DATASET = "_TinyClips"
+    cfg.AUG.DEVICE = "loader"  # _TinyClips returns float clips, as a dataset that augments itself
     cfg.TRAIN.BATCH_SIZE = 4  # 6 iterations per epoch
     cfg.DATA_LOADER.NUM_WORKERS = 0
     cfg.SOLVER.MAX_EPOCH = 2
@@ -246,10 +248,10 @@ def test_epoch_end_reports_replaced_videos(caplog):
 
 def test_prepare_batch_applies_the_batched_augmentation(tmp_path):
     """uint8 clips + drawn parameters (AUG.DEVICE device) -> augmented float clips on the device."""
-    from ascnet.data.batch_augment import BatchAugment, ParamSampler, stack_params
+    from ascnet.data.batch_augment import BatchAugment, build_param_sampler, stack_params
 
-    t = Trainer(_cfg(tmp_path, **{"DATA.CROP_SIZE": 8}))
-    sampler = ParamSampler()
+    t = Trainer(_cfg(tmp_path, **{"DATA.CROP_SIZE": 8, "AUG.DEVICE": "device"}))
+    sampler = build_param_sampler(t.cfg)
     aug = stack_params([sampler.draw(12, 12, s) for s in range(6)], (12, 12), (12, 12))
     aug = {k: v.view(3, 2, *v.shape[1:]) for k, v in aug.items()}  # (N=3, S=2, ...)
     clips = torch.randint(0, 256, (3, 2, 4, 12, 12, 3), dtype=torch.uint8)  # (N, S, T, H, W, C)
@@ -258,4 +260,8 @@ def test_prepare_batch_applies_the_batched_augmentation(tmp_path):
     ref = BatchAugment(8, t.cfg.DATA.MEAN, t.cfg.DATA.STD)(clips, aug)
     assert torch.allclose(out["clips"], ref) and out["clips"].device == t.device
     plain = torch.randn(3, 2, 3, 2, 4, 4)
+    with pytest.raises(AnnotationError, match=r"^Dataset _TinyClips \(TRAIN.DATASET\) returned torch.float32 clips.*AUG.DEVICE loader"):
+        t.prepare_batch({"clips": plain, "index": torch.arange(3)})
+    # a dataset that augments its clips itself (AUG.DEVICE loader): float clips pass through
+    t = Trainer(_cfg(tmp_path / "loader", **{"DATA.CROP_SIZE": 8, "AUG.DEVICE": "loader"}))
     assert t.prepare_batch({"clips": plain, "index": torch.arange(3)})["clips"] is plain

@@ -70,7 +70,7 @@ def test_structure_and_target_frozen(model):
 
 def test_after_step_equals_formula_on_known_tensors():
     torch.manual_seed(0)
-    m = build_model(tiny_cfg(**{"ASCNET.EMA_BASE": 0.9}))
+    m = build_model(tiny_cfg(**{"TEACHER.EMA_BASE": 0.9}))
     with torch.no_grad():
         for i, p in enumerate(m.online.parameters()):
             p.fill_(float(i % 5))
@@ -221,7 +221,7 @@ def test_gradients_reach_online_only():
 
 def test_three_speeds_and_eval_features():
     torch.manual_seed(0)
-    m = build_model(tiny_cfg(**{"ASCNET.SPEEDS": [1, 2, 4]}))
+    m = build_model(tiny_cfg(**{"DATA.SPEEDS": [1, 2, 4]}))
     batch = make_batch(s=3)
     out = m(batch)
     assert len(m.banks) == 3 and all(int(b.fill) == N for b in m.banks)
@@ -236,14 +236,14 @@ def test_three_speeds_and_eval_features():
     feats = m({"clips": batch["clips"]})["features"]
     assert feats.shape == (N, 3, 32)
     assert m({"clips": batch["clips"][:, 0]})["features"].shape == (N, 32)
-    with pytest.raises(ValueError, match="ASCNET.SPEEDS"):
+    with pytest.raises(ValueError, match="DATA.SPEEDS"):
         m.train()(make_batch(s=2))
 
 
 def test_target_bn_mode():
     m = build_model(tiny_cfg())
     assert m.target.training
-    m2 = build_model(tiny_cfg(**{"ASCNET.TARGET_BN_MODE": "eval"}))
+    m2 = build_model(tiny_cfg(**{"TEACHER.BN_MODE": "eval"}))
     assert m2.training and not m2.target.training and m2.online.training
 
 

@@ -32,7 +32,7 @@ def test_build_clip_sampler_names_the_registered_classes():
 
 
 def test_playback_speed_strides_and_seeded_starts():
-    cfg = cfg_with(DATA__SAMPLING_RATE=2, ASCNET__SPEEDS=[1, 2, 4])
+    cfg = cfg_with(DATA__SAMPLING_RATE=2, DATA__SPEEDS=[1, 2, 4])
     s = PlaybackSpeedSampler(cfg, "pretrain")
     clips = s(200, 25.0, torch.Generator().manual_seed(0))
     assert [torch.diff(c).unique().tolist() for c in clips] == [[2], [4], [8]]

@@ -44,7 +44,7 @@ def commands_in_comments(text: str) -> List[str]:
 
 def _doc_commands() -> List[Tuple[str, str]]:
     out = []
-    for path in ["README.md", *sorted(glob.glob("docs/*.md", root_dir=REPO)), "projects/X3D/README.md"]:
+    for path in ["README.md", *sorted(glob.glob("docs/*.md", root_dir=REPO)), *sorted(glob.glob("projects/*/README.md", root_dir=REPO))]:
         with open(os.path.join(REPO, path), encoding="utf-8") as f:
             out += [(path, c) for c in commands_in_markdown(f.read())]
     for path in sorted(glob.glob("configs/**/*.yaml", root_dir=REPO, recursive=True)) + sorted(

@@ -27,6 +27,17 @@ class _Counter:
         self.n = s["n"]
 
 
+def _resume(ck, path=""):
+    """What the trainer does with a Checkpointer (ascnet/engine/trainer.py): resume from the
+    checkpoint it finds, else load ``path``'s model only; the extra entries, or {}."""
+    found = ck.find_resume_checkpoint()
+    if found:
+        return ck.load(found)
+    if path:
+        ck.load(path, checkpointables=[], rng=False)
+    return {}
+
+
 def _tiny():
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
@@ -73,7 +84,7 @@ def test_round_trip_restores_everything(tmp_path):
     sched2 = torch.optim.lr_scheduler.StepLR(opt2, step_size=2, gamma=0.5)
     counter2 = _Counter()
     ck2 = Checkpointer(str(tmp_path), m2, optimizer=opt2, scheduler=sched2, counter=counter2)
-    extra = ck2.resume_or_load("", resume=True)
+    extra = _resume(ck2)
 
     assert extra["iteration"] == 3 and extra["epoch"] == 1 and extra["cfg"] == "TASK: pretrain\n"
     for k, v in m2.state_dict().items():
@@ -139,7 +150,7 @@ def test_crash_mid_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
     m2 = _tiny()
     with torch.no_grad():
         m2[0].weight.zero_()
-    extra = Checkpointer(str(tmp_path), m2).resume_or_load("", resume=True)
+    extra = _resume(Checkpointer(str(tmp_path), m2))
     assert extra["iteration"] == 1 and torch.equal(m2[0].weight, good_w)
 
 
@@ -171,7 +182,7 @@ def test_killed_process_mid_save_keeps_previous_checkpoint(tmp_path):
     m = nn.Linear(4, 4)
     ck = Checkpointer(str(tmp_path), m)
     assert ck.get_checkpoint_file().endswith("first.pyth")
-    assert ck.resume_or_load("", resume=True)["iteration"] == 1
+    assert _resume(ck)["iteration"] == 1
 
 
 class _Evil:
@@ -193,10 +204,10 @@ def test_missing_file_and_init_weights(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         ck.load(str(tmp_path / "nope.pyth"))
     assert not ck.has_checkpoint() and ck.get_checkpoint_file() == ""
-    # resume_or_load with nothing to resume loads the given weights only.
+    # nothing to resume: the given weights only.
     src = nn.Linear(2, 2)
     p = Checkpointer(str(tmp_path / "b"), src).save("w")
-    assert ck.resume_or_load(p, resume=True) == {}
+    assert _resume(ck, p) == {}
     assert torch.equal(m.weight, src.weight)
 
 
@@ -240,7 +251,7 @@ def test_bad_pointer_names_the_pointer_file(tmp_path, pointer, caplog):
     ptr = tmp_path / "checkpoints" / "last_checkpoint"
     ptr.write_bytes(pointer)
     assert not ck.has_checkpoint() and ck.get_checkpoint_file() == ""
-    assert Checkpointer(str(tmp_path), _tiny()).resume_or_load("", resume=True)["iteration"] == 5
+    assert _resume(Checkpointer(str(tmp_path), _tiny()))["iteration"] == 5
     text = " ".join(r.getMessage() for r in caplog.records)
     assert str(ptr) in text and "only.pyth" in text and "CHECKPOINT_FILE_PATH" not in text
     assert ptr.read_text() == "only.pyth"  # pointed at the file used
@@ -248,7 +259,7 @@ def test_bad_pointer_names_the_pointer_file(tmp_path, pointer, caplog):
     caplog.clear()
     os.remove(tmp_path / "checkpoints" / "only.pyth")
     ptr.write_bytes(pointer or b"gone.pyth")
-    assert Checkpointer(str(tmp_path), _tiny()).resume_or_load("", resume=True) == {}
+    assert _resume(Checkpointer(str(tmp_path), _tiny())) == {}
     text = " ".join(r.getMessage() for r in caplog.records)
     assert str(ptr) in text and "CHECKPOINT_FILE_PATH" not in text
 

@@ -5,7 +5,9 @@ import os
 
 import pytest
 
-from ascnet.utils.events import EventWriter, format_eta, read_metrics
+from metrics_file import read_metrics
+
+from ascnet.utils.events import EventWriter, format_eta
 from ascnet.utils.logging import log_json_stats, setup_logging
 
 
@@ -89,7 +91,7 @@ def test_json_stats_stay_off_the_console(tmp_path, capsys):
 
 
 def test_read_metrics_merges_records_of_one_iteration(tmp_path):
-    from ascnet.utils.events import read_metrics
+    from metrics_file import read_metrics
 
     lines = [{"iteration": 5, "loss": 2.0, "lr": 0.1}, {"iteration": 5, "monitor_knn20_top1": 30.0},
              {"iteration": 5, "loss": 1.5}]

@@ -12,9 +12,10 @@ names it; :meth:`VideoDataset.source_of`): clips cut from one recording share it
 default collate gives ``batch["source"]`` (N,) int64 for the memory bank to exclude same-source
 positives.
 
-``clips`` is (S, C, T, H, W) in "pretrain" mode (one clip per speed of ``ASCNET.SPEEDS``, each
-with its own augmentation), (C, T, H, W) in "train" mode and (V, C, T, H, W) in "test" mode with
-V = num_clips x num_crops ordered clip-major (clip 0 crop 0, clip 0 crop 1, ...).
+``clips`` holds one clip per speed of ``DATA.SPEEDS`` in "pretrain" mode (each with its own
+augmentation), one clip in "train" mode and V = num_clips x num_crops views in "test" mode,
+ordered clip-major (clip 0 crop 0, clip 0 crop 1, ...); their layout depends on ``AUG.DEVICE``
+(below): uint8 (S, T, H, W, C) / (T, H, W, C) / (V, C, T, H, W) plus ``"aug"`` by default.
 
 Where the augmentation runs (``AUG.DEVICE``, ``ascnet/data/batch_augment.py``): with "device"
 (the default) a training sample holds **uint8** clips decoded at ``AUG.LOAD_SIZE`` x

@@ -20,9 +20,9 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
-from pytorchvideo.models.weight_init import init_net_weights
 from torch import nn
 
+from .base import BlockBackbone
 from .build import BACKBONE_REGISTRY
 from .norm import get_norm
 
@@ -165,38 +165,25 @@ def create_inception_block(
     return InceptionBlock(branches=branches, gating=SelfGating(total) if gating else None)
 
 
-class S3DGNet(nn.Module):
+class S3DGNet(BlockBackbone):
     """S3D-G backbone: (N, C, T, H, W) -> (N, out_dim).
 
-    Named blocks (``stage_names``) run in order; :meth:`forward_features` returns each block's
-    output. Works for T >= 8 frames and H, W >= 32 at any size (adaptive final pool).
+    Named blocks (``stage_names``) run in order, then a global average pool
+    (:class:`BlockBackbone`); :meth:`forward_features` returns each block's output. Works for
+    T >= 8 frames and H, W >= 32 at any size (adaptive final pool).
     """
 
     def __init__(self, *, blocks: nn.ModuleList, stage_names: Sequence[str], out_dim: int) -> None:
-        super().__init__()
-        self.blocks = blocks
-        self.stage_names = list(stage_names)
-        self.out_dim = int(out_dim)
-        init_net_weights(self)
+        super().__init__(blocks=blocks, out_dim=out_dim, stage_names=stage_names, init_weights=True)
 
-    def forward_features(self, x: torch.Tensor) -> List[torch.Tensor]:
-        """Return the output of every block, (N, C_i, T_i, H_i, W_i), in order."""
-        if x.dim() != 5:
+    def check_input(self, name: str, x: torch.Tensor) -> None:
+        if name == self.stage_names[0] and x.dim() != 5:
             raise ValueError(f"S3DG expects clips of shape (N, C, T, H, W), got {tuple(x.shape)}.")
-        feats = []
-        for name, block in zip(self.stage_names, self.blocks):
-            if name == "MaxPool_5a" and min(x.shape[2:]) < 2:
-                raise ValueError(
-                    f"S3DG input too small: {tuple(x.shape[2:])} before its 2x2x2 pool. Use at least "
-                    "8 frames and 32x32 pixels (DATA.NUM_FRAMES, DATA.CROP_SIZE)."
-                )
-            x = block(x)
-            feats.append(x)
-        return feats
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, T, H, W) -> (N, out_dim): global average over time and space."""
-        return self.forward_features(x)[-1].mean(dim=(2, 3, 4))
+        if name == "MaxPool_5a" and min(x.shape[2:]) < 2:
+            raise ValueError(
+                f"S3DG input too small: {tuple(x.shape[2:])} before its 2x2x2 pool. Use at least "
+                "8 frames and 32x32 pixels (DATA.NUM_FRAMES, DATA.CROP_SIZE)."
+            )
 
 
 def create_s3dg(

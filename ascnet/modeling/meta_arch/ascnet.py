@@ -22,21 +22,12 @@ gathered in one packed all-gather without a size exchange (pretraining loaders d
 incomplete batch, so every rank's batch has the same size). The faiss bank search is the
 exception: it reads its hits on the host (``MEMORY_BANK.SEARCH auto`` is torch).
 
-Choices of ours [D] documented here and in the config:
-
-* ``ASCNET.TARGET_BN_MODE`` "train" (default, as BYOL): the target's BatchNorm layers normalise
-  with the statistics of the target's own batch.
-* The target's buffers (BatchNorm running statistics) are **copied** from the online network
-  after every step rather than averaged: running statistics are already moving averages, and an
-  EMA of them (with tau close to 1) would lag the weights they belong to by thousands of steps.
-  So the target in eval mode normalises like the online network.
-* The EMA schedule uses the iteration k that just finished:
-  ``tau_k = 1 - (1 - EMA_BASE) * (cos(pi * k / K) + 1) / 2``.
-* With S > 2 speeds ACP averages the symmetric term over all pairs of speeds (``ACPLoss``).
+The target, its EMA schedule (``TEACHER.EMA_BASE``), its BatchNorm policy
+(``TEACHER.BN_MODE``) and DDP handling are the momentum teacher's
+(:mod:`ascnet.modeling.teacher`). Choice of ours [D]: with S > 2 speeds ACP averages the
+symmetric term over all pairs of speeds (``ACPLoss``).
 """
-import copy
-import math
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import numpy as np
 import torch
@@ -51,7 +42,8 @@ from ascnet.modeling.memory_bank import build_memory_bank
 from ascnet.sampling import build_positive_sampler
 from ascnet.sampling import positive as _positive  # noqa: F401  (registers the positive samplers)
 from ascnet.sampling.positive import Gallery, Positives
-from ascnet.utils.distributed import all_gather_packed, get_rank, strip_ddp_key, unwrap
+from ascnet.modeling.teacher import MomentumTeacher, OnlineNetwork, TargetNetwork, ema_momentum
+from ascnet.utils.distributed import all_gather_packed, get_rank
 
 from .build import MODEL_REGISTRY
 
@@ -78,66 +70,13 @@ def collapse_stats(z: torch.Tensor) -> Dict[str, torch.Tensor]:
     cos = (gram_sum - z.pow(2).sum()) / max(b * (b - 1), 1)
     return {"std": std, "cos": cos}
 
-# The values of ASCNET.TARGET_BN_MODE (see the module docstring).
-TARGET_BN_MODES = ("train", "eval")
-
-
-def ema_momentum(base: float, iteration: int, max_iter: int) -> float:
-    """Cosine EMA schedule: ``1 - (1 - base) * (cos(pi * k / K) + 1) / 2``.
-
-    Equals ``base`` at k = 0 and 1 at k = K (clamped to [0, K]).
-    """
-    k_max = max(int(max_iter), 1)
-    k = min(max(int(iteration), 0), k_max)
-    return 1.0 - (1.0 - base) * (math.cos(math.pi * k / k_max) + 1.0) / 2.0
-
-
-class TargetNetwork(nn.Module):
-    """f', g_a', g_m': (B, C, T, H, W) clips -> (appearance, motion) projections, each (B, d)."""
-
-    def __init__(self, backbone: nn.Module, proj_a: nn.Module, proj_m: nn.Module):
-        super().__init__()
-        self.backbone = backbone
-        self.proj_a = proj_a
-        self.proj_m = proj_m
-
-    def forward(self, clips: torch.Tensor):
-        feat = self.backbone(clips)
-        return self.proj_a(feat), self.proj_m(feat)
-
-
-class OnlineNetwork(TargetNetwork):
-    """f, g_a, g_m, h_a, h_m in one module, so one forward uses every trained parameter (DDP).
-
-    ``forward(clips (B, C, T, H, W))`` returns the appearance prediction h_a(g_a(f(x))) and the
-    motion prediction h_m(g_m(f(x))), each (B, d).
-    """
-
-    def __init__(self, backbone, proj_a, proj_m, pred_a: nn.Module, pred_m: nn.Module):
-        super().__init__(backbone, proj_a, proj_m)
-        self.pred_a = pred_a
-        self.pred_m = pred_m
-
-    def forward(self, clips: torch.Tensor):
-        feat = self.backbone(clips)
-        return self.pred_a(self.proj_a(feat)), self.pred_m(self.proj_m(feat))
-
-    def target_copy(self) -> TargetNetwork:
-        """A deep copy of f, g_a, g_m (no predictors) with gradients off."""
-        target = TargetNetwork(
-            copy.deepcopy(self.backbone), copy.deepcopy(self.proj_a), copy.deepcopy(self.proj_m)
-        )
-        for p in target.parameters():
-            p.requires_grad_(False)
-        return target
-
 
 @MODEL_REGISTRY.register()
-class ASCNet(nn.Module):
+class ASCNet(MomentumTeacher):
     """ASCNet pretraining model.
 
     ``forward(batch)`` in training mode takes ``batch["clips"]`` (N, S, C, T, H, W), one clip per
-    speed of ``ASCNET.SPEEDS``, ``batch["index"]`` (N,) video ids and, when the dataset provides
+    speed of ``DATA.SPEEDS``, ``batch["index"]`` (N,) video ids and, when the dataset provides
     it, ``batch["source"]`` (N,) int64 source-video ids (UCF-101 group, HMDB-51 source, Kinetics
     youtube_id): an SCP positive is never a clip of the query's own source. A dataset without
     ``"source"`` makes each video its own source (``batch["index"]`` stands in). It returns:
@@ -158,26 +97,23 @@ class ASCNet(nn.Module):
     with and without the wrapper (``online.backbone.*``, never ``online.module.*``).
 
     Args:
-        cfg: reads ``MODEL.*`` (backbone, projection, predictor), ``ASCNET.*``, ``MEMORY_BANK.*``,
-            ``TRAIN.BATCH_SIZE`` (default bank fill threshold) and ``RNG_SEED``.
+        cfg: reads ``MODEL.*`` (backbone, projection, predictor), ``ASCNET.*``, ``TEACHER.*``,
+            ``DATA.SPEEDS``, ``MEMORY_BANK.*``, ``TRAIN.BATCH_SIZE`` (default bank fill
+            threshold) and ``RNG_SEED``.
     """
+
+    MODEL_DEFINING_KEYS = ("ASCNET.", "MEMORY_BANK.")
 
     def __init__(self, cfg: CfgNode):
         super().__init__()
         backbone = build_backbone(cfg)
-        self.online = OnlineNetwork(
-            backbone,
-            build_projection(cfg, backbone.out_dim),
-            build_projection(cfg, backbone.out_dim),
-            build_predictor(cfg),
-            build_predictor(cfg),
-        )
-        self.target = self.online.target_copy()
-        self.speeds = list(cfg.ASCNET.SPEEDS)
+        projections = {"proj_a": build_projection(cfg, backbone.out_dim), "proj_m": build_projection(cfg, backbone.out_dim)}
+        self.init_teacher(cfg, OnlineNetwork(backbone, projections, {"pred_a": build_predictor(cfg), "pred_m": build_predictor(cfg)}))
+        self.speeds = list(cfg.DATA.SPEEDS)
         if len(self.speeds) < 2:
             raise ValueError(
-                f"ASCNet needs at least two playback speeds, got ASCNET.SPEEDS {self.speeds}; "
-                "use e.g. ASCNET.SPEEDS [1, 2]."
+                f"ASCNet needs at least two playback speeds, got DATA.SPEEDS {self.speeds}; "
+                "use e.g. DATA.SPEEDS [1, 2]."
             )
         self.feat_dim = int(cfg.MODEL.PROJECTION.OUT_DIM)
         self.banks = nn.ModuleList([build_memory_bank(cfg, self.feat_dim) for _ in self.speeds])
@@ -186,97 +122,20 @@ class ASCNet(nn.Module):
         self.positive_sampler = build_positive_sampler(cfg)
         self.acp_weight = float(cfg.ASCNET.ACP_WEIGHT)
         self.scp_weight = float(cfg.ASCNET.SCP_WEIGHT)
-        self.ema_base = float(cfg.ASCNET.EMA_BASE)
-        self.target_bn_mode = cfg.ASCNET.TARGET_BN_MODE
-        if self.target_bn_mode not in TARGET_BN_MODES:
-            raise ValueError(f"ASCNET.TARGET_BN_MODE is {self.target_bn_mode!r}; choose one of {list(TARGET_BN_MODES)}.")
         min_fill = int(cfg.ASCNET.BANK_MIN_FILL) or int(cfg.TRAIN.BATCH_SIZE)
         # A threshold above the bank size could never be reached: cap it at K.
         self.bank_min_fill = min(min_fill, int(cfg.MEMORY_BANK.SIZE))
+        # With the teacher's ``iteration`` buffer (steps done, in the checkpoint) the seed of the
+        # random positive sampler, so that an exact resume draws the same positives.
         self.seed = int(cfg.RNG_SEED)
         # Every rank's batch has the same size (pretraining loaders use drop_last), so the
         # all-gather of target features needs no size exchange.
         self.equal_rank_batches = True
-        # Iterations completed (set by after_step); seeds the random positive sampler so that an
-        # exact resume (this buffer is in the checkpoint) draws the same positives. Read through
-        # its host mirror, refreshed when a state dict is loaded.
-        self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
-        self._host_iteration = 0
-        self.register_load_state_dict_post_hook(_refresh_host_iteration)
-        self.register_state_dict_post_hook(_strip_ddp_keys)
-        self.register_load_state_dict_pre_hook(_add_ddp_keys)
         self.train(self.training)
 
-    # ------------------------------------------------------------------------------------------
-    # Modes, DDP, EMA
-    # ------------------------------------------------------------------------------------------
-    def train(self, mode: bool = True) -> "ASCNet":
-        super().train(mode)
-        self.target.train(mode and self.target_bn_mode == "train")
-        return self
-
-    def wrap_ddp(self, fn: Callable[[nn.Module], nn.Module]) -> None:
-        """Wrap the online network, e.g. ``fn = lambda m: DistributedDataParallel(m, ...)``.
-
-        The target is never wrapped: it receives no gradients and every rank updates it from the
-        same (all-reduced) online weights. Since processes may have initialised different
-        targets, the target, the banks and the iteration counter are broadcast from rank 0 here
-        (DDP does the same for the online weights).
-        """
-        self.online = fn(self.online)
-        self._broadcast_state_from_rank0()
-
-    @torch.no_grad()
-    def _broadcast_state_from_rank0(self) -> None:
-        # DDP makes the online weights equal on every rank when it wraps them, but not the
-        # target, the banks or the iteration counter: processes seeded with RNG_SEED + rank
-        # initialise different targets. Rank 0's state is the reference (on resume every rank
-        # loaded the same checkpoint, so this changes nothing).
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-            return
-        tensors = list(self.target.parameters()) + list(self.target.buffers()) + list(self.banks.buffers())
-        tensors.append(self.iteration)
-        for t in tensors:
-            dist.broadcast(t.data, src=0)
-
-    @property
-    def online_module(self) -> OnlineNetwork:
-        """The online network without its DDP wrapper."""
-        return unwrap(self.online)
-
-    @property
-    def backbone(self) -> nn.Module:
-        """The online encoder f (what downstream tasks keep)."""
-        return self.online_module.backbone
-
-    @torch.no_grad()
-    def after_step(self, iteration: int, max_iter: int) -> Dict[str, float]:
-        """EMA update of the target after optimiser step ``iteration`` of ``max_iter``.
-
-        ``xi <- tau * xi + (1 - tau) * theta`` for every target parameter, with tau from
-        :func:`ema_momentum`; the target's buffers are copied from the online network.
-
-        Returns:
-            ``{"ema_tau": tau}``.
-        """
-        tau = ema_momentum(self.ema_base, iteration, max_iter)
-        online = self.online_module
-        online_params = dict(online.named_parameters())
-        t_params, o_params = [], []
-        for name, p in self.target.named_parameters():
-            t_params.append(p)
-            o_params.append(online_params[name].detach().to(p.dtype))
-        if t_params:
-            # lerp: xi + (1 - tau) * (theta - xi) = tau * xi + (1 - tau) * theta
-            torch._foreach_lerp_(t_params, o_params, 1.0 - tau)
-        online_buffers = dict(online.named_buffers())
-        for name, b in self.target.named_buffers():
-            b.copy_(online_buffers[name])
-        self._host_iteration = int(iteration) + 1
-        self.iteration.fill_(self._host_iteration)
-        return {"ema_tau": tau}
+    def rank0_state(self) -> List[torch.Tensor]:
+        """The banks, broadcast from rank 0 with the target when DDP wraps the online network."""
+        return list(self.banks.buffers())
 
     # ------------------------------------------------------------------------------------------
     # Forward
@@ -284,11 +143,11 @@ class ASCNet(nn.Module):
     def forward(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         clips = batch["clips"]
         if not self.training:
-            return {"features": self._features(clips)}
+            return {"features": self.features(clips)}
         if clips.ndim != 6 or clips.shape[1] != len(self.speeds):
             raise ValueError(
                 f"ASCNet training expects batch['clips'] of shape (N, S, C, T, H, W) with S = "
-                f"{len(self.speeds)} clips (ASCNET.SPEEDS {self.speeds}); got {tuple(clips.shape)}. "
+                f"{len(self.speeds)} clips (DATA.SPEEDS {self.speeds}); got {tuple(clips.shape)}. "
                 "Use a dataset in 'pretrain' mode."
             )
         n, s = clips.shape[:2]
@@ -342,13 +201,6 @@ class ASCNet(nn.Module):
                     stats[f"collapse_{branch}_{k}"] = v
         return {"loss_acp": self.acp_weight * acp, "loss_scp": self.scp_weight * scp, **stats}
 
-    def _features(self, clips: torch.Tensor) -> torch.Tensor:
-        backbone = self.backbone
-        if clips.ndim == 6:
-            n, v = clips.shape[:2]
-            return backbone(clips.flatten(0, 1)).view(n, v, -1)
-        return backbone(clips)
-
     def _generator(self, speed_index: int, device: torch.device) -> torch.Generator:
         # Derived from (seed, iteration, rank, speed) so each rank and speed draws differently
         # and an exact resume replays the same draws. Host values only (the iteration's mirror).
@@ -389,25 +241,3 @@ class ASCNet(nn.Module):
             keep | alt.valid,
         )
         return merged, keep
-
-
-def _refresh_host_iteration(module, incompatible_keys) -> None:
-    # The iteration buffer was just loaded: refresh its host mirror (one host read per load).
-    module._host_iteration = int(module.iteration)
-
-
-def _strip_ddp_keys(module, state_dict, prefix, local_metadata) -> None:
-    # Checkpoints hold `online.backbone.*` whether or not the online network is wrapped by DDP.
-    wrapped = prefix + "online.module."
-    for key in [k for k in state_dict if k.startswith(wrapped)]:
-        state_dict[strip_ddp_key(key, (prefix + "online.",))] = state_dict.pop(key)
-
-
-def _add_ddp_keys(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors) -> None:
-    # Loading into a wrapped model: map `online.x` (or a legacy `online.module.x`) to the wrapper.
-    if unwrap(module.online) is module.online:
-        _strip_ddp_keys(module, state_dict, prefix, local_metadata)
-        return
-    plain, wrapped = prefix + "online.", prefix + "online.module."
-    for key in [k for k in state_dict if k.startswith(plain) and not k.startswith(wrapped)]:
-        state_dict[wrapped + key[len(plain):]] = state_dict.pop(key)

@@ -1,37 +1,21 @@
 """X3D backbone for ascnet: pytorchvideo's ``create_x3d`` without its classification head."""
-import torch
 from fvcore.common.config import CfgNode
 from pytorchvideo.models.x3d import create_x3d
 from torch import nn
 
 from ascnet.modeling.backbone import BACKBONE_REGISTRY
+from ascnet.modeling.backbone.base import BlockBackbone
 from ascnet.modeling.backbone.norm import get_norm
 
 
-class X3DBackbone(nn.Module):
-    """X3D stem + res2..res5 (+ conv5), then a global average pool.
+class X3DBackbone(BlockBackbone):
+    """X3D stem + res2..res5 (+ conv5), then ascnet's global average pool (:class:`BlockBackbone`).
 
     ``forward``: (N, C, T, H, W) -> (N, out_dim). The pool averages whatever size comes out, so
     any clip length and crop size work (pytorchvideo's head uses a fixed-size pool).
-    :meth:`forward_features` returns each block's output.
+    :meth:`forward_features` returns each block's output. The blocks come initialised by
+    pytorchvideo's ``create_x3d``.
     """
-
-    def __init__(self, *, blocks: nn.ModuleList, out_dim: int) -> None:
-        super().__init__()
-        self.blocks = blocks
-        self.out_dim = int(out_dim)
-
-    def forward_features(self, x: torch.Tensor) -> list:
-        feats = []
-        for block in self.blocks:
-            x = block(x)
-            feats.append(x)
-        return feats
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x)
-        return x.mean(dim=(2, 3, 4))
 
 
 def create_x3d_backbone(
