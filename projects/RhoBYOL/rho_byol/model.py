@@ -27,9 +27,10 @@ def add_config(cfg: CfgNode) -> None:
         return
     was_frozen = cfg.is_frozen()
     cfg.defrost()
-    # Loss over every ordered pair of the rho clips, by name in LOSS_REGISTRY. ACPLoss is BYOL's
-    # normalised squared error summed over the pairs and divided by rho (rho - 1) / 2.
-    cfg.RHOBYOL = CfgNode({"LOSS": "ACPLoss"})
+    # Loss over every ordered pair of the rho clips, by name in LOSS_REGISTRY, times WEIGHT.
+    # ACPLoss is BYOL's normalised squared error as a per-clip mean over the other clips, so
+    # WEIGHT 2.0 gives BYOL's symmetric sum: the pairs' sum divided by rho (rho - 1) / 2.
+    cfg.RHOBYOL = CfgNode({"LOSS": "ACPLoss", "WEIGHT": 2.0})
     if was_frozen:
         cfg.freeze()
 
@@ -45,7 +46,7 @@ class RhoBYOL(MomentumTeacher):
 
     Args:
         cfg: reads ``MODEL.*``, ``DATA.SPEEDS`` (rho = its length), ``TEACHER.*`` and
-            ``RHOBYOL.LOSS``.
+            ``RHOBYOL.LOSS``/``WEIGHT``.
     """
 
     MODEL_DEFINING_KEYS = ("RHOBYOL.",)
@@ -62,7 +63,7 @@ class RhoBYOL(MomentumTeacher):
         online = OnlineNetwork(backbone, {"projector": build_projection(cfg, backbone.out_dim)},
                                {"predictor": build_predictor(cfg)})
         self.init_teacher(cfg, online)
-        self.loss = build_loss(cfg, cfg.RHOBYOL.LOSS)
+        self.loss, self.weight = build_loss(cfg, cfg.RHOBYOL.LOSS), float(cfg.RHOBYOL.WEIGHT)
         self.train(self.training)
 
     def forward(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -77,6 +78,6 @@ class RhoBYOL(MomentumTeacher):
         (pred,) = self.online(flat)
         with torch.no_grad():
             (z,) = self.target(flat)
-        loss = self.loss(pred.float().view(n, rho, -1), z.float().view(n, rho, -1))
+        loss = self.weight * self.loss(pred.float().view(n, rho, -1), z.float().view(n, rho, -1))
         stats = {f"collapse_{k}": v for k, v in collapse_stats(F.normalize(z.float(), dim=1)).items()}
         return {"loss_byol": loss, "byol": loss.detach(), **stats}
