@@ -20,11 +20,11 @@ in the same order: decreasing similarity, ties broken by increasing gallery inde
 The task itself (``TASK retrieval``) is :func:`ascnet.engine.retrieval.run_retrieval`; the
 visualisation of its neighbours is :mod:`ascnet.evaluation.visualization`.
 
-Features are cached under ``RETRIEVAL.CACHE_DIR`` by the sha256 of the checkpoint FILE CONTENT
-and every key that defines the features, so a changed checkpoint never reuses stale features.
+Features are cached under ``RETRIEVAL.CACHE_DIR`` (:mod:`ascnet.evaluation.feature_cache`) by
+the sha256 of the checkpoint FILE CONTENT and every key that defines the features, so a changed
+checkpoint never reuses stale features.
 """
 import hashlib
-import json
 import logging
 import os
 from typing import Dict, Optional, Sequence, Tuple
@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 from iopath.common.file_io import g_pathmgr
 
-from ascnet.utils.distributed import is_main_process
 from ascnet.utils.search import knn
 
+from .feature_cache import load_or_extract_features
 from .inference import inference_on_dataset
 from .metrics import retrieval_map, retrieval_topk_from_neighbors
 
@@ -166,11 +166,6 @@ def feature_protocol(cfg: CfgNode, weights_id: str) -> Dict[str, object]:
     }
 
 
-def _cache_key(protocol: Dict[str, object], split: str) -> str:
-    blob = json.dumps({"protocol": protocol, "split": split}, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:24]
-
-
 def _view_cfg(cfg: CfgNode, num_clips: int, num_crops: int) -> CfgNode:
     c = cfg.clone()
     c.defrost()
@@ -263,53 +258,20 @@ def _as_report(r) -> Dict[str, object]:
 
 def cached_features(cfg, backbone, protocol, split, device) -> Tuple[torch.Tensor, torch.Tensor, bool]:
     """The pooled video features of ``split``: from ``RETRIEVAL.CACHE_DIR`` when the protocol
-    matches, else extracted (and cached by rank 0).
+    matches, else extracted (and cached by rank 0), through
+    :func:`ascnet.evaluation.feature_cache.load_or_extract_features`.
 
     Returns:
         (N, D) float32 features, (N,) int64 labels, True when read from the cache.
     """
+    def extract():
+        ds = build_retrieval_dataset(cfg, split, cfg.RETRIEVAL.NUM_CLIPS, cfg.RETRIEVAL.NUM_CROPS)
+        return extract_video_features(
+            backbone, ds, cfg.RETRIEVAL.BATCH_SIZE, num_workers=cfg.DATA_LOADER.NUM_WORKERS, device=device
+        )
+
     cache_dir = cfg.RETRIEVAL.CACHE_DIR or os.path.join(cfg.OUTPUT_DIR, "retrieval_cache")
-    path = os.path.join(cache_dir, f"{split}_{_cache_key(protocol, split)}.pt")
-    hit = read_feature_cache(path, json.dumps(protocol, sort_keys=True), "RETRIEVAL.CACHE_DIR") \
-        if cfg.RETRIEVAL.USE_CACHE else None
-    if hit is not None:
-        return hit[0], hit[1], True
-    ds = build_retrieval_dataset(cfg, split, cfg.RETRIEVAL.NUM_CLIPS, cfg.RETRIEVAL.NUM_CROPS)
-    feats, labels = extract_video_features(
-        backbone, ds, cfg.RETRIEVAL.BATCH_SIZE, num_workers=cfg.DATA_LOADER.NUM_WORKERS, device=device
-    )
-    if cfg.RETRIEVAL.USE_CACHE and is_main_process():
-        write_feature_cache(path, json.dumps(protocol, sort_keys=True), feats, labels)
-    return feats, labels, False
-
-
-def read_feature_cache(path: str, protocol: str, source: str) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
-    """Features and labels cached at ``path`` under ``protocol`` (a JSON string), or None.
-
-    None when the file is missing, was written under another protocol, or is damaged (a
-    warning; the caller recomputes and rewrites it). Read through the one checkpoint reader.
-
-    Args:
-        source: the config key of the cache folder, for the warning.
-    """
-    from ascnet.utils.checkpoint import CheckpointError, read_checkpoint
-
-    if not g_pathmgr.exists(path):
-        return None
-    try:
-        blob = read_checkpoint(path, source=source)
-    except CheckpointError as e:  # a damaged cache is recomputed (and rewritten)
-        logger.warning("Ignoring the feature cache: %s", e)
-        return None
-    return (blob["feats"], blob["labels"]) if blob.get("protocol") == protocol else None
-
-
-def write_feature_cache(path: str, protocol: str, feats: torch.Tensor, labels: torch.Tensor) -> None:
-    """Cache ``feats`` and ``labels`` at ``path`` under ``protocol`` (atomic write)."""
-    from ascnet.utils.io import atomic_write
-
-    blob = {"protocol": protocol, "feats": feats, "labels": labels}
-    atomic_write(path, lambda f: torch.save(blob, f))
+    return load_or_extract_features(cache_dir, protocol, split, cfg.RETRIEVAL.USE_CACHE, "RETRIEVAL.CACHE_DIR", extract)
 
 
 # ------------------------------------------------------------------------------------------------
