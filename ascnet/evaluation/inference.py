@@ -34,6 +34,10 @@ def shard_sizes(num_videos: int, world: int) -> list:
     return [(r + 1) * num_videos // world - r * num_videos // world for r in range(world)]
 
 
+# torch >= 2.14 names all_gather_into_tensor all_gather_single (the old name warns).
+_all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+
+
 def gather_outputs(local: Dict[str, torch.Tensor], num_videos: int) -> Dict[str, torch.Tensor]:
     """Gather the per-rank outputs of an evaluation pass as tensors, in video-index order.
 
@@ -70,7 +74,9 @@ def gather_outputs(local: Dict[str, torch.Tensor], num_videos: int) -> Dict[str,
         if world > 1:
             dev = du._comm_device(t)
             buf = torch.empty((world * rows,) + tuple(t.shape[1:]), dtype=t.dtype, device=dev)
-            dist.all_gather(list(buf.chunk(world)) if rows else [buf[:0]] * world, t.to(dev).contiguous())
+            # Into one tensor: a list of outputs makes gloo gather into a buffer of its own first
+            # and copy out (one more full copy of the result, measured in docs/benchmarks.md).
+            _all_gather_single(buf, t.to(dev).contiguous())
             t = buf
         if k == "index":
             # Check, then fold the order (the identity: shards are contiguous blocks) into the rows
