@@ -36,6 +36,26 @@ def shard_sizes(num_videos: int, world: int) -> list:
 
 # torch >= 2.14 names all_gather_into_tensor all_gather_single (the old name warns).
 _all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+# Bytes gathered per collective. gloo gathers into a buffer of its own and copies out, so a
+# one-shot gather of the whole result held one more full copy of it on every rank; chunks bound
+# that copy (and the NCCL staging on the GPU) to this size.
+GATHER_CHUNK_BYTES = 64 << 20
+
+
+def _gather_rows(t: torch.Tensor, world: int, rows: int) -> torch.Tensor:
+    """All ranks' (rows, ...) ``t`` as one (world * rows, ...) tensor in rank order, gathered in
+    chunks of rows of at most :data:`GATHER_CHUNK_BYTES` (``rows`` is the same on every rank)."""
+    dev = du._comm_device(t)
+    shape = tuple(t.shape[1:])
+    buf = torch.empty((world, rows) + shape, dtype=t.dtype, device=dev)
+    row_bytes = max(1, t[:1].numel() * t.element_size() * world)
+    step = max(1, GATHER_CHUNK_BYTES // row_bytes)
+    for c in range(0, rows, step):
+        part = t[c : c + step].to(dev).contiguous()
+        tmp = torch.empty((world * part.shape[0],) + shape, dtype=t.dtype, device=dev)  # concatenated
+        _all_gather_single(tmp, part)
+        buf[:, c : c + step] = tmp.view((world, part.shape[0]) + shape)
+    return buf.flatten(0, 1)
 
 
 def gather_outputs(local: Dict[str, torch.Tensor], num_videos: int) -> Dict[str, torch.Tensor]:
@@ -72,12 +92,7 @@ def gather_outputs(local: Dict[str, torch.Tensor], num_videos: int) -> Dict[str,
     for k in ["index"] + sorted(k for k in local if k != "index"):
         t = local[k]
         if world > 1:
-            dev = du._comm_device(t)
-            buf = torch.empty((world * rows,) + tuple(t.shape[1:]), dtype=t.dtype, device=dev)
-            # Into one tensor: a list of outputs makes gloo gather into a buffer of its own first
-            # and copy out (one more full copy of the result, measured in docs/benchmarks.md).
-            _all_gather_single(buf, t.to(dev).contiguous())
-            t = buf
+            t = _gather_rows(t, world, rows)
         if k == "index":
             # Check, then fold the order (the identity: shards are contiguous blocks) into the rows
             # taken; when they are the first rows in order (one rank, or equal shards), take a view.

@@ -96,8 +96,12 @@ def _expected_views(n, views):
     return i * 100 + v + torch.arange(64, dtype=torch.float32) / 64
 
 
-def _tensor_worker(rank, world, port, n, bs, result_dir):
+def _tensor_worker(rank, world, port, n, bs, result_dir, chunk_bytes):
     torch.set_num_threads(1)
+    if chunk_bytes:  # gather a few rows per collective
+        import ascnet.evaluation.inference as inference
+
+        inference.GATHER_CHUNK_BYTES = chunk_bytes
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     pickled = []
     real_gather, real_broadcast = dist.all_gather_object, dist.broadcast_object_list
@@ -120,12 +124,13 @@ def _tensor_worker(rank, world, port, n, bs, result_dir):
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("n,world,bs", [(7, 2, 4), (2, 3, 3)])
-def test_processes_gather_tensors_every_video_once(tmp_path, n, world, bs):
+@pytest.mark.parametrize("n,world,bs,chunk_bytes", [(7, 2, 4, 0), (7, 2, 4, 2048), (2, 3, 3, 0)])
+def test_processes_gather_tensors_every_video_once(tmp_path, n, world, bs, chunk_bytes):
     # Per-view (N, V, 64) features through the tensor gather: uneven shards, a partial last batch
     # and (2 videos on 3 ranks) a rank with no video at all. Only the outputs' names, shapes and
-    # dtypes may travel as a pickled object (a few hundred bytes), never the features.
-    mp.spawn(_tensor_worker, args=(world, _free_port(), n, bs, str(tmp_path)), nprocs=world, join=True)
+    # dtypes may travel as a pickled object (a few hundred bytes), never the features. With
+    # chunk_bytes the gather moves one or two rows per collective.
+    mp.spawn(_tensor_worker, args=(world, _free_port(), n, bs, str(tmp_path), chunk_bytes), nprocs=world, join=True)
     for r in range(world):
         got = torch.load(tmp_path / f"rank{r}.pt")
         out = got["out"]
