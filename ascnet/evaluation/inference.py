@@ -62,10 +62,11 @@ def gather_outputs(local: Dict[str, torch.Tensor], num_videos: int) -> Dict[str,
     """Gather the per-rank outputs of an evaluation pass as tensors, in video-index order.
 
     Each rank's ``local`` tensors hold ``max(shard_sizes)`` rows (its shard first, zero padding
-    after), so one ``all_gather`` per key moves them without a size exchange or pickling; only
-    the keys, trailing shapes and dtypes travel as a small object, from the last rank (whose
-    shard is never smaller than another's, so it has outputs whenever any rank has: a rank with
-    no video cannot know them). The gathered indices are checked (each video exactly once).
+    after), so ``all_gather`` calls per key (chunks of rows, :func:`_gather_rows`) move them
+    without a size exchange or pickling; only the keys, trailing shapes and dtypes travel as a
+    small object, from the last rank (whose shard is never smaller than another's, so it has
+    outputs whenever any rank has: a rank with no video cannot know them). The gathered indices
+    are checked (each video exactly once).
 
     Args:
         local: ``{name: (max_rows, ...)}`` on this rank, including ``"index"`` (int64).
