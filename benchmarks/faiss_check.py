@@ -16,6 +16,7 @@ Exit status: 0 when every search that could run agreed (a missing GPU build or G
 error), 1 when a search failed or disagreed, 2 when faiss is not installed.
 """
 import argparse
+import glob
 import json
 import os
 import re
@@ -81,8 +82,13 @@ def main(argv=None) -> int:
     info["compile_options"] = faiss.get_compile_options()
     info["gpu_build"] = hasattr(faiss, "StandardGpuResources")
     info["num_gpus"] = faiss.get_num_gpus() if info["gpu_build"] else 0
-    lib = os.path.join(os.path.dirname(faiss.__file__), "libfaiss.so")
-    if os.path.exists(lib):
+    # faiss/libfaiss.so (official wheels) or faiss_*.libs/libfaiss-<hash>.so (auditwheel-repaired ones)
+    pkg = os.path.dirname(faiss.__file__)
+    libs = sorted(glob.glob(os.path.join(pkg, "libfaiss*.so*"))) + sorted(
+        glob.glob(os.path.join(os.path.dirname(pkg), "faiss*.libs", "libfaiss*.so*")))
+    if libs:
+        lib = libs[0]
+        info["library"] = lib
         info["linked_cuda_libraries"] = linked_cuda_libraries(lib)
         info["compiled_architectures"] = fatbin_architectures(lib)
     try:
