@@ -16,10 +16,14 @@ INSTALL_REQUIRES = [
     "tqdm",
     "pillow",
     "scikit-learn",  # the generated dataset draws its moving digits from load_digits()
-    # faiss: the GPU build on Linux x86_64 (it also runs CPU indexes on machines without a
-    # GPU), the CPU build everywhere else. Never both: they share the `faiss/` package folder.
-    "faiss-gpu>=1.8; sys_platform == 'linux' and platform_machine == 'x86_64'",
-    "faiss-cpu>=1.8; sys_platform != 'linux' or platform_machine != 'x86_64'",
+    # faiss: the official GPU build on Linux x86_64 with Python >= 3.10 (its wheels' range; it
+    # also runs CPU indexes on machines without a GPU), the CPU build everywhere else. Never
+    # both: they share the `faiss/` package folder. faiss-gpu >= 1.15 carries sm_70..sm_90
+    # machine code and sm_90 PTX (Hopper) on the CUDA 12 runtime; the CUDA 13 build
+    # (faiss-gpu-cuvs) needs a newer CUDA 13 runtime than torch pins, and faiss-gpu-cu12 has no
+    # Hopper code: docs/evaluation.md ("faiss on Hopper") says why this one.
+    "faiss-gpu>=1.15; sys_platform == 'linux' and platform_machine == 'x86_64' and python_version >= '3.10'",
+    "faiss-cpu>=1.8; sys_platform != 'linux' or platform_machine != 'x86_64' or python_version < '3.10'",
 ]
 
 EXTRAS = {

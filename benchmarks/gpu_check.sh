@@ -26,6 +26,7 @@ if [ -n "$missing" ]; then
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | tee "$OUT_DIR/nvidia_smi.txt" || true
+timeout 60 $PY benchmarks/faiss_check.py --json "$OUT_DIR/faiss_check.json" 2>&1 | tee "$OUT_DIR/faiss_check.log" || true
 set +e
 timeout 450 $PY benchmarks/gpu_check.py --out "$OUT_DIR/gpu_check.json" 2>&1 | tee "$OUT_DIR/gpu_check.log"
 rc=${PIPESTATUS[0]}

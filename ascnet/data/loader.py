@@ -179,7 +179,8 @@ def build_loader(
         batch_size: GLOBAL batch size (default ``TRAIN.BATCH_SIZE`` for pretrain/train,
             ``TEST.BATCH_SIZE`` for test); each process gets ``batch_size // world_size``.
         shuffle: training loaders only (default True).
-        drop_last: drop the last incomplete batch (default True in training, False in test).
+        drop_last: drop the last incomplete batch (training only, default True; an evaluation
+            loader never drops).
         dataset: use this dataset instead of ``build_dataset(cfg, split, mode)`` (e.g. a
             test-mode dataset with retrieval's view counts).
 
@@ -218,13 +219,21 @@ def build_loader(
                 f"process ({world} processes), so an epoch would have no iteration. Lower "
                 "TRAIN.BATCH_SIZE or use more videos."
             )
-    else:
-        drop = False if drop_last is None else drop_last
-        sampler = EvalDistributedSampler(dataset, num_replicas=world, rank=rank)
     on_gpu = cfg.NUM_GPUS > 0 and torch.cuda.is_available()
     workers = int(cfg.DATA_LOADER.NUM_WORKERS)
     gen = torch.Generator()
     gen.manual_seed(derive_seed(cfg.RNG_SEED, rank, 0x10AD))
+    if not training:
+        if drop_last:
+            raise ValueError("An evaluation loader (mode 'test') evaluates every video once: drop_last must be False.")
+        return build_eval_loader(
+            dataset,
+            global_bs,
+            num_workers=workers,
+            pin_memory=bool(on_gpu and cfg.DATA_LOADER.PIN_MEMORY),
+            persistent_workers=bool(on_gpu and workers > 0 and cfg.DATA_LOADER.PERSISTENT_WORKERS),
+            generator=gen,
+        )
     return DataLoader(
         dataset,
         batch_size=per_process,
@@ -236,4 +245,45 @@ def build_loader(
         worker_init_fn=worker_init_fn,
         persistent_workers=bool(on_gpu and workers > 0 and cfg.DATA_LOADER.PERSISTENT_WORKERS),
         generator=gen,
+    )
+
+
+def build_eval_loader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    persistent_workers: bool = False,
+    generator: Optional[torch.Generator] = None,
+) -> DataLoader:
+    """The evaluation DataLoader of this process, the one builder of evaluation loaders
+    (:func:`build_loader` in mode ``"test"`` and
+    :func:`ascnet.evaluation.inference.inference_on_dataset` call it).
+
+    Every video once across processes: an :class:`EvalDistributedSampler` shard (no padding),
+    no ``drop_last``, in index order.
+
+    Args:
+        dataset: map-style test-mode dataset.
+        batch_size: GLOBAL videos per step; each process takes ``max(1, batch_size // world)``.
+        num_workers: workers per process.
+        pin_memory: pin the batches (GPU runs).
+        persistent_workers: keep the workers between passes (needs ``num_workers > 0``).
+        generator: the loader's generator (seeds the workers).
+
+    Returns:
+        A DataLoader of ``{"clips": (N, V, C, T, H, W), "index": (N,), "label": (N,)}``.
+    """
+    world, rank = du.get_world_size(), du.get_rank()
+    return DataLoader(
+        dataset,
+        batch_size=max(1, int(batch_size) // world),
+        sampler=EvalDistributedSampler(dataset, num_replicas=world, rank=rank),
+        num_workers=int(num_workers),
+        collate_fn=collate_clips,
+        pin_memory=bool(pin_memory),
+        drop_last=False,  # every video counts
+        worker_init_fn=worker_init_fn,
+        persistent_workers=bool(persistent_workers and num_workers > 0),
+        generator=generator,
     )

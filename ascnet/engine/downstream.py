@@ -386,42 +386,6 @@ def run_linear(cfg: CfgNode) -> Dict:
 # ------------------------------------------------------------------------------------------------
 # The cached linear probe (LINEAR.MODE cached)
 # ------------------------------------------------------------------------------------------------
-def _probe_features(cfg: CfgNode, backbone, weights_id: str, split: str, clips: int, crops: int, device):
-    """(N, V, D) raw frozen features of every video of ``split`` (V = clips x crops deterministic
-    views) and (N,) labels, cached under ``LINEAR.CACHE_DIR`` by the checkpoint's sha256 and every
-    key that defines them."""
-    import hashlib
-
-    from ascnet.evaluation.inference import inference_on_dataset
-    from ascnet.evaluation.retrieval import (
-        build_retrieval_dataset,
-        feature_protocol,
-        read_feature_cache,
-        write_feature_cache,
-    )
-
-    protocol = dict(feature_protocol(cfg, weights_id), split=split, num_clips=int(clips), num_crops=int(crops),
-                    per_view=True, query_split=None, gallery_split=None, pooling=None)
-    blob = json.dumps(protocol, sort_keys=True)
-    cache_dir = cfg.LINEAR.CACHE_DIR or os.path.join(cfg.OUTPUT_DIR, "linear_cache")
-    path = os.path.join(cache_dir, f"{split}_{hashlib.sha256(blob.encode()).hexdigest()[:24]}.pt")
-    hit = read_feature_cache(path, blob, "LINEAR.CACHE_DIR") if cfg.LINEAR.USE_CACHE else None
-    if hit is not None:
-        return hit[0], hit[1], True
-    ds = build_retrieval_dataset(cfg, split, clips, crops)
-    check_num_classes(cfg, ds)
-
-    def fn(batch):
-        x = batch["clips"]  # (N, V, C, T, H, W)
-        n, v = x.shape[:2]
-        return {"feats": backbone(x.flatten(0, 1)).view(n, v, -1)}
-
-    out = inference_on_dataset(fn, ds, cfg.TEST.BATCH_SIZE, num_workers=cfg.DATA_LOADER.NUM_WORKERS, device=device)
-    if cfg.LINEAR.USE_CACHE and is_main_process():
-        write_feature_cache(path, blob, out["feats"], out["label"])
-    return out["feats"], out["label"], False
-
-
 def run_linear_cached(cfg: CfgNode) -> Dict:
     """``TASK linear`` with ``LINEAR.MODE cached``: the linear protocol on cached features.
 
@@ -440,7 +404,7 @@ def run_linear_cached(cfg: CfgNode) -> Dict:
     """
     from iopath.common.file_io import g_pathmgr
 
-    from ascnet.evaluation.linear_probe import fit_probe, standardise, video_probs
+    from ascnet.evaluation.cached_probe import evaluate_cached_probe
     from ascnet.evaluation.retrieval import file_sha256
     from ascnet.utils.checkpoint import Checkpointer
     from ascnet.utils.logging import setup_logging
@@ -462,20 +426,8 @@ def run_linear_cached(cfg: CfgNode) -> Dict:
         weights_id = "random-init"
     model.to(device).eval()
     lin = cfg.LINEAR
-    with torch.no_grad():
-        tr_x, tr_y, tr_hit = _probe_features(cfg, model.backbone, weights_id, cfg.TRAIN.SPLIT,
-                                             lin.CACHED_TRAIN_CLIPS, lin.CACHED_TRAIN_CROPS, device)
-        te_x, te_y, te_hit = _probe_features(cfg, model.backbone, weights_id, cfg.TEST.SPLIT,
-                                             cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS, device)
-    logger.info("Cached probe: features of %d training videos x %d views and %d test videos x %d views (%s).",
-                tr_x.shape[0], tr_x.shape[1], te_x.shape[0], te_x.shape[1],
-                "from the cache" if tr_hit and te_hit else "extracted")
-    probe = fit_probe(tr_x.to(device), tr_y, int(cfg.MODEL.NUM_CLASSES), list(lin.CACHED_L2),
-                      val_fraction=float(lin.CACHED_VAL_FRACTION), seed=int(cfg.RNG_SEED), max_iter=int(lin.CACHED_MAX_ITER))
-    with torch.no_grad():
-        probs = video_probs(standardise(te_x.to(device), probe["mean"], probe["var"]), probe["weight"], probe["bias"])
-    res = classification_topk(probs.cpu(), te_y, ks=(1, 5))
-    res["num_views"] = int(te_x.shape[1])
+    res, probe = evaluate_cached_probe(cfg, model.backbone, weights_id, device,
+                                       check_dataset=lambda ds: check_num_classes(cfg, ds))
     # The probe as a Classifier: BatchNorm1d(affine=False) statistics and the linear layer.
     with torch.no_grad():
         model.feat_norm.running_mean.copy_(probe["mean"])

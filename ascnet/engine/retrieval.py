@@ -1,8 +1,8 @@
 """TASK ``retrieval``: test -> train video retrieval with the raw backbone features.
 
-The protocol and its building blocks (features, cache, search, metrics, table, visualisation)
-are in :mod:`ascnet.evaluation.retrieval`; this module runs them as a task in every process
-started by :func:`ascnet.engine.launch.launch`.
+The protocol and its building blocks (features, cache, search, metrics, table) are in
+:mod:`ascnet.evaluation.retrieval`, the visualisation in :mod:`ascnet.evaluation.visualization`;
+this module runs them as a task in every process started by :func:`ascnet.engine.launch.launch`.
 """
 import json
 import logging
@@ -21,8 +21,8 @@ from ascnet.evaluation.retrieval import (
     format_table,
     protocol_line,
     result_chance,
-    write_visualization,
 )
+from ascnet.evaluation.visualization import write_visualization
 from ascnet.utils.distributed import is_main_process, synchronize
 
 logger = logging.getLogger(__name__)
