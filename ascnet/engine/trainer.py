@@ -33,16 +33,21 @@ Preemption contract (SLURM, ``ascnet/engine/slurm.py``; helpers in ``ascnet/engi
   signals blocked, so those inherit the mask: a SIGUSR2 sent to every process of the job is
   handled by the main process alone instead of killing the workers.
 
+Statistics stay on the device: a step queues them and they are read in one transfer every
+``LOG_PERIOD`` iterations (and before each checkpoint), so a step makes no host
+synchronisation of its own on a GPU.
+
 Stopping on divergence: a NaN or Inf loss stops the run with :class:`NonFiniteLossError`
-naming the losses and the iteration; nothing is saved after it, so the last checkpoint on
-disk is the last good state.
+naming the losses and the iteration; the check runs on the statistics' transfer, so the run
+stops at most ``LOG_PERIOD`` iterations after the bad one, and always before the next save:
+nothing is saved after it, so the last checkpoint on disk is the last good state.
 """
 import contextlib
 import logging
 import math
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
@@ -60,6 +65,17 @@ from ascnet.utils.events import EventWriter
 from ascnet.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
+
+def _is_scalar(v: Any) -> bool:
+    """A statistic the trainer logs: a one-element tensor or a number (not a bool)."""
+    if isinstance(v, torch.Tensor):
+        return v.numel() == 1
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _losses_finite(stats: Dict[str, float]) -> bool:
+    return all(math.isfinite(v) for k, v in stats.items() if k.startswith("loss"))
+
 
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or Inf; training stopped without saving."""
@@ -121,6 +137,9 @@ class Trainer:
         self.start_iter = 0
         self.writer: Optional[EventWriter] = None
         self._last_saved_iter = -1
+        # Statistics of the iterations since the last flush: (iteration, epoch, names, (K,)
+        # device tensor, host numbers); see queue_stats / flush_stats.
+        self._pending: List[Tuple[int, int, List[str], Optional[torch.Tensor], Dict[str, float]]] = []
 
     # ------------------------------------------------------------------------------------------
     # Building blocks (override in subclasses)
@@ -288,6 +307,8 @@ class Trainer:
         Returns:
             The path written on rank 0, None on other ranks.
         """
+        if self._pending:  # mid-LOG_PERIOD (a signal handler): never save past a NaN of this rank
+            self._check_pending_finite()
         epoch, epoch_iter = self._position()
         name = name or f"checkpoint_iter_{self.iter:07d}"
         path = self.checkpointer.save(
@@ -367,7 +388,7 @@ class Trainer:
     def to_device(self, batch: Any) -> Any:
         """Move every tensor of a (nested) batch to the device."""
         if isinstance(batch, torch.Tensor):
-            return batch.to(self.device, non_blocking=True)
+            return batch if batch.device == self.device else batch.to(self.device, non_blocking=True)
         if isinstance(batch, dict):
             return {k: self.to_device(v) for k, v in batch.items()}
         if isinstance(batch, (list, tuple)):
@@ -389,11 +410,14 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast("cuda", dtype=self.amp_dtype)
 
-    def run_step(self, batch: Dict[str, Any]) -> Dict[str, float]:
+    def run_step(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         """One optimiser step on ``batch``; returns this iteration's scalar statistics.
 
-        Raises:
-            NonFiniteLossError: a loss is NaN/Inf (on any rank); the run must stop.
+        The statistics the step computes on the device (losses, their sum ``loss``, the model's
+        scalar outputs, ``grad_norm``, tensors returned by ``model.after_step``) stay there as
+        0-d tensors: :meth:`after_step` queues them and :meth:`flush_stats` reads them in one
+        transfer per ``LOG_PERIOD`` (a step makes no host synchronisation of its own).
+        Python numbers (``lr``, ...) are returned as they are.
         """
         batch = self.prepare_batch(batch)
         with self.autocast():
@@ -420,48 +444,91 @@ class Trainer:
             if clip > 0:
                 grad_norm = self._clip(clip)
             self.optimizer.step()
-        lr = self.optimizer.param_groups[0]["lr"]
-
-        # One device->host transfer for every scalar of this iteration (a single sync on GPU).
-        names, tensors, stats = [], [], {}
-        for k, v in list(losses.items()) + [("loss", total)] + [(k, v) for k, v in out.items() if not k.startswith("loss")]:
-            if isinstance(v, torch.Tensor) and v.numel() == 1:
-                names.append(k)
-                tensors.append(v.detach().float().reshape(()))
-            elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                stats[k] = float(v)
+        stats: Dict[str, Any] = dict(list(losses.items()) + [("loss", total)])
+        stats.update((k, v) for k, v in out.items() if not k.startswith("loss"))
         if grad_norm is not None:
-            names.append("grad_norm")
-            tensors.append(grad_norm.detach().float().reshape(()))
-        values = torch.stack([t.to(self.device) for t in tensors]).cpu().tolist()
-        stats.update(zip(names, values))
-        self.check_finite({k: stats[k] for k in list(losses) + ["loss"]})
-
-        stats["lr"] = lr
+            stats["grad_norm"] = grad_norm
+        stats["lr"] = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         after = getattr(du.unwrap(self.model), "after_step", None)
         if callable(after):
-            extra = after(self.iter, self.max_iter) or {}
-            for k, v in extra.items():
-                stats[k] = float(v.item() if isinstance(v, torch.Tensor) else v)
-        return stats
+            stats.update(after(self.iter, self.max_iter) or {})
+        return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in stats.items() if _is_scalar(v)}
 
     def _clip(self, max_norm: float) -> torch.Tensor:
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
         return torch.nn.utils.clip_grad_norm_(params, max_norm)
 
-    def check_finite(self, losses: Dict[str, float]) -> None:
-        """Raise :class:`NonFiniteLossError` when a loss is NaN/Inf here or on another rank."""
-        bad = not all(math.isfinite(v) for v in losses.values())
-        if du.get_world_size() > 1:
-            flag = torch.tensor([1.0 if bad else 0.0], device=self.device if self.device.type == "cuda" else "cpu")
-            bad = du.all_reduce_mean(flag).item() > 0
-        if not bad:
-            return
+    # ------------------------------------------------------------------------------------------
+    # Statistics: kept on the device, read once per LOG_PERIOD
+    # ------------------------------------------------------------------------------------------
+    def queue_stats(self, stats: Dict[str, Any]) -> None:
+        """Queue the statistics of the iteration just done (``self.iter``): device tensors are
+        stacked into one (K,) tensor on the device (no transfer), numbers kept as they are."""
+        host = {k: float(v) for k, v in stats.items() if not isinstance(v, torch.Tensor)}
+        names = [k for k, v in stats.items() if isinstance(v, torch.Tensor)]
+        tensors = [stats[k].float().reshape(()) for k in names]
+        tensors = [t if t.device == self.device else t.to(self.device) for t in tensors]
+        values = torch.stack(tensors) if names else None
+        self._pending.append((self.iter, self.epoch, names, values, host))
+
+    def flush_stats(self, collective: bool = True) -> Dict[str, float]:
+        """Read the queued statistics in one device-to-host transfer, check the losses, and add
+        every queued iteration to the history (``metrics.json``'s windows, the progress line).
+
+        Args:
+            collective: also learn whether a loss was NaN/Inf on another rank (one all-reduce
+                of one flag per queued iteration; every rank flushes at the same iterations).
+                False: this rank's losses only, no collective (in a signal handler).
+
+        Returns:
+            The statistics of the last queued iteration as floats (empty when none was queued).
+
+        Raises:
+            NonFiniteLossError: a loss of a queued iteration is NaN/Inf (here or, with
+                ``collective``, on another rank): the first such iteration is named; the
+                iterations before it are added to the history.
+        """
+        pending, self._pending = self._pending, []
+        records = self._read(pending)
+        bad = [not _losses_finite(rec) for _, _, rec in records]
+        if collective and du.get_world_size() > 1:
+            flags = torch.tensor([1.0 if b else 0.0 for b in bad] or [0.0], device=self._comm_device())
+            bad = [v > 0 for v in du.all_reduce_mean(flags).tolist()][: len(records)]
+        for (it, epoch, rec), b in zip(records, bad):
+            if b:
+                self._nonfinite(it, epoch, rec)
+            self.writer.update_history(rec, it)
+        return records[-1][2] if records else {}
+
+    @staticmethod
+    def _read(pending: List) -> List[Tuple[int, int, Dict[str, float]]]:
+        """Queued statistics -> (iteration, epoch, {name: float}) with one device-to-host copy."""
+        tensors = [v for _, _, _, v, _ in pending if v is not None]
+        flat = torch.cat(tensors).cpu().tolist() if tensors else []
+        records, at = [], 0
+        for it, epoch, names, _, host in pending:
+            rec = dict(host)
+            rec.update(zip(names, flat[at : at + len(names)]))
+            at += len(names)
+            records.append((it, epoch, rec))
+        return records
+
+    def _check_pending_finite(self) -> None:
+        """Raise :class:`NonFiniteLossError` when a queued loss of this rank is NaN/Inf; the
+        queue is left as it is (no collective: safe in a signal handler)."""
+        for it, epoch, rec in self._read(self._pending):
+            if not _losses_finite(rec):
+                self._nonfinite(it, epoch, rec)
+
+    def _comm_device(self) -> torch.device:
+        return self.device if self.device.type == "cuda" else torch.device("cpu")
+
+    def _nonfinite(self, iteration: int, epoch: int, stats: Dict[str, float]) -> None:
         last = self.checkpointer.get_checkpoint_file() or "none yet"
-        values = ", ".join(f"{k}={v:.6g}" for k, v in losses.items())
+        values = ", ".join(f"{k}={v:.6g}" for k, v in stats.items() if k.startswith("loss"))
         msg = (
-            f"Non-finite loss at iteration {self.iter + 1} (epoch {self.epoch + 1}, rank {du.get_rank()}): {values}. "
+            f"Non-finite loss at iteration {iteration} (epoch {epoch + 1}, rank {du.get_rank()}): {values}. "
             f"Training stopped without saving; the last good checkpoint is {last}. Lower SOLVER.BASE_LR, set "
             "SOLVER.CLIP_GRAD_NORM, or use AMP.DTYPE bfloat16, then rerun with TRAIN.AUTO_RESUME True."
         )
@@ -474,14 +541,24 @@ class Trainer:
     def before_train(self) -> None:
         """Called once before the first iteration (after resuming)."""
 
-    def after_step(self, stats: Dict[str, float]) -> None:
-        """After every iteration: history, logging every ``LOG_PERIOD``, iteration checkpoints."""
+    def after_step(self, stats: Dict[str, Any]) -> None:
+        """After every iteration: queue the statistics; every ``LOG_PERIOD`` (and before a
+        checkpoint, at the end of an epoch and of the run) read them and check the losses
+        (:meth:`flush_stats`), then log; iteration checkpoints.
+
+        A NaN/Inf loss therefore stops the run at the next flush, at most ``LOG_PERIOD``
+        iterations after it, and always before anything is saved.
+        """
         cfg = self.cfg
-        self.writer.update_history(stats, self.iter)
+        self.queue_stats(stats)
         last = self.iter >= self.max_iter
-        if self.iter % cfg.LOG_PERIOD == 0 or self.iter == self.start_iter + 1 or last:
-            self.log_stats(stats)
-        if cfg.TRAIN.CHECKPOINT_ITERS > 0 and self.iter % cfg.TRAIN.CHECKPOINT_ITERS == 0:
+        log = self.iter % cfg.LOG_PERIOD == 0 or self.iter == self.start_iter + 1 or last
+        save = cfg.TRAIN.CHECKPOINT_ITERS > 0 and self.iter % cfg.TRAIN.CHECKPOINT_ITERS == 0
+        if log or save or last or self.epoch_iter >= self.iters_per_epoch:
+            values = self.flush_stats()
+            if log:
+                self.log_stats(values)
+        if save:
             self.save_checkpoint()
 
     def log_stats(self, stats: Dict[str, float]) -> None:
