@@ -73,6 +73,22 @@ def _is_scalar(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """``MODEL.CHANNELS_LAST``: every 5-D parameter and buffer of ``model`` (the 3-D conv
+    weights) in the channels_last_3d layout, in place; other tensors unchanged (``Module.to``
+    would refuse a 4-D weight). Values, names and checkpoints are unchanged."""
+    fmt = torch.channels_last_3d
+    return model._apply(lambda t: t.contiguous(memory_format=fmt) if t.dim() == 5 else t)
+
+
+def channels_last_clips(clips: torch.Tensor) -> torch.Tensor:
+    """Clips (..., C, T, H, W) -> the same values with C innermost in memory, so that every
+    (C, T, H, W) clip, also after flattening the leading dims, is channels_last_3d."""
+    if clips.dim() < 5:
+        return clips
+    return clips.movedim(-4, -1).contiguous().movedim(-1, -4)
+
+
 def _losses_finite(stats: Dict[str, float]) -> bool:
     return all(math.isfinite(v) for k, v in stats.items() if k.startswith("loss"))
 
@@ -110,6 +126,10 @@ class Trainer:
         self.device = self.get_device(cfg)
 
         model = self.build_model(cfg).to(self.device)
+        if cfg.MODEL.CHANNELS_LAST:
+            model = to_channels_last(model)
+        if cfg.MODEL.COMPILE:
+            self.compile_backbones(model)  # before DDP, in place: state-dict keys unchanged
         # AUG.DEVICE "device": batches carry uint8 clips and augmentation parameters, applied here.
         self.batch_augment = build_batch_augment(cfg).to(self.device)
         self.train_loader = self.build_train_loader(cfg)
@@ -158,6 +178,24 @@ class Trainer:
         from ascnet.modeling.meta_arch import build_model
 
         return build_model(cfg)
+
+    def compile_backbones(self, model: nn.Module) -> None:
+        """``MODEL.COMPILE``: ``torch.compile`` every backbone of ``model`` in place.
+
+        The backbones are the submodules held under the name ``backbone`` (ASCNet's online and
+        target encoders, a classifier's encoder, a plugin model's), outermost only; they run most
+        of a step's compute. ``nn.Module.compile()`` keeps the module object, so parameter names,
+        state-dict keys, checkpoints and exact resume are those of the eager model.
+        """
+        done = []
+        for name, module in model.named_modules():
+            if name.rsplit(".", 1)[-1] == "backbone" and not any(name.startswith(d + ".") for d in done):
+                module.compile()
+                done.append(name)
+        if not done:
+            logger.warning("MODEL.COMPILE: %s holds no module named 'backbone'; nothing compiled.", type(model).__name__)
+        else:
+            logger.info("MODEL.COMPILE: compiled %s.", ", ".join(done))
 
     def build_train_loader(self, cfg: CfgNode):
         """``build_loader(cfg, TRAIN.SPLIT, self.mode)``."""
@@ -402,6 +440,8 @@ class Trainer:
         batch = self.to_device(batch)
         if isinstance(batch, dict):
             batch = augment_batch(batch, self.batch_augment)
+            if self.cfg.MODEL.CHANNELS_LAST and isinstance(batch.get("clips"), torch.Tensor):
+                batch["clips"] = channels_last_clips(batch["clips"])
         return batch
 
     def autocast(self):

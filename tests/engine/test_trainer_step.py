@@ -230,3 +230,122 @@ def test_a_pretraining_step_makes_at_most_one_host_synchronisation(tmp_path):
     t.writer.close()
     print("syncs of one pretraining step:", dict(syncs.counts))
     assert syncs.total <= 1, dict(syncs.counts)
+
+
+# ------------------------------------------------------------------------------------------------
+# MODEL.COMPILE and MODEL.CHANNELS_LAST
+# ------------------------------------------------------------------------------------------------
+class _TinyBackbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(), nn.AdaptiveAvgPool3d(1))
+
+    def forward(self, x):
+        return self.net(x).flatten(1)
+
+
+class _TinyTwoTower(nn.Module):
+    """Online backbone + head trained, an EMA target backbone: ASCNet's layout in miniature."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.online = nn.ModuleDict({"backbone": _TinyBackbone(), "head": nn.Linear(4, 1)})
+        self.target = nn.ModuleDict({"backbone": _TinyBackbone()})
+        self.target.backbone.load_state_dict(self.online.backbone.state_dict())
+
+    def forward(self, batch):
+        x = batch["clips"].flatten(0, 1)
+        f = self.online.backbone(x)
+        with torch.no_grad():
+            z = self.target.backbone(x)
+        loss = (self.online.head(f).squeeze(1) - z.mean(1)).pow(2).mean()
+        return {"loss_reg": loss, "feat": f.mean().detach()}
+
+    @torch.no_grad()
+    def after_step(self, iteration, max_iter):
+        for t, o in zip(self.target.backbone.parameters(), self.online.backbone.parameters()):
+            t.lerp_(o, 0.5)
+        return {}
+
+
+if "_TinyTwoTower" not in MODEL_REGISTRY.names():
+    MODEL_REGISTRY.register(_TinyTwoTower)
+
+
+def _tower_cfg(out, **kw):
+    return _cfg(out, **{"MODEL.META_ARCH": "_TinyTwoTower", "SOLVER.MAX_EPOCH": 1, "TRAIN.MAX_ITERS": 4, **kw})
+
+
+def test_compiled_and_channels_last_steps_equal_the_eager_step(tmp_path):
+    results = {}
+    for name, opts in {"eager": {}, "compile": {"MODEL.COMPILE": True}, "channels_last": {"MODEL.CHANNELS_LAST": True}}.items():
+        torch.manual_seed(0)
+        t = _Recording(_tower_cfg(tmp_path / name, **opts))
+        t.train()
+        results[name] = (t, {k: v.clone() for k, v in t.model.state_dict().items()}, t.history)
+    eager_t, eager_w, eager_h = results["eager"]
+    compiled = results["compile"][0].model
+    assert compiled.online.backbone._compiled_call_impl is not None
+    assert compiled.target.backbone._compiled_call_impl is not None
+    assert compiled.online.head._compiled_call_impl is None  # backbones only
+    cl_conv = results["channels_last"][0].model.online.backbone.net[0].weight
+    assert cl_conv.is_contiguous(memory_format=torch.channels_last_3d) and not cl_conv.is_contiguous()
+    for name in ("compile", "channels_last"):
+        _, w, h = results[name]
+        assert list(w) == list(eager_w), name  # the same state-dict keys
+        for k, v in w.items():
+            assert torch.allclose(v.float(), eager_w[k].float(), rtol=1e-4, atol=1e-5), (name, k)
+        assert [it for _, it in h["loss"]] == [1, 2, 3, 4]
+        for (a, _), (b, _) in zip(h["loss"], eager_h["loss"]):
+            assert abs(a - b) <= 1e-4 * abs(b) + 1e-6, (name, a, b)
+
+
+def test_exact_resume_with_compile_and_channels_last(tmp_path):
+    on = {"MODEL.COMPILE": True, "MODEL.CHANNELS_LAST": True, "TRAIN.MAX_ITERS": 0, "SOLVER.MAX_EPOCH": 2}
+    torch.manual_seed(0)
+    ref = Trainer(_tower_cfg(tmp_path / "ref", **on))
+    ref.train()
+    ref_w, ref_m = {k: v.clone() for k, v in ref.model.state_dict().items()}, read_metrics(tmp_path / "ref")
+
+    class StopAt5(Trainer):
+        def after_step(self, stats):
+            super().after_step(stats)
+            if self.iter == 5:
+                raise KeyboardInterrupt("simulated crash")
+
+    cfg = _tower_cfg(tmp_path / "run", **{**on, "TRAIN.CHECKPOINT_ITERS": 4})
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        StopAt5(cfg).train()
+    torch.manual_seed(123)
+    resumed = Trainer(cfg)
+    resumed.train()
+    assert resumed.start_iter == 4 and resumed.iter == 12
+    run_m = read_metrics(tmp_path / "run")
+    for it in range(5, 13):
+        assert run_m[it]["loss"] == ref_m[it]["loss"], it
+    for k, v in resumed.model.state_dict().items():
+        assert torch.equal(v, ref_w[k]), k
+    # the checkpoint of a compiled channels-last run loads into an eager model as well
+    eager = Trainer(_tower_cfg(tmp_path / "run", **{"TRAIN.CHECKPOINT_ITERS": 4, "TRAIN.MAX_ITERS": 0, "SOLVER.MAX_EPOCH": 2}))
+    eager.resume_or_load()
+    assert eager.iter == 12
+    for k, v in eager.model.state_dict().items():
+        assert torch.equal(v, ref_w[k]), k
+
+
+@pytest.mark.parametrize("name", ["R3D18", "R2Plus1D18", "S3DG"])
+def test_the_backbones_compile_without_graph_breaks(name):
+    import torch._dynamo
+
+    from ascnet.modeling.backbone import build_backbone
+
+    cfg = get_cfg()
+    cfg.MODEL.BACKBONE.NAME = name
+    cfg.MODEL.BACKBONE.WIDTHS = [4, 8, 8, 8]
+    cfg.MODEL.BACKBONE.STEM_WIDTH = 4
+    cfg.MODEL.BACKBONE.WIDTH_MULT = 0.125
+    net = build_backbone(cfg)
+    x = torch.randn(2, 3, 8, 32, 32) if name == "S3DG" else torch.randn(2, 3, 4, 16, 16)
+    explained = torch._dynamo.explain(net)(x)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
