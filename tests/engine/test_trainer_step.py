@@ -21,6 +21,7 @@ from ascnet.modeling.meta_arch.build import MODEL_REGISTRY
 from ascnet.utils.checkpoint import Checkpointer
 from ascnet.utils.events import EventWriter, read_metrics
 from ascnet.utils.host_sync import HostSyncCounter
+from test_trainer import _cfg as _trainer_cfg  # same folder (pytest puts it on sys.path)
 
 N, S, T, L, CROP = 4, 2, 4, 20, 16
 
@@ -84,31 +85,11 @@ if "_NoSyncSSL" not in MODEL_REGISTRY.names():
 
 
 def _cfg(out, **kw):
-    cfg = get_cfg()
-    cfg.OUTPUT_DIR = str(out)
-    cfg.MODEL.META_ARCH = "_NoSyncSSL"
-    cfg.TRAIN.DATASET = "_AugClips"
-    cfg.TRAIN.BATCH_SIZE = N  # 6 iterations per epoch
-    cfg.DATA.CROP_SIZE = CROP
-    cfg.DATA.NUM_FRAMES = T
-    cfg.DATA_LOADER.NUM_WORKERS = 0
-    cfg.SOLVER.MAX_EPOCH = 2
-    cfg.SOLVER.WARMUP_EPOCHS = 0.5
-    cfg.SOLVER.BASE_LR = 0.05
-    cfg.SOLVER.BASE_BATCH_SIZE = N
-    cfg.SOLVER.CLIP_GRAD_NORM = 10.0  # grad_norm is a statistic too
-    cfg.LOG_PERIOD = 1
-    cfg.TENSORBOARD.ENABLE = False
-    cfg.TRAIN.AUTO_RESUME = True
-    cfg.DETERMINISTIC = True
-    for k, v in kw.items():
-        node = cfg
-        *parents, leaf = k.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = v
-    cfg.freeze()
-    return cfg
+    """test_trainer's tiny config with the stand-ins of this file."""
+    opts = {"MODEL.META_ARCH": "_NoSyncSSL", "TRAIN.DATASET": "_AugClips", "TRAIN.BATCH_SIZE": N,  # 6 iterations per epoch
+            "SOLVER.BASE_BATCH_SIZE": N, "DATA.CROP_SIZE": CROP, "DATA.NUM_FRAMES": T,
+            "SOLVER.CLIP_GRAD_NORM": 10.0}  # grad_norm is a statistic too
+    return _trainer_cfg(out, **{**opts, **kw})
 
 
 class _Recording(Trainer):
