@@ -47,7 +47,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import torch
 from fvcore.common.config import CfgNode
@@ -57,6 +57,9 @@ from torch import nn
 from ascnet.config.config import save_config
 from ascnet.data.batch_augment import augment_batch, build_batch_augment
 from ascnet.engine.preemption import defer_signals, set_current_trainer
+from ascnet.engine.step import (
+    StepStatistics, channels_last_clips, compile_backbones, is_scalar, losses_finite, to_channels_last,
+)
 from ascnet.solver import build_lr_scheduler, build_optimizer, total_iterations
 from ascnet.utils import distributed as du
 from ascnet.utils.checkpoint import CheckpointError, Checkpointer, read_checkpoint
@@ -65,32 +68,6 @@ from ascnet.utils.events import EventWriter
 from ascnet.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
-
-def _is_scalar(v: Any) -> bool:
-    """A statistic the trainer logs: a one-element tensor or a number (not a bool)."""
-    if isinstance(v, torch.Tensor):
-        return v.numel() == 1
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def to_channels_last(model: nn.Module) -> nn.Module:
-    """``MODEL.CHANNELS_LAST``: every 5-D parameter and buffer of ``model`` (the 3-D conv
-    weights) in the channels_last_3d layout, in place; other tensors unchanged (``Module.to``
-    would refuse a 4-D weight). Values, names and checkpoints are unchanged."""
-    fmt = torch.channels_last_3d
-    return model._apply(lambda t: t.contiguous(memory_format=fmt) if t.dim() == 5 else t)
-
-
-def channels_last_clips(clips: torch.Tensor) -> torch.Tensor:
-    """Clips (..., C, T, H, W) -> the same values with C innermost in memory, so that every
-    (C, T, H, W) clip, also after flattening the leading dims, is channels_last_3d."""
-    if clips.dim() < 5:
-        return clips
-    return clips.movedim(-4, -1).contiguous().movedim(-1, -4)
-
-
-def _losses_finite(stats: Dict[str, float]) -> bool:
-    return all(math.isfinite(v) for k, v in stats.items() if k.startswith("loss"))
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -157,9 +134,7 @@ class Trainer:
         self.start_iter = 0
         self.writer: Optional[EventWriter] = None
         self._last_saved_iter = -1
-        # Statistics of the iterations since the last flush: (iteration, epoch, names, (K,)
-        # device tensor, host numbers); see queue_stats / flush_stats.
-        self._pending: List[Tuple[int, int, List[str], Optional[torch.Tensor], Dict[str, float]]] = []
+        self.step_stats = StepStatistics(self.device)  # since the last flush_stats
 
     # ------------------------------------------------------------------------------------------
     # Building blocks (override in subclasses)
@@ -180,22 +155,8 @@ class Trainer:
         return build_model(cfg)
 
     def compile_backbones(self, model: nn.Module) -> None:
-        """``MODEL.COMPILE``: ``torch.compile`` every backbone of ``model`` in place.
-
-        The backbones are the submodules held under the name ``backbone`` (ASCNet's online and
-        target encoders, a classifier's encoder, a plugin model's), outermost only; they run most
-        of a step's compute. ``nn.Module.compile()`` keeps the module object, so parameter names,
-        state-dict keys, checkpoints and exact resume are those of the eager model.
-        """
-        done = []
-        for name, module in model.named_modules():
-            if name.rsplit(".", 1)[-1] == "backbone" and not any(name.startswith(d + ".") for d in done):
-                module.compile()
-                done.append(name)
-        if not done:
-            logger.warning("MODEL.COMPILE: %s holds no module named 'backbone'; nothing compiled.", type(model).__name__)
-        else:
-            logger.info("MODEL.COMPILE: compiled %s.", ", ".join(done))
+        """``MODEL.COMPILE``: :func:`ascnet.engine.step.compile_backbones` (in place)."""
+        compile_backbones(model)
 
     def build_train_loader(self, cfg: CfgNode):
         """``build_loader(cfg, TRAIN.SPLIT, self.mode)``."""
@@ -345,8 +306,11 @@ class Trainer:
         Returns:
             The path written on rank 0, None on other ranks.
         """
-        if self._pending:  # mid-LOG_PERIOD (a signal handler): never save past a NaN of this rank
-            self._check_pending_finite()
+        # Between two reads (a signal handler's save): never save past a NaN of this rank; no
+        # collective here, and the queue stays for the next flush_stats.
+        for it, epoch, rec in self.step_stats.read() if len(self.step_stats) else []:
+            if not losses_finite(rec):
+                self._nonfinite(it, epoch, rec)
         epoch, epoch_iter = self._position()
         name = name or f"checkpoint_iter_{self.iter:07d}"
         path = self.checkpointer.save(
@@ -493,76 +457,30 @@ class Trainer:
         after = getattr(du.unwrap(self.model), "after_step", None)
         if callable(after):
             stats.update(after(self.iter, self.max_iter) or {})
-        return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in stats.items() if _is_scalar(v)}
+        return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in stats.items() if is_scalar(v)}
 
     def _clip(self, max_norm: float) -> torch.Tensor:
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
         return torch.nn.utils.clip_grad_norm_(params, max_norm)
 
-    # ------------------------------------------------------------------------------------------
-    # Statistics: kept on the device, read once per LOG_PERIOD
-    # ------------------------------------------------------------------------------------------
-    def queue_stats(self, stats: Dict[str, Any]) -> None:
-        """Queue the statistics of the iteration just done (``self.iter``): device tensors are
-        stacked into one (K,) tensor on the device (no transfer), numbers kept as they are."""
-        host = {k: float(v) for k, v in stats.items() if not isinstance(v, torch.Tensor)}
-        names = [k for k, v in stats.items() if isinstance(v, torch.Tensor)]
-        tensors = [stats[k].float().reshape(()) for k in names]
-        tensors = [t if t.device == self.device else t.to(self.device) for t in tensors]
-        values = torch.stack(tensors) if names else None
-        self._pending.append((self.iter, self.epoch, names, values, host))
-
-    def flush_stats(self, collective: bool = True) -> Dict[str, float]:
-        """Read the queued statistics in one device-to-host transfer, check the losses, and add
-        every queued iteration to the history (``metrics.json``'s windows, the progress line).
-
-        Args:
-            collective: also learn whether a loss was NaN/Inf on another rank (one all-reduce
-                of one flag per queued iteration; every rank flushes at the same iterations).
-                False: this rank's losses only, no collective (in a signal handler).
+    def flush_stats(self) -> Dict[str, float]:
+        """Read the queued statistics (:class:`ascnet.engine.step.StepStatistics`, one
+        device-to-host copy), check the losses of every queued step on every rank, and add each
+        step to the history (``metrics.json``'s windows, the progress line).
 
         Returns:
-            The statistics of the last queued iteration as floats (empty when none was queued).
+            The statistics of the last queued step as floats (empty when none was queued).
 
         Raises:
-            NonFiniteLossError: a loss of a queued iteration is NaN/Inf (here or, with
-                ``collective``, on another rank): the first such iteration is named; the
-                iterations before it are added to the history.
+            NonFiniteLossError: a loss of a queued step is NaN/Inf (here or on another rank):
+                the first such step is named; the steps before it enter the history.
         """
-        pending, self._pending = self._pending, []
-        records = self._read(pending)
-        bad = [not _losses_finite(rec) for _, _, rec in records]
-        if collective and du.get_world_size() > 1:
-            flags = torch.tensor([1.0 if b else 0.0 for b in bad] or [0.0], device=self._comm_device())
-            bad = [v > 0 for v in du.all_reduce_mean(flags).tolist()][: len(records)]
-        for (it, epoch, rec), b in zip(records, bad):
-            if b:
+        records, first_bad = self.step_stats.flush()
+        for i, (it, epoch, rec) in enumerate(records):
+            if i == first_bad:
                 self._nonfinite(it, epoch, rec)
             self.writer.update_history(rec, it)
         return records[-1][2] if records else {}
-
-    @staticmethod
-    def _read(pending: List) -> List[Tuple[int, int, Dict[str, float]]]:
-        """Queued statistics -> (iteration, epoch, {name: float}) with one device-to-host copy."""
-        tensors = [v for _, _, _, v, _ in pending if v is not None]
-        flat = torch.cat(tensors).cpu().tolist() if tensors else []
-        records, at = [], 0
-        for it, epoch, names, _, host in pending:
-            rec = dict(host)
-            rec.update(zip(names, flat[at : at + len(names)]))
-            at += len(names)
-            records.append((it, epoch, rec))
-        return records
-
-    def _check_pending_finite(self) -> None:
-        """Raise :class:`NonFiniteLossError` when a queued loss of this rank is NaN/Inf; the
-        queue is left as it is (no collective: safe in a signal handler)."""
-        for it, epoch, rec in self._read(self._pending):
-            if not _losses_finite(rec):
-                self._nonfinite(it, epoch, rec)
-
-    def _comm_device(self) -> torch.device:
-        return self.device if self.device.type == "cuda" else torch.device("cpu")
 
     def _nonfinite(self, iteration: int, epoch: int, stats: Dict[str, float]) -> None:
         last = self.checkpointer.get_checkpoint_file() or "none yet"
@@ -590,7 +508,7 @@ class Trainer:
         iterations after it, and always before anything is saved.
         """
         cfg = self.cfg
-        self.queue_stats(stats)
+        self.step_stats.queue(self.iter, self.epoch, stats)
         last = self.iter >= self.max_iter
         log = self.iter % cfg.LOG_PERIOD == 0 or self.iter == self.start_iter + 1 or last
         save = cfg.TRAIN.CHECKPOINT_ITERS > 0 and self.iter % cfg.TRAIN.CHECKPOINT_ITERS == 0

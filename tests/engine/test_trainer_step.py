@@ -155,7 +155,7 @@ def test_a_save_between_log_periods_refuses_a_nan_state(tmp_path, monkeypatch):
     t.model.train()
     for k in range(3):
         _step(t, _aug_batch(k))
-    assert len(t._pending) == 2  # iterations 2 and 3 (iteration 1 was logged)
+    assert len(t.step_stats) == 2  # iterations 2 and 3 (iteration 1 was logged)
     with pytest.raises(NonFiniteLossError, match="iteration 2 "):
         t.save_checkpoint("preempt")
     assert not os.path.exists(tmp_path / "checkpoints" / "preempt.pyth")
@@ -191,7 +191,7 @@ def test_the_trainers_parts_of_a_step_make_no_host_synchronisation(tmp_path):
         _step(t, batch)
     t.writer.close()
     assert syncs.total == 0, dict(syncs.counts)
-    assert len(t._pending) == 1 and t.iter == 2
+    assert len(t.step_stats) == 1 and t.iter == 2
 
 
 def test_a_pretraining_step_makes_at_most_one_host_synchronisation(tmp_path):
