@@ -298,7 +298,7 @@ class BatchAugment(torch.nn.Module):
     The step runs no op that synchronises with the host on a GPU (no ``nonzero``, ``any()``
     or boolean-mask indexing): each op is applied to the whole batch and ``torch.where`` keeps
     it for the clips that drew it (``tests/data/test_batch_augment.py``,
-    ``tests/engine/test_trainer_step.py``).
+    ``tests/engine/test_step.py``).
 
     Call: ``(clips (..., T, H, W, C) uint8, params with matching leading dims) ->
     (..., C, T, S, S)`` float32 on the clips' device. The uint8 clips keep the decoder's

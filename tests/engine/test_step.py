@@ -1,5 +1,5 @@
 """The training step's statistics and host synchronisations, and the MODEL.COMPILE /
-MODEL.CHANNELS_LAST switches (ascnet/engine/trainer.py).
+MODEL.CHANNELS_LAST switches (ascnet/engine/step.py, ascnet/engine/trainer.py).
 
 Statistics stay on the device and are read once per LOG_PERIOD: these tests check that the
 records and histories are those of a run that reads them every step, that a NaN still stops the
