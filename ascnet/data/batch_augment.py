@@ -256,19 +256,26 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).unsqueeze(1)
 
 
-def _blend(x: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
-    return x.mul(ratio).add_(other * (1.0 - ratio)).clamp_(0.0, 1.0)
+def _jitter_position(x: torch.Tensor, op: torch.Tensor, active: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """One position of the jitter order for the whole batch: clip b applies op ``op[b]`` (0
+    brightness, 1 contrast, 2 saturation, 3 hue) with its factor when ``active[b]``.
 
-
-def _jitter_op(op: int, x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    f = f.view(-1, 1, 1, 1, 1)
-    if op == 0:  # brightness
-        return x.mul(f).clamp_(0.0, 1.0)
-    if op == 1:  # contrast: blend with the mean luma of each frame
-        return _blend(x, _gray(x).mean(dim=(1, 3, 4), keepdim=True), f)
-    if op == 2:  # saturation
-        return _blend(x, _gray(x), f)
-    return adjust_hue(x, f.view(-1, 1, 1, 1), dim=1)
+    Brightness, contrast and saturation are one blend ``clamp(f x + (1 - f) other)`` with
+    ``other`` 0, the frame's mean luma or the luma (torchvision's ops), so they run as one pass
+    ``x * a + luma * b + mean * c`` with per-clip coefficients (the zero terms add exact
+    zeros: the same values as each op alone); hue is the only other pass. ``torch.where`` keeps
+    each result for its clips: no host synchronisation to select them.
+    """
+    f = factors.gather(1, op.view(-1, 1)).view(-1, 1, 1, 1, 1)  # (B,) factor of each clip's op
+    op5 = op.view(-1, 1, 1, 1, 1)
+    rest = 1.0 - f
+    zero = torch.zeros_like(f)
+    gray = _gray(x)
+    mean = gray.mean(dim=(1, 3, 4), keepdim=True)
+    blend = x.mul(f).add_(gray * torch.where(op5 == 2, rest, zero)).add_(mean * torch.where(op5 == 1, rest, zero))
+    active5 = active.view(-1, 1, 1, 1, 1)
+    x = torch.where(active5 & (op5 < 3), blend.clamp_(0.0, 1.0), x)
+    return torch.where(active5 & (op5 == 3), adjust_hue(x, factors[:, 3].view(-1, 1, 1, 1), dim=1), x)
 
 
 def blur_matrices(sigma: torch.Tensor, n: int, kernel_size: int) -> torch.Tensor:
@@ -305,8 +312,9 @@ class BatchAugment(torch.nn.Module):
     channels-last layout: the transposition to channels-first is a strided copy that costs the
     loader more than the rest of its work after decoding, and is free here (it happens as part
     of the float conversion, on the device). Float clips are taken as (..., C, T, H, W) in [0, 1]. The leading dims (N or N, S) are flattened
-    into one batch B; every op below is one tensor op over that batch (jitter: one op per
-    (position, kind) over the whole batch, kept for the clips that have it there).
+    into one batch B; every op below is one tensor op over that batch (jitter: per position
+    of the order, one blend pass and one hue pass over the whole batch, each kept for the
+    clips that have it there).
     """
 
     def __init__(self, crop_size: int, mean: Sequence[float], std: Sequence[float], cpu_kernel: bool = True):
@@ -336,11 +344,8 @@ class BatchAugment(torch.nn.Module):
             x = resized_crop(x, p["box"], self.crop_size, flip=p["flip"], scale=1.0 / 255, dense=dense)
         # Every op below runs on the whole batch and torch.where keeps its result for the clips
         # that have it: no nonzero / any() (host synchronisations on a GPU) to pick the clips.
-        jitter, order, factors = p["jitter"], p["order"], p["factors"]
         for k in range(4):
-            for op in range(4):
-                mask = (jitter & (order[:, k] == op)).view(-1, 1, 1, 1, 1)
-                x = torch.where(mask, _jitter_op(op, x, factors[:, op]), x)
+            x = _jitter_position(x, p["order"][:, k], p["jitter"], p["factors"])
         x = torch.where(p["gray"].view(-1, 1, 1, 1, 1), _gray(x).expand_as(x), x)
         blur = p["blur"]
         n, c, t, h, w = x.shape
