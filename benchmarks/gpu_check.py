@@ -4,8 +4,9 @@
 1. Step time and peak memory of the R3D-18 16x112 recipe (``configs/Kinetics/ASCNet_R3D18_16x112.yaml``)
    at batch 32 on one GPU, the real ``Trainer.run_step`` on fixed random batches, in fp32, bf16
    AMP and fp16 AMP;
-2. whether ``cudnn.benchmark``, ``channels_last_3d`` and ``torch.compile`` (of the backbone)
-   change the bf16 step time;
+2. whether ``cudnn.benchmark``, ``MODEL.CHANNELS_LAST`` (channels_last_3d) and ``MODEL.COMPILE``
+   (torch.compile of the online and target backbones), alone and together, change the bf16
+   step time, and the host synchronisations of one step (``HostSyncCounter``);
 3. device augmentation throughput (``BatchAugment`` on uint8 clips at ``AUG.LOAD_SIZE``);
 4. memory-bank search on the GPU: torch matmul + max, and faiss GPU when importable with GPUs;
 5. a one-process NCCL process group: init time and one all-reduce.
@@ -47,6 +48,10 @@ def step_times(amp: str, steps: int, batch: int, variant: str = "") -> dict:
             "AMP.ENABLE", str(amp != "fp32"), "LOG_PERIOD", "1000000", "TENSORBOARD.ENABLE", "False"]
     if amp != "fp32":
         opts += ["AMP.DTYPE", "bfloat16" if amp == "bf16" else "float16"]
+    if "channels_last_3d" in variant:
+        opts += ["MODEL.CHANNELS_LAST", "True"]
+    if "compile" in variant:
+        opts += ["MODEL.COMPILE", "True"]
     cfg = load_config(os.path.join(repo, "configs/Kinetics/ASCNet_R3D18_16x112.yaml"), opts)
 
     class Fixed(Trainer):
@@ -57,13 +62,9 @@ def step_times(amp: str, steps: int, batch: int, variant: str = "") -> dict:
 
     torch.backends.cudnn.benchmark = variant == "cudnn_benchmark"
     tr = Fixed(cfg)
-    net = tr.model.module if hasattr(tr.model, "module") else tr.model
-    if variant == "channels_last_3d":
-        net.to(memory_format=torch.channels_last_3d)
-    if variant == "compile":
-        net.online.backbone = torch.compile(net.online.backbone)
-    batches = [tr.to_device(b) for b in tr.train_loader]  # channels_last_3d: the weights; cuDNN follows
+    batches = [tr.to_device(b) for b in tr.train_loader]  # run_step puts them channels-last
     from ascnet.utils.events import EventWriter
+    from ascnet.utils.host_sync import HostSyncCounter
 
     tr.writer = EventWriter(cfg.OUTPUT_DIR, tensorboard=False, window=1)
     times = []
@@ -76,9 +77,12 @@ def step_times(amp: str, steps: int, batch: int, variant: str = "") -> dict:
         _sync()
         if k >= 3:
             times.append(1000 * (time.perf_counter() - t))
+    with HostSyncCounter() as syncs:  # one more step, not logged: what still waits for the GPU
+        tr.run_step(batches[0])
+        tr.iter += 1
     tr.writer.close()
     out = {"step_ms": round(statistics.median(times), 2), "samples_per_s": round(batch / statistics.median(times) * 1000, 1),
-           "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+           "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2), "host_syncs": dict(syncs.counts)}
     del tr, batches
     torch.cuda.empty_cache()
     return out
@@ -168,7 +172,7 @@ def main(argv=None) -> int:
     parts = [("nccl_1proc", nccl), ("augmentation", augmentation), ("bank_search", bank_search)]
     parts += [(f"step_{a}", lambda a=a: step_times(a, args.steps, args.batch)) for a in ("fp32", "bf16", "fp16")]
     parts += [(f"step_bf16_{v}", lambda v=v: step_times("bf16", args.steps, args.batch, v))
-              for v in ("cudnn_benchmark", "channels_last_3d", "compile")]
+              for v in ("cudnn_benchmark", "channels_last_3d", "compile", "channels_last_3d+compile")]
     for name, fn in parts:
         if time.time() - t0 > args.budget_s:
             res[name] = "skipped: time budget spent"

@@ -266,6 +266,17 @@ _C.MODEL.PREDICTOR = CfgNode()
 _C.MODEL.PREDICTOR.NAME = "MLPHead"
 _C.MODEL.PREDICTOR.HIDDEN_DIM = 4096
 
+# [D] channels_last_3d memory layout for the model's 5-D weights and the input clips (faster
+# cuDNN convolutions on recent GPUs); values and checkpoints are the same. Off until a GPU
+# measurement (benchmarks/gpu_check.sh) shows the gain. Not model-defining: a run may resume
+# with it changed.
+_C.MODEL.CHANNELS_LAST = False
+# [D] torch.compile every module the model holds under the name "backbone" (ASCNet's online and
+# target encoders), in place and before DDP, so state-dict keys, checkpoints and exact resume
+# are unchanged. Costs compile time at start (and per new input shape); off until a GPU
+# measurement shows the gain. Not model-defining.
+_C.MODEL.COMPILE = False
+
 _C.MODEL.CLS_HEAD = CfgNode()
 # [S] Classification head (Table 1): Linear(D, NUM_CLASSES) with optional dropout.
 _C.MODEL.CLS_HEAD.NAME = "LinearHead"

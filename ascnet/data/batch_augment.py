@@ -224,12 +224,16 @@ def resized_crop(
     ``dense`` True / False forces the products / the per-clip kernel (tests).
     """
     b, c, t, h, w = x.shape
+    boxes = None
     if dense is None:
-        dense = x.device.type != "cpu" or not bool((box == box.round()).all())
+        # Only on the CPU, where reading the boxes is no device synchronisation: one host read.
+        boxes = box.tolist() if x.device.type == "cpu" else None
+        dense = boxes is None or any(v != round(v) for row in boxes for v in row)
     if not dense:
         # uint8 input: only the crop is converted (``to(float32) * scale``, as ``v2.ToDtype``).
         out = torch.empty(b, c, t, size, size, dtype=torch.float32, device=x.device)
-        for i, (top, left, bh, bw) in enumerate(box.round().long().tolist()):
+        rows = box.tolist() if boxes is None else boxes
+        for i, (top, left, bh, bw) in enumerate([[int(round(v)) for v in row] for row in rows]):
             crop = x[i, :, :, top : top + bh, left : left + bw].to(torch.float32, memory_format=torch.contiguous_format)
             if not x.is_floating_point():
                 crop.mul_(scale)
@@ -237,12 +241,14 @@ def resized_crop(
                 crop.reshape(c * t, 1, bh, bw), size=(size, size), mode="bilinear", antialias=True, align_corners=False
             )
             out[i] = r.view(c, t, size, size)
-        if flip is not None and bool(flip.any()):
-            idx = flip.nonzero().flatten()
-            out.index_copy_(0, idx, out.index_select(0, idx).flip(-1))
+        if flip is not None:
+            out = torch.where(flip.view(-1, 1, 1, 1, 1), out.flip(-1), out)
         return out.mul_(scale) if x.is_floating_point() and scale != 1.0 else out
-    wy = resize_weights(box[:, 0], box[:, 2], h, size).to(x.device)  # (B, S, H)
-    wx = resize_weights(box[:, 1], box[:, 3], w, size).to(x.device)  # (B, S, W)
+    if not x.is_floating_point():
+        x = x.to(torch.float32, memory_format=torch.contiguous_format)
+    box = box if box.device == x.device else box.to(x.device)
+    wy = resize_weights(box[:, 0], box[:, 2], h, size)  # (B, S, H)
+    wx = resize_weights(box[:, 1], box[:, 3], w, size)  # (B, S, W)
     if flip is not None:
         wx = torch.where(flip.view(-1, 1, 1), wx.flip(1), wx)
     if scale != 1.0:
@@ -258,19 +264,26 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).unsqueeze(1)
 
 
-def _blend(x: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
-    return x.mul(ratio).add_(other * (1.0 - ratio)).clamp_(0.0, 1.0)
+def _jitter_position(x: torch.Tensor, op: torch.Tensor, active: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """One position of the jitter order for the whole batch: clip b applies op ``op[b]`` (0
+    brightness, 1 contrast, 2 saturation, 3 hue) with its factor when ``active[b]``.
 
-
-def _jitter_op(op: int, x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    f = f.view(-1, 1, 1, 1, 1)
-    if op == 0:  # brightness
-        return x.mul(f).clamp_(0.0, 1.0)
-    if op == 1:  # contrast: blend with the mean luma of each frame
-        return _blend(x, _gray(x).mean(dim=(1, 3, 4), keepdim=True), f)
-    if op == 2:  # saturation
-        return _blend(x, _gray(x), f)
-    return adjust_hue(x, f.view(-1, 1, 1, 1), dim=1)
+    Brightness, contrast and saturation are one blend ``clamp(f x + (1 - f) other)`` with
+    ``other`` 0, the frame's mean luma or the luma (torchvision's ops), so they run as one pass
+    ``x * a + luma * b + mean * c`` with per-clip coefficients (the zero terms add exact
+    zeros: the same values as each op alone); hue is the only other pass. ``torch.where`` keeps
+    each result for its clips: no host synchronisation to select them.
+    """
+    f = factors.gather(1, op.view(-1, 1)).view(-1, 1, 1, 1, 1)  # (B,) factor of each clip's op
+    op5 = op.view(-1, 1, 1, 1, 1)
+    rest = 1.0 - f
+    zero = torch.zeros_like(f)
+    gray = _gray(x)
+    mean = gray.mean(dim=(1, 3, 4), keepdim=True)
+    blend = x.mul(f).add_(gray * torch.where(op5 == 2, rest, zero)).add_(mean * torch.where(op5 == 1, rest, zero))
+    active5 = active.view(-1, 1, 1, 1, 1)
+    x = torch.where(active5 & (op5 < 3), blend.clamp_(0.0, 1.0), x)
+    return torch.where(active5 & (op5 == 3), adjust_hue(x, factors[:, 3].view(-1, 1, 1, 1), dim=1), x)
 
 
 def blur_matrices(sigma: torch.Tensor, n: int, kernel_size: int) -> torch.Tensor:
@@ -292,19 +305,30 @@ class BatchAugment(torch.nn.Module):
     Args:
         crop_size: output side S (``DATA.CROP_SIZE``).
         mean, std: ``DATA.MEAN`` / ``DATA.STD``.
+        cpu_kernel: on the CPU, crop whole-pixel boxes with torch's kernel per clip (cheaper
+            there than the products; it reads the boxes on the host, which on the CPU is no
+            device synchronisation). False: the products everywhere, the path a GPU runs
+            (the synchronisation tests count that path on the CPU).
+
+    The step runs no op that synchronises with the host on a GPU (no ``nonzero``, ``any()``
+    or boolean-mask indexing): each op is applied to the whole batch and ``torch.where`` keeps
+    it for the clips that drew it (``tests/data/test_batch_augment.py``,
+    ``tests/engine/test_step.py``).
 
     Call: ``(clips (..., T, H, W, C) uint8, params with matching leading dims) ->
     (..., C, T, S, S)`` float32 on the clips' device. The uint8 clips keep the decoder's
     channels-last layout: the transposition to channels-first is a strided copy that costs the
     loader more than the rest of its work after decoding, and is free here (it happens as part
     of the float conversion, on the device). Float clips are taken as (..., C, T, H, W) in [0, 1]. The leading dims (N or N, S) are flattened
-    into one batch B; every op below is one tensor op over that batch (jitter: one op per
-    (position, kind) over the clips that have it there).
+    into one batch B; every op below is one tensor op over that batch (jitter: per position
+    of the order, one blend pass and one hue pass over the whole batch, each kept for the
+    clips that have it there).
     """
 
-    def __init__(self, crop_size: int, mean: Sequence[float], std: Sequence[float]):
+    def __init__(self, crop_size: int, mean: Sequence[float], std: Sequence[float], cpu_kernel: bool = True):
         super().__init__()
         self.crop_size = int(crop_size)
+        self.cpu_kernel = bool(cpu_kernel)
         self.kernel_size = blur_kernel_size(self.crop_size)
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1, 1), persistent=False)
@@ -315,34 +339,29 @@ class BatchAugment(torch.nn.Module):
         if not x.is_floating_point():
             x = x.permute(0, 4, 1, 2, 3)  # (B, T, H, W, C) -> (B, C, T, H, W), a view
         dev = x.device
-        p = {k: params[k].to(dev, non_blocking=True).reshape(x.shape[0], *params[k].shape[len(lead):]) for k in PARAM_KEYS}
+        # Parameters already on the clips' device (the trainer moves the whole batch) are used as
+        # they are; the others (e.g. CPU parameters of device clips) are copied there.
+        p = {k: (params[k] if params[k].device == dev else params[k].to(dev, non_blocking=True)) for k in PARAM_KEYS}
+        p = {k: v.reshape(x.shape[0], *v.shape[len(lead):]) for k, v in p.items()}
+        # On the CPU (cpu_kernel) resized_crop takes torch's kernel per clip on the converted crop
+        # (the per-clip pipeline's order) when the boxes are whole pixels, else the products.
+        dense = None if self.cpu_kernel and dev.type == "cpu" else True
         if x.is_floating_point():
-            x = resized_crop(x.float(), p["box"], self.crop_size, flip=p["flip"])
-        elif x.device.type == "cpu" and bool((p["box"] == p["box"].round()).all()):
-            # torch's kernel per clip on the converted crop (the per-clip pipeline's order)
-            x = resized_crop(x, p["box"], self.crop_size, flip=p["flip"], scale=1.0 / 255, dense=False)
-        else:  # the 1 / 255 folded into the resampling matrix
-            x = x.to(torch.float32, memory_format=torch.contiguous_format)
-            x = resized_crop(x, p["box"], self.crop_size, flip=p["flip"], scale=1.0 / 255)
-        jitter = p["jitter"]
-        if bool(jitter.any()):
-            order, factors = p["order"], p["factors"]
-            for k in range(4):
-                for op in range(4):
-                    idx = (jitter & (order[:, k] == op)).nonzero().flatten()
-                    if idx.numel():
-                        x.index_copy_(0, idx, _jitter_op(op, x.index_select(0, idx), factors.index_select(0, idx)[:, op]))
-        gray = p["gray"]
-        if bool(gray.any()):
-            x = torch.where(gray.view(-1, 1, 1, 1, 1), _gray(x).expand_as(x), x)
-        idx = p["blur"].nonzero().flatten()
-        if idx.numel():
-            sub = x.index_select(0, idx)
-            n, c, t, h, w = sub.shape
-            m = blur_matrices(p["sigma"].index_select(0, idx), w, self.kernel_size)  # square crops: h == w
-            sub = torch.bmm(sub.reshape(n, c * t * h, w), m.transpose(1, 2)).view(n, c * t, h, w)
-            sub = torch.matmul(m.unsqueeze(1), sub).view(n, c, t, h, w)
-            x.index_copy_(0, idx, sub)
+            x = resized_crop(x.float(), p["box"], self.crop_size, flip=p["flip"], dense=dense)
+        else:  # uint8: the 1 / 255 folded into the resampling matrix or into the per-clip crop
+            x = resized_crop(x, p["box"], self.crop_size, flip=p["flip"], scale=1.0 / 255, dense=dense)
+        # Every op below runs on the whole batch and torch.where keeps its result for the clips
+        # that have it: no nonzero / any() (host synchronisations on a GPU) to pick the clips.
+        for k in range(4):
+            x = _jitter_position(x, p["order"][:, k], p["jitter"], p["factors"])
+        x = torch.where(p["gray"].view(-1, 1, 1, 1, 1), _gray(x).expand_as(x), x)
+        blur = p["blur"]
+        n, c, t, h, w = x.shape
+        sigma = torch.where(blur, p["sigma"], torch.ones_like(p["sigma"]))  # no 0 sigma where unused
+        m = blur_matrices(sigma, w, self.kernel_size)  # square crops: h == w
+        blurred = torch.bmm(x.reshape(n, c * t * h, w), m.transpose(1, 2)).view(n, c * t, h, w)
+        blurred = torch.matmul(m.unsqueeze(1), blurred).view(n, c, t, h, w)
+        x = torch.where(blur.view(-1, 1, 1, 1, 1), blurred, x)
         x = x.sub_(self.mean).div_(self.std)
         return x.view(*lead, *x.shape[1:])
 

@@ -49,7 +49,13 @@ def _flatten(d: Any, prefix: str = "") -> Dict[str, Any]:
     return out
 
 
+# Keys under those prefixes that change how the model runs, not what it is (they may change).
+RUN_ONLY_KEYS: Tuple[str, ...] = ("MODEL.CHANNELS_LAST", "MODEL.COMPILE")
+
+
 def _defining(key: str, keys: Tuple[str, ...]) -> bool:
+    if key in RUN_ONLY_KEYS:
+        return False
     return any(key.startswith(p) if p.endswith(".") else key == p for p in keys)
 
 

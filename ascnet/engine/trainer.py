@@ -36,9 +36,14 @@ Preemption contract (SLURM, ``ascnet/engine/slurm.py``; helpers in ``ascnet/engi
   signals blocked, so those inherit the mask: a SIGUSR2 sent to every process of the job is
   handled by the main process alone instead of killing the workers.
 
+Statistics stay on the device: a step queues them and they are read in one transfer every
+``LOG_PERIOD`` iterations (and before each checkpoint), so a step makes no host
+synchronisation of its own on a GPU.
+
 Stopping on divergence: a NaN or Inf loss stops the run with :class:`NonFiniteLossError`
-naming the losses and the iteration; nothing is saved after it, so the last checkpoint on
-disk is the last good state.
+naming the losses and the iteration; the check runs on the statistics' transfer, so the run
+stops at most ``LOG_PERIOD`` iterations after the bad one, and always before the next save:
+nothing is saved after it, so the last checkpoint on disk is the last good state.
 """
 import contextlib
 import logging
@@ -56,6 +61,9 @@ from ascnet.config.config import save_config
 from ascnet.data.batch_augment import augment_batch, build_batch_augment
 from ascnet.engine.preemption import defer_signals, set_current_trainer
 from ascnet.engine.resume import check_fresh_start, check_same_run, resume_position
+from ascnet.engine.step import (
+    StepStatistics, channels_last_clips, compile_backbones, is_scalar, losses_finite, to_channels_last,
+)
 from ascnet.solver import build_lr_scheduler, build_optimizer, total_iterations
 from ascnet.utils import distributed as du
 from ascnet.utils.checkpoint import Checkpointer
@@ -64,6 +72,7 @@ from ascnet.utils.events import EventWriter
 from ascnet.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
+
 
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or Inf; training stopped without saving."""
@@ -98,6 +107,10 @@ class Trainer:
         self.device = self.get_device(cfg)
 
         model = self.build_model(cfg).to(self.device)
+        if cfg.MODEL.CHANNELS_LAST:
+            model = to_channels_last(model)
+        if cfg.MODEL.COMPILE:
+            self.compile_backbones(model)  # before DDP, in place: state-dict keys unchanged
         # AUG.DEVICE "device": batches carry uint8 clips and augmentation parameters, applied here.
         self.batch_augment = build_batch_augment(cfg).to(self.device)
         self.train_loader = self.build_train_loader(cfg)
@@ -125,6 +138,7 @@ class Trainer:
         self.start_iter = 0
         self.writer: Optional[EventWriter] = None
         self._last_saved_iter = -1
+        self.step_stats = StepStatistics(self.device)  # since the last flush_stats
 
     # ------------------------------------------------------------------------------------------
     # Building blocks (override in subclasses)
@@ -143,6 +157,10 @@ class Trainer:
         from ascnet.modeling.meta_arch import build_model
 
         return build_model(cfg)
+
+    def compile_backbones(self, model: nn.Module) -> None:
+        """``MODEL.COMPILE``: :func:`ascnet.engine.step.compile_backbones` (in place)."""
+        compile_backbones(model)
 
     def build_train_loader(self, cfg: CfgNode):
         """``build_loader(cfg, TRAIN.SPLIT, self.mode)``."""
@@ -242,6 +260,11 @@ class Trainer:
         Returns:
             The path written on rank 0, None on other ranks.
         """
+        # Between two reads (a signal handler's save): never save past a NaN of this rank; no
+        # collective here, and the queue stays for the next flush_stats.
+        for it, epoch, rec in self.step_stats.read() if len(self.step_stats) else []:
+            if not losses_finite(rec):
+                self._nonfinite(it, epoch, rec)
         epoch, epoch_iter = self._position()
         name = name or f"checkpoint_iter_{self.iter:07d}"
         path = self.checkpointer.save(
@@ -321,7 +344,7 @@ class Trainer:
     def to_device(self, batch: Any) -> Any:
         """Move every tensor of a (nested) batch to the device."""
         if isinstance(batch, torch.Tensor):
-            return batch.to(self.device, non_blocking=True)
+            return batch if batch.device == self.device else batch.to(self.device, non_blocking=True)
         if isinstance(batch, dict):
             return {k: self.to_device(v) for k, v in batch.items()}
         if isinstance(batch, (list, tuple)):
@@ -334,9 +357,12 @@ class Trainer:
         batch; float clips are an error naming the dataset class). With ``AUG.DEVICE`` "loader"
         the dataset returns augmented float clips, which pass through."""
         batch = self.to_device(batch)
-        if isinstance(batch, dict) and self.cfg.AUG.DEVICE == "device":
-            source = type(getattr(self.train_loader, "dataset", None)).__name__
-            batch = augment_batch(batch, self.batch_augment, source=f"Dataset {source} (TRAIN.DATASET)")
+        if isinstance(batch, dict):
+            if self.cfg.AUG.DEVICE == "device":
+                source = type(getattr(self.train_loader, "dataset", None)).__name__
+                batch = augment_batch(batch, self.batch_augment, source=f"Dataset {source} (TRAIN.DATASET)")
+            if self.cfg.MODEL.CHANNELS_LAST and isinstance(batch.get("clips"), torch.Tensor):
+                batch["clips"] = channels_last_clips(batch["clips"])
         return batch
 
     def autocast(self):
@@ -345,11 +371,14 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast("cuda", dtype=self.amp_dtype)
 
-    def run_step(self, batch: Dict[str, Any]) -> Dict[str, float]:
+    def run_step(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         """One optimiser step on ``batch``; returns this iteration's scalar statistics.
 
-        Raises:
-            NonFiniteLossError: a loss is NaN/Inf (on any rank); the run must stop.
+        The statistics the step computes on the device (losses, their sum ``loss``, the model's
+        scalar outputs, ``grad_norm``, tensors returned by ``model.after_step``) stay there as
+        0-d tensors: :meth:`after_step` queues them and :meth:`flush_stats` reads them in one
+        transfer per ``LOG_PERIOD`` (a step makes no host synchronisation of its own).
+        Python numbers (``lr``, ...) are returned as they are.
         """
         batch = self.prepare_batch(batch)
         with self.autocast():
@@ -376,48 +405,45 @@ class Trainer:
             if clip > 0:
                 grad_norm = self._clip(clip)
             self.optimizer.step()
-        lr = self.optimizer.param_groups[0]["lr"]
-
-        # One device->host transfer for every scalar of this iteration (a single sync on GPU).
-        names, tensors, stats = [], [], {}
-        for k, v in list(losses.items()) + [("loss", total)] + [(k, v) for k, v in out.items() if not k.startswith("loss")]:
-            if isinstance(v, torch.Tensor) and v.numel() == 1:
-                names.append(k)
-                tensors.append(v.detach().float().reshape(()))
-            elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                stats[k] = float(v)
+        stats: Dict[str, Any] = dict(list(losses.items()) + [("loss", total)])
+        stats.update((k, v) for k, v in out.items() if not k.startswith("loss"))
         if grad_norm is not None:
-            names.append("grad_norm")
-            tensors.append(grad_norm.detach().float().reshape(()))
-        values = torch.stack([t.to(self.device) for t in tensors]).cpu().tolist()
-        stats.update(zip(names, values))
-        self.check_finite({k: stats[k] for k in list(losses) + ["loss"]})
-
-        stats["lr"] = lr
+            stats["grad_norm"] = grad_norm
+        stats["lr"] = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         after = getattr(du.unwrap(self.model), "after_step", None)
         if callable(after):
-            extra = after(self.iter, self.max_iter) or {}
-            for k, v in extra.items():
-                stats[k] = float(v.item() if isinstance(v, torch.Tensor) else v)
-        return stats
+            stats.update(after(self.iter, self.max_iter) or {})
+        return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in stats.items() if is_scalar(v)}
 
     def _clip(self, max_norm: float) -> torch.Tensor:
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
         return torch.nn.utils.clip_grad_norm_(params, max_norm)
 
-    def check_finite(self, losses: Dict[str, float]) -> None:
-        """Raise :class:`NonFiniteLossError` when a loss is NaN/Inf here or on another rank."""
-        bad = not all(math.isfinite(v) for v in losses.values())
-        if du.get_world_size() > 1:
-            flag = torch.tensor([1.0 if bad else 0.0], device=self.device if self.device.type == "cuda" else "cpu")
-            bad = du.all_reduce_mean(flag).item() > 0
-        if not bad:
-            return
+    def flush_stats(self) -> Dict[str, float]:
+        """Read the queued statistics (:class:`ascnet.engine.step.StepStatistics`, one
+        device-to-host copy), check the losses of every queued step on every rank, and add each
+        step to the history (``metrics.json``'s windows, the progress line).
+
+        Returns:
+            The statistics of the last queued step as floats (empty when none was queued).
+
+        Raises:
+            NonFiniteLossError: a loss of a queued step is NaN/Inf (here or on another rank):
+                the first such step is named; the steps before it enter the history.
+        """
+        records, first_bad = self.step_stats.flush()
+        for i, (it, epoch, rec) in enumerate(records):
+            if i == first_bad:
+                self._nonfinite(it, epoch, rec)
+            self.writer.update_history(rec, it)
+        return records[-1][2] if records else {}
+
+    def _nonfinite(self, iteration: int, epoch: int, stats: Dict[str, float]) -> None:
         last = self.checkpointer.get_checkpoint_file() or "none yet"
-        values = ", ".join(f"{k}={v:.6g}" for k, v in losses.items())
+        values = ", ".join(f"{k}={v:.6g}" for k, v in stats.items() if k.startswith("loss"))
         msg = (
-            f"Non-finite loss at iteration {self.iter + 1} (epoch {self.epoch + 1}, rank {du.get_rank()}): {values}. "
+            f"Non-finite loss at iteration {iteration} (epoch {epoch + 1}, rank {du.get_rank()}): {values}. "
             f"Training stopped without saving; the last good checkpoint is {last}. Lower SOLVER.BASE_LR, set "
             "SOLVER.CLIP_GRAD_NORM, or use AMP.DTYPE bfloat16, then rerun with TRAIN.AUTO_RESUME True."
         )
@@ -430,14 +456,24 @@ class Trainer:
     def before_train(self) -> None:
         """Called once before the first iteration (after resuming)."""
 
-    def after_step(self, stats: Dict[str, float]) -> None:
-        """After every iteration: history, logging every ``LOG_PERIOD``, iteration checkpoints."""
+    def after_step(self, stats: Dict[str, Any]) -> None:
+        """After every iteration: queue the statistics; every ``LOG_PERIOD`` (and before a
+        checkpoint, at the end of an epoch and of the run) read them and check the losses
+        (:meth:`flush_stats`), then log; iteration checkpoints.
+
+        A NaN/Inf loss therefore stops the run at the next flush, at most ``LOG_PERIOD``
+        iterations after it, and always before anything is saved.
+        """
         cfg = self.cfg
-        self.writer.update_history(stats, self.iter)
+        self.step_stats.queue(self.iter, self.epoch, stats)
         last = self.iter >= self.max_iter
-        if self.iter % cfg.LOG_PERIOD == 0 or self.iter == self.start_iter + 1 or last:
-            self.log_stats(stats)
-        if cfg.TRAIN.CHECKPOINT_ITERS > 0 and self.iter % cfg.TRAIN.CHECKPOINT_ITERS == 0:
+        log = self.iter % cfg.LOG_PERIOD == 0 or self.iter == self.start_iter + 1 or last
+        save = cfg.TRAIN.CHECKPOINT_ITERS > 0 and self.iter % cfg.TRAIN.CHECKPOINT_ITERS == 0
+        if log or save or last or self.epoch_iter >= self.iters_per_epoch:
+            values = self.flush_stats()
+            if log:
+                self.log_stats(values)
+        if save:
             self.save_checkpoint()
 
     def log_stats(self, stats: Dict[str, float]) -> None:

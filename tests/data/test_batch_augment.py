@@ -31,7 +31,7 @@ def _clips(n, t=4, h=40, w=48, seed=0):
     return torch.randint(0, 256, (n, t, 3, h, w), dtype=torch.uint8, generator=g)
 
 
-def _compare(device, settings, n=24, crop=32):
+def _compare(device, settings, n=24, crop=32, cpu_kernel=True):
     clips = _clips(n)
     seeds = [1000 + 7 * i for i in range(n)]
     ref_tf = ClipTransform(create_train_transform(crop_size=crop, mean=MEAN, std=STD, **settings))
@@ -40,7 +40,7 @@ def _compare(device, settings, n=24, crop=32):
     size = tuple(clips.shape[-2:])
     p = stack_params([sampler.draw(*size, s) for s in seeds], size, size)
     p = {k: v.to(device) for k, v in p.items()}
-    aug = BatchAugment(crop, MEAN, STD).to(device)
+    aug = BatchAugment(crop, MEAN, STD, cpu_kernel=cpu_kernel).to(device)
     out = aug(clips.permute(0, 1, 3, 4, 2).to(device), p)  # uint8 (N, T, H, W, C), the loader's layout
     assert out.shape == ref.shape and out.dtype == torch.float32 and out.device.type == torch.device(device).type
     return (out.cpu() - ref).abs().max().item(), p
@@ -52,6 +52,34 @@ def test_batched_ops_equal_the_per_clip_pipeline_on_cpu(name):
     assert err < 1e-4, f"max |batched - per-clip| = {err}"
     if name == "every op":  # the comparison covered every op
         assert p["jitter"].all() and p["blur"].all() and p["flip"].any() and p["gray"].any() and not p["gray"].all()
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_the_gpu_path_on_the_cpu_equals_the_per_clip_pipeline(name):
+    """cpu_kernel False: the products and the masked ops a GPU runs, checked on the CPU."""
+    err, _ = _compare("cpu", SETTINGS[name], cpu_kernel=False)
+    assert err < 1e-4, f"max |batched (device path) - per-clip| = {err}"
+
+
+@pytest.mark.parametrize("fractional", [False, True])
+def test_the_device_path_makes_no_host_synchronisation(fractional):
+    """No nonzero / any() / mask indexing / host read in BatchAugment's device path, every op drawn;
+    the CPU path reads the boxes once (free on the CPU)."""
+    from ascnet.utils.host_sync import HostSyncCounter
+
+    n, size = 12, (40, 48)
+    sampler = ParamSampler(**SETTINGS["every op"])
+    loaded = (36, 44) if fractional else size
+    p = stack_params([sampler.draw(*size, 50 + s) for s in range(n)], size, loaded)
+    clips = _clips(n, h=loaded[0], w=loaded[1]).permute(0, 1, 3, 4, 2)
+    outs = {}
+    for cpu_kernel in (False, True):
+        aug = BatchAugment(32, MEAN, STD, cpu_kernel=cpu_kernel)
+        with HostSyncCounter() as syncs:
+            outs[cpu_kernel] = aug(clips, p)
+        assert syncs.total == (1 if cpu_kernel else 0), dict(syncs.counts)
+    assert p["jitter"].any() and p["blur"].any() and p["gray"].any() and p["flip"].any()
+    assert (outs[True] - outs[False]).abs().max() < 1e-4
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the CPU case runs everywhere)")
