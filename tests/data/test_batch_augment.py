@@ -68,7 +68,7 @@ def test_the_device_path_makes_no_host_synchronisation(fractional):
     from ascnet.utils.host_sync import HostSyncCounter
 
     n, size = 12, (40, 48)
-    sampler = ParamSampler(**SETTINGS["every op"])
+    sampler = ParamSampler(**aug_settings(**SETTINGS["every op"]))
     loaded = (36, 44) if fractional else size
     p = stack_params([sampler.draw(*size, 50 + s) for s in range(n)], size, loaded)
     clips = _clips(n, h=loaded[0], w=loaded[1]).permute(0, 1, 3, 4, 2)

@@ -14,12 +14,13 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ascnet.config import get_cfg
-from ascnet.data.batch_augment import ParamSampler, stack_params
+from ascnet.data.batch_augment import ParamSampler, param_settings, stack_params
 from ascnet.data.build import DATASET_REGISTRY
 from ascnet.engine.trainer import NonFiniteLossError, Trainer
 from ascnet.modeling.meta_arch.build import MODEL_REGISTRY
 from ascnet.utils.checkpoint import Checkpointer
-from ascnet.utils.events import EventWriter, read_metrics
+from ascnet.utils.events import EventWriter
+from metrics_file import read_metrics
 from ascnet.utils.host_sync import HostSyncCounter
 from test_trainer import _cfg as _trainer_cfg  # same folder (pytest puts it on sys.path)
 
@@ -29,7 +30,8 @@ N, S, T, L, CROP = 4, 2, 4, 20, 16
 def _aug_batch(seed, n=N, s=S):
     """uint8 (n, s, T, L, L, 3) clips and drawn parameters (every op on), as the loader makes."""
     g = torch.Generator().manual_seed(seed)
-    sampler = ParamSampler(color_jitter_prob=1.0, grayscale_prob=0.5, blur_prob=0.5, flip_prob=0.5)
+    settings = {**param_settings(get_cfg()), "color_jitter_prob": 1.0, "grayscale_prob": 0.5, "blur_prob": 0.5, "flip_prob": 0.5}
+    sampler = ParamSampler(**settings)
     aug = stack_params([sampler.draw(L, L, seed * 100 + i) for i in range(n * s)], (L, L), (L - 2, L - 2))
     aug = {k: v.view(n, s, *v.shape[1:]) for k, v in aug.items()}
     clips = torch.randint(0, 256, (n, s, T, L - 2, L - 2, 3), dtype=torch.uint8, generator=g)
@@ -88,7 +90,8 @@ def _cfg(out, **kw):
     """test_trainer's tiny config with the stand-ins of this file."""
     opts = {"MODEL.META_ARCH": "_NoSyncSSL", "TRAIN.DATASET": "_AugClips", "TRAIN.BATCH_SIZE": N,  # 6 iterations per epoch
             "SOLVER.BASE_BATCH_SIZE": N, "DATA.CROP_SIZE": CROP, "DATA.NUM_FRAMES": T,
-            "SOLVER.CLIP_GRAD_NORM": 10.0}  # grad_norm is a statistic too
+            "SOLVER.CLIP_GRAD_NORM": 10.0,  # grad_norm is a statistic too
+            "AUG.DEVICE": "device"}  # uint8 clips + parameters, augmented in the step
     return _trainer_cfg(out, **{**opts, **kw})
 
 
