@@ -194,6 +194,7 @@ def main(argv=None) -> int:
     from torch.multiprocessing import ProcessRaisedException
 
     from ascnet.engine.launch import LaunchError, launch
+    from ascnet.engine.preemption import Terminated, stop_on_signals
     from ascnet.engine.tasks import get_task
     from ascnet.data.utils import AnnotationError
     from ascnet.engine.trainer import NonFiniteLossError
@@ -205,7 +206,12 @@ def main(argv=None) -> int:
     # error arrives as text.
     one_line = ((CheckpointError, "Checkpoint error"), (AnnotationError, "Dataset error"), (OutputWriteError, "Output error"))
     try:
-        launch(cfg, get_task(cfg.TASK))
+        with stop_on_signals():
+            launch(cfg, get_task(cfg.TASK))
+    except (KeyboardInterrupt, Terminated) as e:
+        name, code = ("SIGINT", 130) if isinstance(e, KeyboardInterrupt) else ("SIGTERM", 143)
+        print(f"Stopped by {name}; the checkpoints saved in {cfg.OUTPUT_DIR} are kept (continue with --resume).", file=sys.stderr)
+        return code
     except LaunchError as e:
         print(f"Launch error: {e}", file=sys.stderr)
         return 2

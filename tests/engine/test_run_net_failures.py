@@ -1,0 +1,118 @@
+"""tools/run_net.py when things fail (issue 22): no hang and no process left behind after a data
+failure, SIGINT or SIGTERM with loader workers; one run per output folder; one-line errors.
+
+Each run starts in its own session (``start_new_session``), so every process it made, workers
+included, carries its session id: a survivor is found by scanning /proc, whoever its parent is.
+Hangs are caught by timeouts, never waited out.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+QUICKSTART = os.path.join("configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")
+# The stand-in model and dataset of test_trainer (a plugin): a step takes milliseconds.
+TINY = ["PLUGINS", "['test_trainer']", "MODEL.META_ARCH", "_TinySSL", "TRAIN.DATASET", "_TinyClips",
+        "TRAIN.BATCH_SIZE", "4", "TENSORBOARD.ENABLE", "False", "TRAIN.MONITOR_PERIOD", "0", "LOG_PERIOD", "1"]
+
+
+def _session_members(sid):
+    """Pids of the live (not zombie) processes of session ``sid``."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[3]) == sid:  # state, ppid, pgrp, session
+            out.append(int(d))
+    return out
+
+
+def _start(repo_root, out, *opts):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo_root, HERE, os.environ.get("PYTHONPATH", "")]))
+    return subprocess.Popen(
+        [sys.executable, os.path.join("tools", "run_net.py"), "--cfg", QUICKSTART, "OUTPUT_DIR", str(out), *opts],
+        cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+
+
+def _finish(proc, timeout):
+    """Wait for ``proc`` (at most ``timeout`` s); on a hang kill its whole session and fail."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        for pid in _session_members(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"run_net did not exit within {timeout} s (hang)")
+    deadline = time.monotonic() + 10  # orphaned workers notice the dead parent within ~5 s at worst
+    while _session_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    survivors = _session_members(proc.pid)
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, f"processes left behind: {survivors}"
+    return proc.returncode, out, err
+
+
+def _zero_byte_ucf101(root, n=8):
+    (root / "ucfTrainTestlist").mkdir(parents=True)
+    (root / "UCF-101" / "YoYo").mkdir(parents=True)
+    (root / "ucfTrainTestlist" / "classInd.txt").write_text("1 YoYo\n")
+    names = [f"YoYo/v_YoYo_g{g:02d}_c01.avi" for g in range(1, n + 1)]
+    (root / "ucfTrainTestlist" / "trainlist01.txt").write_text("".join(f"{p} 1\n" for p in names))
+    for p in names:
+        (root / "UCF-101" / p).write_bytes(b"")
+
+
+def test_data_failure_in_workers_exits_without_hang_or_survivor(repo_root, tmp_path):
+    """Item 3: zero-byte videos, 2 workers: the DataFailureError used to leave the run hanging."""
+    _zero_byte_ucf101(tmp_path / "ucf")
+    proc = _start(repo_root, tmp_path / "out", "TRAIN.DATASET", "UCF101", "DATA.PATH_TO_DATA_DIR", str(tmp_path / "ucf"),
+                  "TRAIN.MONITOR_PERIOD", "0", "TENSORBOARD.ENABLE", "False", "DATA_LOADER.NUM_WORKERS", "2",
+                  "TRAIN.BATCH_SIZE", "4")
+    rc, _, err = _finish(proc, timeout=150)
+    assert rc != 0 and "DataFailureError" in err or "Data error" in err, err
+
+
+def _wait_for_records(proc, metrics, n, timeout=150):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"run_net ended early (rc {proc.returncode}): {proc.stderr.read()[-2000:]}")
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= n:
+            return
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail("no training records appeared")
+
+
+@pytest.mark.parametrize("sig,code,workers", [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 2)])
+def test_signal_with_workers_ends_promptly_with_no_survivor_and_a_usable_checkpoint(repo_root, tmp_path, sig, code, workers):
+    """Item 3: SIGINT / SIGTERM to the main process of a run with loader workers."""
+    import torch
+    from torch import nn
+
+    from ascnet.utils.checkpoint import Checkpointer
+
+    out = tmp_path / "out"
+    proc = _start(repo_root, out, *TINY, "DATA_LOADER.NUM_WORKERS", str(workers), "SOLVER.MAX_EPOCH", "100000",
+                  "TRAIN.CHECKPOINT_ITERS", "2", "TRAIN.CHECKPOINT_PERIOD", "0")
+    _wait_for_records(proc, out / "metrics.json", 5)
+    os.kill(proc.pid, sig)
+    rc, _, err = _finish(proc, timeout=60)
+    assert rc == code, err
+    assert err.strip().splitlines()[-1].startswith(f"Stopped by {signal.Signals(sig).name}"), err
+    path = Checkpointer(str(out), nn.Identity()).get_checkpoint_file()
+    assert path and os.path.exists(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert state["iteration"] >= 2 and "model" in state
