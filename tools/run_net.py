@@ -200,11 +200,13 @@ def main(argv=None) -> int:
     from ascnet.engine.trainer import NonFiniteLossError
     from ascnet.utils.checkpoint import CheckpointError
     from ascnet.utils.io import OutputWriteError
+    from ascnet.utils.run_lock import RunLockError
 
     # Errors whose message is one line naming the file and the fix: printed under their title
     # with exit code 2, no traceback. One table for this process and for a spawned rank, whose
     # error arrives as text.
-    one_line = ((CheckpointError, "Checkpoint error"), (AnnotationError, "Dataset error"), (OutputWriteError, "Output error"))
+    one_line = ((CheckpointError, "Checkpoint error"), (AnnotationError, "Dataset error"), (OutputWriteError, "Output error"),
+                (RunLockError, "Output folder in use"))
     try:
         with stop_on_signals():
             launch(cfg, get_task(cfg.TASK))

@@ -116,3 +116,45 @@ def test_signal_with_workers_ends_promptly_with_no_survivor_and_a_usable_checkpo
     assert path and os.path.exists(path)
     state = torch.load(path, map_location="cpu", weights_only=True)
     assert state["iteration"] >= 2 and "model" in state
+
+
+def test_second_run_on_the_same_output_folder_is_refused_and_the_first_keeps_its_records(repo_root, tmp_path):
+    """Item 2: the same run started twice at once used to interleave metrics.json (40 records for 20)."""
+    import json
+    import socket
+
+    out = tmp_path / "out"
+    first = _start(repo_root, out, *TINY, "DATA_LOADER.NUM_WORKERS", "0", "SOLVER.MAX_EPOCH", "100000")
+    _wait_for_records(first, out / "metrics.json", 1)
+    second = _start(repo_root, out, *TINY, "DATA_LOADER.NUM_WORKERS", "0", "SOLVER.MAX_EPOCH", "100000")
+    rc2, _, err2 = _finish(second, timeout=120)
+    assert first.poll() is None  # still training while the second one was refused
+    first.terminate()
+    rc1, _, err1 = _finish(first, timeout=60)
+    assert rc1 == 143, err1
+    lines = err2.strip().splitlines()
+    assert rc2 == 2 and len(lines) == 1, err2
+    assert lines[0].startswith("Output folder in use: ") and str(out) in lines[0]
+    assert f"host {socket.gethostname()}, PID {first.pid}" in lines[0]
+    iters = [json.loads(line)["iteration"] for line in (out / "metrics.json").read_text().splitlines()]
+    assert iters == list(range(1, len(iters) + 1)) and len(iters) > 1, iters  # each iteration once
+
+
+def test_a_killed_run_does_not_block_its_successor(repo_root, tmp_path):
+    """The lock dies with its holder (SIGKILL): the next run resumes (as a SLURM requeue does)."""
+    import json
+
+    out = tmp_path / "out"
+    first = _start(repo_root, out, *TINY, "DATA_LOADER.NUM_WORKERS", "0", "SOLVER.MAX_EPOCH", "100000",
+                   "TRAIN.CHECKPOINT_ITERS", "2")
+    _wait_for_records(first, out / "metrics.json", 3)
+    first.kill()
+    _finish(first, timeout=30)
+    saved = json.loads((out / "metrics.json").read_text().splitlines()[-1])["iteration"]
+    second = _start(repo_root, out, *TINY, "DATA_LOADER.NUM_WORKERS", "0", "TRAIN.MAX_ITERS", str(saved + 2))
+    rc, _, err = _finish(second, timeout=150)
+    assert rc == 0, err
+    import re
+
+    starts = re.findall(r"from iteration (\d+) on", (out / "log.txt").read_text())
+    assert len(starts) == 2 and starts[0] == "0" and 2 <= int(starts[1]) <= saved, starts
