@@ -14,6 +14,7 @@ Every mistake becomes a :class:`ConfigError` whose message names the key and the
 """
 import ast
 import difflib
+import logging
 import os
 import sys
 from types import ModuleType
@@ -40,15 +41,24 @@ def get_cfg() -> CfgNode:
 # ------------------------------------------------------------------------------------------------
 # YAML reading
 # ------------------------------------------------------------------------------------------------
-def _read_yaml(path: str) -> Dict[str, Any]:
+def _read_yaml(path: str, named_by: Optional[str] = None) -> Dict[str, Any]:
+    """The mapping in the YAML file ``path``; ``named_by``: the file whose ``_BASE_`` names it."""
     if not g_pathmgr.exists(path):
+        if named_by:
+            raise ConfigError(f"Config file not found: {path!r}, named by _BASE_ in {named_by!r}. Fix that _BASE_ "
+                              "entry (a path relative to the file that holds it).")
         raise ConfigError(f"Config file not found: {path!r}. Check the path given to --cfg.")
     with g_pathmgr.open(path, "r") as f:
         try:
             data = yaml.safe_load(f)  # never yaml.load: a config must not run code
         except yaml.YAMLError as e:
             raise ConfigError(f"Config file {path!r} is not valid YAML (safe loader): {e}") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"Config file {path!r} is not a text (UTF-8) file ({e.reason} at byte {e.start}): "
+                              "give --cfg a YAML config.") from None
     if data is None:
+        logging.getLogger(__name__).warning(
+            "Config file %r is empty: the run uses the defaults for every key it does not override.", path)
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"Config file {path!r} must hold a mapping of keys, got {type(data).__name__}.")
@@ -93,7 +103,8 @@ class _BaseLoader(CfgNode):
         if norm in cls._chain:
             names = cls._chain[cls._chain.index(norm):] + [norm]
             raise ConfigError(f"_BASE_ cycle: {' -> '.join(names)}; remove one of these _BASE_ entries.")
-        data = _read_yaml(filename)  # clear errors first; fvcore then reads the same file
+        # Clear errors first; fvcore then reads the same file.
+        data = _read_yaml(filename, named_by=cls._chain[-1] if cls._chain else None)
         bases = data.get(BASE_KEY)
         if isinstance(bases, str):
             bases = [bases]
