@@ -415,6 +415,10 @@ def validate_cfg(cfg: CfgNode) -> None:
         raise ConfigError("DATA.MEAN and DATA.STD need one value per input channel (DATA.INPUT_CHANNEL_NUM).")
     if not cfg.ASCNET.SPEEDS or any(s < 1 for s in cfg.ASCNET.SPEEDS):
         raise ConfigError(f"ASCNET.SPEEDS must be positive integers, got {cfg.ASCNET.SPEEDS}.")
+    if cfg.TASK == "pretrain" and cfg.MODEL.META_ARCH == "ASCNet" and len(cfg.ASCNET.SPEEDS) < 2:
+        # Checked here, before the run starts (the model checks it too, when built).
+        raise ConfigError(f"ASCNet needs at least two playback speeds, got ASCNET.SPEEDS {list(cfg.ASCNET.SPEEDS)}; "
+                          "use e.g. ASCNET.SPEEDS [1, 2].")
     if not 0.0 <= cfg.ASCNET.EMA_BASE <= 1.0:
         raise ConfigError(f"ASCNET.EMA_BASE must be in [0, 1], got {cfg.ASCNET.EMA_BASE}.")
     if cfg.MEMORY_BANK.SIZE < 1:

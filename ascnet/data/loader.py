@@ -23,7 +23,7 @@ from ascnet.utils import distributed as du
 from ascnet.utils.env import reset_child_signals
 
 from .build import build_dataset
-from .utils import derive_seed
+from .utils import AnnotationError, derive_seed
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def build_loader(
             batch_size=per_process,
         )
         if drop and sampler.num_samples < per_process:
-            raise ValueError(
+            raise AnnotationError(
                 f"The {split!r} split has {len(dataset)} videos: fewer than one batch of {per_process} per "
                 f"process ({world} processes), so an epoch would have no iteration. Lower "
                 "TRAIN.BATCH_SIZE or use more videos."

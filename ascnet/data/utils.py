@@ -3,7 +3,8 @@ from typing import Tuple, Union
 
 
 class AnnotationError(ValueError):
-    """An annotation file cannot be parsed; the message names the file, the line and the fix."""
+    """An annotation file cannot be parsed, or a split cannot serve the run (fewer videos than
+    one batch); the message names the file (and line) or the split, and the fix."""
 
 
 _MASK64 = (1 << 64) - 1

@@ -22,6 +22,8 @@ import os
 import socket
 from typing import Iterator
 
+from .io import OutputWriteError, first_line
+
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".run.lock"
@@ -45,16 +47,23 @@ def hold_run_lock(output_dir: str) -> Iterator[None]:
 
     Raises:
         RunLockError: another process holds it (its host and PID, as it recorded them).
+        OutputWriteError: the folder cannot be created or written.
     """
     folder = _local_path(output_dir)
     if not folder:
         logger.warning("OUTPUT_DIR %s is not a local path: not locked against a second run.", output_dir)
         yield
         return
-    os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, LOCK_NAME)
-    # Opened without truncation: the holder's record must survive a refused contender's open.
-    f = open(path, "a+")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        # Opened without truncation: the holder's record must survive a refused contender's open.
+        f = open(path, "a+")
+    except OSError as e:
+        raise OutputWriteError(
+            f"Cannot write the output folder {folder!r} ({first_line(e)}). Give OUTPUT_DIR a folder this user can write.",
+            path,
+        ) from e
     try:
         locked = _try_lock(f, folder, path)
         if locked:

@@ -74,3 +74,18 @@ def test_kinetics_validate_alias_and_path_prefix(tmp_path):
     ds = build_dataset(tiny_cfg(root, DATA__PATH_PREFIX=videos), "val", "train", name="Kinetics")
     assert ds.paths == [os.path.join(videos, "validate", "zzzzzzzzzzz_000003_000013.mp4")]
     assert ds.class_names == ["zumba"] and ds.labels == [0]
+
+
+def test_unquoted_comma_in_a_label_names_the_file_and_line(tmp_path):
+    """Issue 22, item 4: 'could not convert string to float: knot1', with no file or line."""
+    from ascnet.data.utils import AnnotationError
+
+    root = make_kinetics(str(tmp_path / "k"), class_folders=False)
+    csv_path = os.path.join(root, "annotations", "train.csv")
+    with open(csv_path, "a") as f:
+        f.write("tying knot, knot1,eeeeeeeeeee,3,13,train,0\n")
+    line = len(open(csv_path).read().splitlines())
+    with pytest.raises(AnnotationError) as e:
+        build_dataset(tiny_cfg(root, TRAIN__DATASET="Kinetics"), "train", "train")
+    msg = str(e.value)
+    assert csv_path in msg and f"line {line}:" in msg and "unquoted comma" in msg and "\n" not in msg

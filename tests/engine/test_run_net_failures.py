@@ -81,7 +81,10 @@ def test_data_failure_in_workers_exits_without_hang_or_survivor(repo_root, tmp_p
                   "TRAIN.MONITOR_PERIOD", "0", "TENSORBOARD.ENABLE", "False", "DATA_LOADER.NUM_WORKERS", "2",
                   "TRAIN.BATCH_SIZE", "4")
     rc, _, err = _finish(proc, timeout=150)
-    assert rc != 0 and "DataFailureError" in err or "Data error" in err, err
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1, err  # item 4: one line, the traceback in log.txt
+    assert lines[0].startswith("Data error: ") and "zero" not in lines[0] or str(tmp_path / "ucf") in lines[0], err
+    assert "Traceback" in (tmp_path / "out" / "log.txt").read_text()
 
 
 def _wait_for_records(proc, metrics, n, timeout=150):
@@ -158,3 +161,82 @@ def test_a_killed_run_does_not_block_its_successor(repo_root, tmp_path):
 
     starts = re.findall(r"from iteration (\d+) on", (out / "log.txt").read_text())
     assert len(starts) == 2 and starts[0] == "0" and 2 <= int(starts[1]) <= saved, starts
+
+
+def _main(repo_root, *argv):
+    """run_net.main in this process, with test_trainer's stand-ins importable."""
+    sys.path[:0] = [os.path.join(repo_root, "tools"), HERE]
+    try:
+        import run_net
+
+        return run_net.main(list(argv))
+    finally:
+        del sys.path[:2]
+
+
+def _cases(tmp_path):
+    (tmp_path / "afile").write_text("")
+    cfg_file = os.path.join(QUICKSTART)
+    return {
+        "unwritable output folder": (["--cfg", cfg_file, "OUTPUT_DIR", str(tmp_path / "afile" / "out"), *TINY],
+                                     "Output error: ", str(tmp_path / "afile" / "out")),
+        "one speed": (["--cfg", cfg_file, "OUTPUT_DIR", str(tmp_path / "out"), *TINY, "ASCNET.SPEEDS", "[1]",
+                       "MODEL.META_ARCH", "ASCNet"], "Config error: ", "ASCNET.SPEEDS"),
+        "split smaller than a batch": (["--cfg", cfg_file, "OUTPUT_DIR", str(tmp_path / "out"), *TINY,
+                                        "TRAIN.BATCH_SIZE", "64"], "Dataset error: ", "fewer than one batch"),
+        "missing initial checkpoint": (["--cfg", cfg_file, "OUTPUT_DIR", str(tmp_path / "out"), *TINY,
+                                        "TRAIN.CHECKPOINT_FILE_PATH", str(tmp_path / "nope.pyth")],
+                                       "Checkpoint error: ", str(tmp_path / "nope.pyth")),
+    }
+
+
+@pytest.mark.parametrize("case", ["unwritable output folder", "one speed", "split smaller than a batch",
+                                  "missing initial checkpoint"])
+def test_user_errors_are_one_line_and_exit_code_2(repo_root, tmp_path, capsys, monkeypatch, case):
+    """Item 4: each of these ended in a traceback (or, for ASCNET.SPEEDS [1], after OUTPUT_DIR was made)."""
+    monkeypatch.chdir(repo_root)
+    argv, title, named = _cases(tmp_path)[case]
+    rc = _main(repo_root, *argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(title) and named in err, err
+    if case == "one speed":
+        assert not (tmp_path / "out").exists()
+
+
+def test_binary_cfg_is_one_line_and_exit_code_2(repo_root, tmp_path, capsys):
+    binary = tmp_path / "model.pyth"
+    binary.write_bytes(b"PK\x03\x04\x00\xff\xfe\x00binary")
+    rc = _main(repo_root, "--cfg", str(binary))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and str(binary) in err, err
+
+
+def test_weights_of_another_backbone_width_are_one_line_and_exit_code_2(repo_root, tmp_path, capsys, monkeypatch):
+    """Item 4: a checkpoint of another backbone width given to the linear protocol."""
+    import torch
+
+    from ascnet.config import get_cfg
+    from ascnet.modeling.backbone.build import build_backbone
+
+    monkeypatch.chdir(repo_root)
+    cfg = get_cfg()
+    cfg.MODEL.BACKBONE.WIDTHS = [4, 8, 8, 32]
+    cfg.MODEL.BACKBONE.STEM_WIDTH = 4
+    other = tmp_path / "other_width.pyth"
+    torch.save({"model": {f"online.backbone.{k}": v for k, v in build_backbone(cfg).state_dict().items()}}, other)
+    from ascnet.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
+    from ascnet.engine.plugins import load_config
+
+    linear = os.path.join("configs", "Synthetic", "linear_quickstart.yaml")
+    opts = ["OUTPUT_DIR", str(tmp_path / "out"), "DATA.PATH_TO_DATA_DIR", str(tmp_path / "syn"),
+            "DATA.SYNTHETIC.NUM_CLASSES", "3", "DATA.SYNTHETIC.VIDEOS_PER_CLASS", "4",
+            "DATA.SYNTHETIC.NUM_FRAMES", "16", "DATA.SYNTHETIC.SIZE", "32", "TRAIN.BATCH_SIZE", "4",
+            "TEST.BATCH_SIZE", "4", "DATA_LOADER.NUM_WORKERS", "0", "TENSORBOARD.ENABLE", "False",
+            "TRAIN.CHECKPOINT_FILE_PATH", str(other)]
+    ensure_synthetic_dataset(str(tmp_path / "syn"), SyntheticSpec.from_cfg(load_config(linear, opts)), progress=False)
+    rc = _main(repo_root, "--cfg", linear, *opts)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("Weights error: ") and "other shapes" in err, err
+    assert "Traceback" in (tmp_path / "out" / "log.txt").read_text()  # the full story stays in log.txt
