@@ -240,3 +240,24 @@ def test_weights_of_another_backbone_width_are_one_line_and_exit_code_2(repo_roo
     assert rc == 2 and len(err.splitlines()) == 1, err
     assert err.startswith("Weights error: ") and "other shapes" in err, err
     assert "Traceback" in (tmp_path / "out" / "log.txt").read_text()  # the full story stays in log.txt
+
+
+def test_slurm_without_a_controller_is_one_line_and_leaves_no_folder(repo_root, tmp_path, capsys, monkeypatch):
+    """Item 4: sbatch on PATH but no controller answering: submitit's FailedJobError and a stray
+    OUTPUT_DIR/slurm/ folder."""
+    pytest.importorskip("submitit")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).write_text(
+            "#!/bin/sh\necho 'sbatch: error: Batch job submission failed: Unable to contact slurm controller "
+            "(connect failure)' >&2\nexit 1\n")
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.chdir(repo_root)
+    out = tmp_path / "out"
+    rc = _main(repo_root, "--cfg", QUICKSTART, "--slurm", "--timeout-min", "10", "OUTPUT_DIR", str(out))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("SLURM error: ") and "Unable to contact slurm controller" in err, err
+    assert not out.exists()
