@@ -6,6 +6,7 @@ overrides), then start the processes of the run (``ascnet.engine.launch.launch``
 the task named by ``TASK`` in each. ``--slurm`` submits the same run to SLURM instead.
 """
 import argparse
+import gc
 import sys
 
 EPILOG = """examples:
@@ -264,4 +265,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # A loader iterator caught in a failed run's reference cycles (traceback -> frame -> iterator)
+    # would survive to interpreter exit, where multiprocessing terminates its workers and torch's
+    # SIGCHLD handler prints a "worker killed by signal: Terminated" traceback: collect it now,
+    # so that it stops its workers itself.
+    gc.collect()
+    sys.exit(code)
