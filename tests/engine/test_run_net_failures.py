@@ -261,3 +261,32 @@ def test_slurm_without_a_controller_is_one_line_and_leaves_no_folder(repo_root, 
     assert rc == 2 and len(err.splitlines()) == 1, err
     assert err.startswith("SLURM error: ") and "Unable to contact slurm controller" in err, err
     assert not out.exists()
+
+
+def test_linear_run_on_missing_files_with_two_workers_ends_cleanly_every_time(repo_root, tmp_path):
+    """Item 7: this case once ended with "malloc_consolidate(): invalid chunk size" and a worker
+    killed by SIGABRT (one run in three). Repeated: each run must end with the one-line data
+    error, exit 2, no C-level abort and no survivor."""
+    lists = tmp_path / "ucf" / "ucfTrainTestlist"
+    lists.mkdir(parents=True)
+    (tmp_path / "ucf" / "UCF-101").mkdir()
+    classes = ["HorizontalFast", "VerticalSlow", "Circle"]
+    (lists / "classInd.txt").write_text("".join(f"{k + 1} {c}\n" for k, c in enumerate(classes)))
+    names = [f"{c}/v_{c}_g{g:02d}_c01.avi" for c in classes for g in range(1, 5)]  # none exists
+    (lists / "trainlist01.txt").write_text("".join(f"{n} {classes.index(n.split('/')[0]) + 1}\n" for n in names))
+    (lists / "testlist01.txt").write_text("".join(f"{n}\n" for n in names))
+    for k in range(3):
+        out = tmp_path / f"out{k}"
+        proc = subprocess.Popen(
+            [sys.executable, os.path.join("tools", "run_net.py"), "--cfg",
+             os.path.join("configs", "Synthetic", "linear_quickstart.yaml"), "OUTPUT_DIR", str(out),
+             "TRAIN.DATASET", "UCF101", "TEST.DATASET", "UCF101", "DATA.PATH_TO_DATA_DIR", str(tmp_path / "ucf"),
+             "DATA_LOADER.NUM_WORKERS", "2", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "4",
+             "TENSORBOARD.ENABLE", "False", "TRAIN.CHECKPOINT_FILE_PATH", ""],
+            cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        rc, stdout, err = _finish(proc, timeout=150)
+        for sign in ("malloc", "Aborted", "killed by signal", "Exception ignored", "Traceback"):
+            assert sign not in stdout + err, f"run {k}: {sign!r} in the output:\n{err[-3000:]}"
+        lines = err.strip().splitlines()
+        assert rc == 2 and len(lines) == 1 and lines[0].startswith("Data error: "), f"run {k}: {err[-3000:]}"
