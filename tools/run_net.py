@@ -7,6 +7,7 @@ the task named by ``TASK`` in each. ``--slurm`` submits the same run to SLURM in
 """
 import argparse
 import gc
+import os
 import sys
 
 EPILOG = """examples:
@@ -162,8 +163,9 @@ def log_traceback(exc: BaseException) -> None:
     log = logging.getLogger("ascnet")
     record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "The run stopped on this error:", (),
                             (type(exc), exc, exc.__traceback__))
-    for h in log.handlers:
-        if getattr(h, "stream", None) not in (sys.stdout, sys.stderr):
+    for h in log.handlers:  # log.txt (rank 0) or log.txt.rank<r>; never the console
+        name = str(getattr(getattr(h, "stream", None), "name", ""))
+        if os.path.basename(name).startswith("log.txt"):
             h.handle(record)
 
 

@@ -234,6 +234,9 @@ def test_weights_of_another_backbone_width_are_one_line_and_exit_code_2(repo_roo
             "DATA.SYNTHETIC.NUM_FRAMES", "16", "DATA.SYNTHETIC.SIZE", "32", "TRAIN.BATCH_SIZE", "4",
             "TEST.BATCH_SIZE", "4", "DATA_LOADER.NUM_WORKERS", "0", "TENSORBOARD.ENABLE", "False",
             "TRAIN.CHECKPOINT_FILE_PATH", str(other)]
+    from ascnet.utils.logging import setup_logging
+
+    setup_logging(rank=0)  # console handlers of earlier in-process runs write to closed captures
     ensure_synthetic_dataset(str(tmp_path / "syn"), SyntheticSpec.from_cfg(load_config(linear, opts)), progress=False)
     rc = _main(repo_root, "--cfg", linear, *opts)
     err = capsys.readouterr().err.strip()
