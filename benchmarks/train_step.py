@@ -74,7 +74,7 @@ class BenchTrainer(Trainer):
 def _aug_batch(cfg, k: int, g: torch.Generator) -> dict:
     from ascnet.data.batch_augment import build_param_sampler, load_size, stack_params
 
-    n, s, side = cfg.TRAIN.BATCH_SIZE, len(cfg.ASCNET.SPEEDS), load_size(cfg)
+    n, s, side = cfg.TRAIN.BATCH_SIZE, len(cfg.DATA.SPEEDS), load_size(cfg)
     sampler = build_param_sampler(cfg)
     native = (side * 5 // 4, side * 5 // 3)  # e.g. 256 x 340 frames decoded to the load size
     aug = stack_params([sampler.draw(*native, 1000 * k + i) for i in range(n * s)], native, (side, side))

@@ -257,12 +257,14 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    src, dst = os.path.abspath(args.src), os.path.abspath(args.dst)
+    # Real paths: a symlinked --dst (or --src) must not hide that the copy would land in the source.
+    src, dst = os.path.realpath(args.src), os.path.realpath(args.dst)
     if not os.path.isdir(src):
         print(f"--src {src!r} is not a folder. Give the dataset's root folder.", file=sys.stderr)
         return 2
     if os.path.commonpath([src, dst]) == src:
-        print(f"--dst {dst!r} is inside --src; choose a folder outside the source tree.", file=sys.stderr)
+        print(f"--dst {args.dst!r} ({dst}) is inside --src {args.src!r} ({src}) once links are resolved; choose a "
+              "folder outside the source tree.", file=sys.stderr)
         return 2
     os.makedirs(dst, exist_ok=True)
     for d, _, files in os.walk(dst):  # a killed run's temporary files never count as done

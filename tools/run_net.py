@@ -6,6 +6,8 @@ overrides), then start the processes of the run (``ascnet.engine.launch.launch``
 the task named by ``TASK`` in each. ``--slurm`` submits the same run to SLURM instead.
 """
 import argparse
+import gc
+import os
 import sys
 
 EPILOG = """examples:
@@ -144,6 +146,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def last_line(message: str) -> str:
+    """The error's own line: an exception re-raised from a DataLoader worker carries the worker's
+    traceback in its message ("Caught X in DataLoader worker process 0. Original Traceback ...");
+    its last line is the original ``module.X: message``."""
+    if "Original Traceback" not in message:
+        return message
+    last = message.strip().splitlines()[-1]
+    return last.split(": ", 1)[-1]
+
+
+def log_traceback(exc: BaseException) -> None:
+    """Write ``exc``'s full traceback to log.txt (the ``ascnet`` logger's file handlers), not the console."""
+    import logging
+
+    log = logging.getLogger("ascnet")
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "The run stopped on this error:", (),
+                            (type(exc), exc, exc.__traceback__))
+    for h in log.handlers:  # log.txt (rank 0) or log.txt.rank<r>; never the console
+        name = str(getattr(getattr(h, "stream", None), "name", ""))
+        if os.path.basename(name).startswith("log.txt"):
+            h.handle(record)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -194,24 +219,35 @@ def main(argv=None) -> int:
     from torch.multiprocessing import ProcessRaisedException
 
     from ascnet.engine.launch import LaunchError, launch
+    from ascnet.engine.preemption import Terminated, stop_on_signals
     from ascnet.engine.tasks import get_task
+    from ascnet.data.datasets.base import DataFailureError
     from ascnet.data.utils import AnnotationError
     from ascnet.engine.trainer import NonFiniteLossError
+    from ascnet.modeling.weights import WeightsError
     from ascnet.utils.checkpoint import CheckpointError
     from ascnet.utils.io import OutputWriteError
+    from ascnet.utils.run_lock import RunLockError
 
     # Errors whose message is one line naming the file and the fix: printed under their title
-    # with exit code 2, no traceback. One table for this process and for a spawned rank, whose
-    # error arrives as text.
-    one_line = ((CheckpointError, "Checkpoint error"), (AnnotationError, "Dataset error"), (OutputWriteError, "Output error"))
+    # with exit code 2; the traceback goes to log.txt only. One table for this process and for a
+    # spawned rank, whose error arrives as text (docs/engine.md, "When things fail").
+    one_line = ((CheckpointError, "Checkpoint error"), (AnnotationError, "Dataset error"), (OutputWriteError, "Output error"),
+                (RunLockError, "Output folder in use"), (DataFailureError, "Data error"), (WeightsError, "Weights error"))
     try:
-        launch(cfg, get_task(cfg.TASK))
+        with stop_on_signals():
+            launch(cfg, get_task(cfg.TASK))
+    except (KeyboardInterrupt, Terminated) as e:
+        name, code = ("SIGINT", 130) if isinstance(e, KeyboardInterrupt) else ("SIGTERM", 143)
+        print(f"Stopped by {name}; the checkpoints saved in {cfg.OUTPUT_DIR} are kept (continue with --resume).", file=sys.stderr)
+        return code
     except LaunchError as e:
         print(f"Launch error: {e}", file=sys.stderr)
         return 2
     except tuple(kind for kind, _ in one_line) as e:
         title = next(t for kind, t in one_line if isinstance(e, kind))
-        print(f"{title}: {e}", file=sys.stderr)
+        log_traceback(e)
+        print(f"{title}: {last_line(str(e))}", file=sys.stderr)
         return 2
     except NonFiniteLossError as e:  # already logged; no traceback for a diverged run
         print(f"Training stopped: {e}", file=sys.stderr)
@@ -223,6 +259,7 @@ def main(argv=None) -> int:
             return 3
         for kind, title in one_line:
             if kind.__name__ in last.split(": ", 1)[0]:
+                log_traceback(e)
                 print(f"{title}: {last.split(': ', 1)[-1]}", file=sys.stderr)
                 return 2
         raise
@@ -230,4 +267,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # A loader iterator caught in a failed run's reference cycles (traceback -> frame -> iterator)
+    # would survive to interpreter exit, where multiprocessing terminates its workers and torch's
+    # SIGCHLD handler prints a "worker killed by signal: Terminated" traceback: collect it now,
+    # so that it stops its workers itself.
+    gc.collect()
+    sys.exit(code)

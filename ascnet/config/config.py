@@ -17,6 +17,7 @@ Every mistake becomes a :class:`ConfigError` whose message names the key and the
 """
 import ast
 import difflib
+import logging
 import os
 import sys
 from types import ModuleType
@@ -51,15 +52,24 @@ def get_cfg() -> CfgNode:
 # ------------------------------------------------------------------------------------------------
 # YAML reading
 # ------------------------------------------------------------------------------------------------
-def _read_yaml(path: str) -> Dict[str, Any]:
+def _read_yaml(path: str, named_by: Optional[str] = None) -> Dict[str, Any]:
+    """The mapping in the YAML file ``path``; ``named_by``: the file whose ``_BASE_`` names it."""
     if not g_pathmgr.exists(path):
+        if named_by:
+            raise ConfigError(f"Config file not found: {path!r}, named by _BASE_ in {named_by!r}. Fix that _BASE_ "
+                              "entry (a path relative to the file that holds it).")
         raise ConfigError(f"Config file not found: {path!r}. Check the path given to --cfg.")
     with g_pathmgr.open(path, "r") as f:
         try:
             data = yaml.safe_load(f)  # never yaml.load: a config must not run code
         except yaml.YAMLError as e:
             raise ConfigError(f"Config file {path!r} is not valid YAML (safe loader): {e}") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"Config file {path!r} is not a text (UTF-8) file ({e.reason} at byte {e.start}): "
+                              "give --cfg a YAML config.") from None
     if data is None:
+        logging.getLogger(__name__).warning(
+            "Config file %r is empty: the run uses the defaults for every key it does not override.", path)
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"Config file {path!r} must hold a mapping of keys, got {type(data).__name__}.")
@@ -104,7 +114,8 @@ class _BaseLoader(CfgNode):
         if norm in cls._chain:
             names = cls._chain[cls._chain.index(norm):] + [norm]
             raise ConfigError(f"_BASE_ cycle: {' -> '.join(names)}; remove one of these _BASE_ entries.")
-        data = _read_yaml(filename)  # clear errors first; fvcore then reads the same file
+        # Clear errors first; fvcore then reads the same file.
+        data = _read_yaml(filename, named_by=cls._chain[-1] if cls._chain else None)
         bases = data.get(BASE_KEY)
         if isinstance(bases, str):
             bases = [bases]
@@ -417,6 +428,10 @@ def validate_cfg(cfg: CfgNode) -> None:
         raise ConfigError("DATA.MEAN and DATA.STD need one value per input channel (DATA.INPUT_CHANNEL_NUM).")
     if not cfg.DATA.SPEEDS or any(s < 1 for s in cfg.DATA.SPEEDS):
         raise ConfigError(f"DATA.SPEEDS must be positive integers, got {cfg.DATA.SPEEDS}.")
+    if cfg.TASK == "pretrain" and cfg.MODEL.META_ARCH == "ASCNet" and len(cfg.DATA.SPEEDS) < 2:
+        # Checked here, before the run starts (the model checks it too, when built).
+        raise ConfigError(f"ASCNet needs at least two playback speeds, got DATA.SPEEDS {list(cfg.DATA.SPEEDS)}; "
+                          "use e.g. DATA.SPEEDS [1, 2].")
     if not 0.0 <= cfg.TEACHER.EMA_BASE <= 1.0:
         raise ConfigError(f"TEACHER.EMA_BASE must be in [0, 1], got {cfg.TEACHER.EMA_BASE}.")
     if cfg.MEMORY_BANK.SIZE < 1:

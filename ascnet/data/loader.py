@@ -20,9 +20,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data._utils.collate import default_collate
 
 from ascnet.utils import distributed as du
+from ascnet.utils.env import reset_child_signals
 
 from .build import build_dataset
-from .utils import derive_seed
+from .utils import AnnotationError, derive_seed
 
 logger = logging.getLogger(__name__)
 
@@ -148,12 +149,15 @@ def collate_clips(batch: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def worker_init_fn(worker_id: int) -> None:
-    """Per worker: one torch thread, and numpy / random seeded from the worker's torch seed.
+    """Per worker: an empty signal mask, one torch thread, numpy / random seeded from torch's seed.
 
     The DataLoader seeds each worker's torch RNG with ``base_seed + worker_id``; the base seed
     comes from the loader's generator (seeded from ``RNG_SEED`` and the rank), so worker RNGs are
-    reproducible. Samples themselves use their own per-sample seeds.
+    reproducible. Samples themselves use their own per-sample seeds. The signal state is reset
+    (``reset_child_signals``): a worker forked inside the trainer's ``defer_signals`` would
+    otherwise keep SIGTERM blocked and never end at shutdown.
     """
+    reset_child_signals()
     torch.set_num_threads(1)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
@@ -214,7 +218,7 @@ def build_loader(
             batch_size=per_process,
         )
         if drop and sampler.num_samples < per_process:
-            raise ValueError(
+            raise AnnotationError(
                 f"The {split!r} split has {len(dataset)} videos: fewer than one batch of {per_process} per "
                 f"process ({world} processes), so an epoch would have no iteration. Lower "
                 "TRAIN.BATCH_SIZE or use more videos."

@@ -10,7 +10,9 @@ deterministic from the seed: the same seed gives identical decoded frames.
 Generation is guarded (:func:`ensure_synthetic_dataset`): an exclusive ``flock`` on
 ``<root>/.generate.lock`` lets one process write while others wait, and the marker file
 ``<root>/.ascnet_synthetic.json`` (written last, atomically) is the only proof of a complete
-dataset, so a half-written tree is regenerated, never used.
+dataset, so a half-written tree is regenerated, never used. The generator writes only into a
+missing or empty folder, or one it has claimed before (its marker or its lock file): a folder
+holding anything else (a real dataset, say) is refused, never written into.
 """
 import fcntl
 import json
@@ -26,6 +28,7 @@ import torch
 from ascnet.utils.io import atomic_write_bytes
 
 from .synthetic_render import APPEARANCES, MOTIONS, render_video  # noqa: F401  (re-exported)
+from .utils import AnnotationError
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +188,29 @@ def _read_marker(root: str) -> Optional[dict]:
         return json.load(f)
 
 
+def check_generator_folder(root: str) -> None:
+    """Refuse to generate into ``root`` unless it is missing, empty or already the generator's.
+
+    The generator's own files are its marker and its lock file (created before the first video,
+    so a half-written tree is the generator's too). Anything else means the folder holds other
+    data, which generation would overwrite (``ucfTrainTestlist/``, class folders).
+
+    Raises:
+        AnnotationError: ``root`` holds files the generator did not write.
+    """
+    if not os.path.isdir(root):
+        if os.path.exists(root):
+            raise AnnotationError(f"{root!r} is a file, not a folder: point DATA.PATH_TO_DATA_DIR to a folder for the generated dataset.")
+        return
+    entries = set(os.listdir(root))
+    if entries and not entries & {MARKER, LOCK}:
+        raise AnnotationError(
+            f"{root!r} holds other data ({len(entries)} entries, e.g. {sorted(entries)[0]!r}) and no generated "
+            "dataset: the generator writes only into an empty folder. Point DATA.PATH_TO_DATA_DIR of the "
+            "Synthetic dataset (e.g. TEST.DATASET) to another folder, or set the dataset names to the real one."
+        )
+
+
 def ensure_synthetic_dataset(
     root: str, spec: SyntheticSpec, auto_generate: bool = True, progress: bool = True
 ) -> bool:
@@ -196,6 +222,7 @@ def ensure_synthetic_dataset(
     Raises:
         FileNotFoundError: missing and ``auto_generate`` is False.
         ValueError: the folder holds a dataset generated with other parameters.
+        AnnotationError (a ValueError): the folder holds other data (:func:`check_generator_folder`).
     """
     if "://" in root and not root.startswith("file://"):
         raise ValueError(f"The generated dataset must live on a local path; DATA.PATH_TO_DATA_DIR is {root!r}.")
@@ -219,6 +246,7 @@ def ensure_synthetic_dataset(
             f"No generated dataset under {root!r}. Run tools/make_synthetic_dataset.py or set "
             "DATA.SYNTHETIC.AUTO_GENERATE True."
         )
+    check_generator_folder(root)
     os.makedirs(root, exist_ok=True)
     with open(os.path.join(root, LOCK), "w") as lock:
         # flock is released by the OS if this process dies, so a crash never leaves a stale lock.
@@ -228,6 +256,7 @@ def ensure_synthetic_dataset(
             if marker is not None:
                 check(marker)
                 return False
+            check_generator_folder(root)
             logger.info("Generating the synthetic dataset under %s (%s)", root, asdict(spec))
             generate_synthetic_dataset(root, spec, progress=progress)
             content = spec.marker()

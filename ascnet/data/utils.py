@@ -3,8 +3,9 @@ from typing import Tuple, Union
 
 
 class AnnotationError(ValueError):
-    """An annotation file cannot be parsed, or a dataset's samples break the data contract; the
-    message names the file (or the dataset class), the line and the fix."""
+    """An annotation file cannot be parsed, a dataset's samples break the data contract, or a
+    split cannot serve the run (fewer videos than one batch); the message names the file (and
+    line), the dataset class or the split, and the fix."""
 
 
 _MASK64 = (1 << 64) - 1

@@ -17,6 +17,7 @@ Three ways a run starts:
 In every process: ``RNG_SEED + rank`` seeds python, numpy and torch; ``DETERMINISTIC``
 switches torch's deterministic algorithms on; logging is set up (only rank 0 prints).
 """
+import contextlib
 import datetime
 import logging
 import os
@@ -32,6 +33,7 @@ from fvcore.common.config import CfgNode
 
 from ascnet.utils.env import collect_env_info, seed_all, set_deterministic
 from ascnet.utils.logging import setup_logging
+from ascnet.utils.run_lock import hold_run_lock
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +133,10 @@ def _run_in_world(
         timeout_min=cfg.DIST_TIMEOUT_S / 60.0,
     )
     try:
-        setup_process(cfg, rank)
-        fn(cfg, *args)
+        # One run per OUTPUT_DIR: global rank 0 holds the lock for the whole run.
+        with hold_run_lock(cfg.OUTPUT_DIR) if rank == 0 else contextlib.nullcontext():
+            setup_process(cfg, rank)
+            fn(cfg, *args)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -250,8 +254,9 @@ def launch(cfg: CfgNode, fn: Callable, args: Sequence[Any] = ()) -> None:
         # same process must not mistake itself for a torchrun child).
         if use_cuda:
             torch.cuda.set_device(0)
-        setup_process(cfg, 0)
-        fn(cfg, *args)
+        with hold_run_lock(cfg.OUTPUT_DIR):  # one run per OUTPUT_DIR
+            setup_process(cfg, 0)
+            fn(cfg, *args)
         return
 
     url = cfg.DIST_URL

@@ -9,6 +9,9 @@ The contract (used by ``ascnet/engine/slurm.py``, kept by ``ascnet/engine/traine
   signal handler (submitit's, which calls ``ASCNetJob.checkpoint()`` and then the trainer's
   ``save_checkpoint()``) only runs between two iterations, on a consistent state.
 
+Outside SLURM, :func:`stop_on_signals` makes SIGINT and SIGTERM end a run by an exception
+(:class:`Terminated` for SIGTERM), so that loaders stop their workers on the way out.
+
 This module imports nothing heavy (no torch): a signal handler may run while the job is still
 importing, and reading the current trainer must never trigger an import.
 """
@@ -80,3 +83,55 @@ def defer_signals(signals=DEFERRED_SIGNALS) -> Iterator[None]:
                 signal.signal(s, h)
         for s in pending:
             signal.raise_signal(s)  # the real handler runs now, at the boundary
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a BaseException like KeyboardInterrupt: no ``except Exception`` takes it)."""
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Inside the block, SIGINT raises KeyboardInterrupt and SIGTERM :class:`Terminated`.
+
+    CPython runs a Python signal handler in whatever code the main thread is executing. An
+    exception raised while a finalizer or an at-fork hook runs (the DataLoader iterator's
+    ``__del__``, which joins its workers, takes a good share of an epoch boundary; creating the
+    next iterator forks) is handed to ``sys.unraisablehook`` and dropped, and the run would go on
+    as if no signal had come. So such a dropped stop is sent again 50 ms later, until it lands
+    in ordinary code. Handlers already installed by someone else (a launcher's) are left alone;
+    in the trainer SIGTERM still waits for the end of the iteration (:func:`defer_signals`). The
+    handlers and the hook are restored on exit. Main thread only (elsewhere a no-op).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    import sys
+
+    exc_of = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: Terminated}
+
+    def handler(signum, frame):
+        raise exc_of[signum]()
+
+    saved = {}
+    for s, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+        if signal.getsignal(s) is default:
+            saved[s] = signal.signal(s, handler)
+    previous_hook, previous_alarm = sys.unraisablehook, signal.getsignal(signal.SIGALRM)
+
+    def resend_dropped_stop(unraisable) -> None:
+        for s in saved:
+            if unraisable.exc_type is exc_of[s]:
+                signal.signal(signal.SIGALRM, lambda _signum, _frame, s=s: signal.raise_signal(s))
+                signal.setitimer(signal.ITIMER_REAL, 0.05)
+                return
+        previous_hook(unraisable)
+
+    sys.unraisablehook = resend_dropped_stop
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous_hook
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_alarm)
+        for s, h in saved.items():
+            signal.signal(s, h)

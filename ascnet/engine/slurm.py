@@ -26,7 +26,9 @@ Requeue, in short (details in ``docs/slurm.md``):
   forced, resumes from the last periodic checkpoint (``TRAIN.CHECKPOINT_ITERS`` /
   ``TRAIN.CHECKPOINT_PERIOD``).
 """
+import contextlib
 import dataclasses
+import io
 import os
 import random
 import re
@@ -38,6 +40,7 @@ import uuid
 from typing import Any, Dict, List, Optional, Tuple
 
 import submitit
+from submitit.core.utils import FailedJobError, FailedSubmissionError
 from fvcore.common.config import CfgNode
 from iopath.common.file_io import g_pathmgr
 
@@ -467,6 +470,32 @@ def _absolute_output_dir(cfg: CfgNode) -> CfgNode:
     return cfg
 
 
+def _submit_or_clean_up(folder: str, cfg: CfgNode, params: Dict[str, Any], max_num_timeout: int) -> submitit.Job:
+    """Write the job folder and submit; when sbatch fails (e.g. no controller answers), remove the
+    folders this call created and raise a one-line ConfigError with sbatch's own first line."""
+    top = folder  # the outermost folder that mkdirs creates (OUTPUT_DIR itself when it is new)
+    while not os.path.exists(os.path.dirname(top)):
+        top = os.path.dirname(top)
+    created = not os.path.exists(top)
+    g_pathmgr.mkdirs(folder)
+    sbatch_err = io.StringIO()
+    try:
+        save_config(cfg, os.path.join(folder, "config.yaml"))
+        # SlurmExecutor, not AutoExecutor: never fall back to running locally by accident.
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=max_num_timeout)
+        executor.update_parameters(**params)
+        with contextlib.redirect_stderr(sbatch_err):  # submitit echoes sbatch's stderr there
+            return executor.submit(ASCNetJob(cfg))
+    except (FailedJobError, FailedSubmissionError) as e:
+        if created:
+            shutil.rmtree(top, ignore_errors=True)
+        why = next((ln.strip() for ln in (str(e) or sbatch_err.getvalue()).splitlines() if ln.strip()), type(e).__name__)
+        raise ConfigError(
+            f"sbatch could not submit the job ({why}); nothing was submitted{' and ' + top + ' was removed' if created else ''}. "
+            "Check that the SLURM controller answers (sinfo), then submit again."
+        ) from None
+
+
 def submit(args: SlurmOptions, cfg: CfgNode) -> Optional[submitit.Job]:
     """Submit the run described by ``cfg`` as a SLURM job (or print its script with --slurm-dry-run).
 
@@ -495,12 +524,7 @@ def submit(args: SlurmOptions, cfg: CfgNode) -> Optional[submitit.Job]:
             "--slurm needs SLURM's sbatch and srun on PATH (run from a cluster login node); use "
             "--slurm-dry-run to only print the script."
         )
-    g_pathmgr.mkdirs(folder)
-    save_config(cfg, os.path.join(folder, "config.yaml"))
-    # SlurmExecutor, not AutoExecutor: never fall back to running locally by accident.
-    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=args.max_num_timeout)
-    executor.update_parameters(**params)
-    job = executor.submit(ASCNetJob(cfg))
+    job = _submit_or_clean_up(folder, cfg, params, args.max_num_timeout)
     world = nodes * tasks
     print(
         f"Submitted SLURM job {job.job_id}: {nodes} node(s) x {tasks} task(s) (world size {world}), "

@@ -2,6 +2,7 @@
 import os
 import platform
 import random
+import signal
 import sys
 
 import numpy as np
@@ -14,6 +15,24 @@ def seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def reset_child_signals() -> None:
+    """Give a forked helper process (a loader worker) the signal state it needs: nothing blocked.
+
+    A worker forked while the training process holds SIGTERM and SIGUSR2 back
+    (``ascnet.engine.preemption.defer_signals``) inherits that blocked mask, and then ignores the
+    SIGTERM with which the loader and multiprocessing's exit handler stop it, and joins hang
+    forever. So, first thing in the worker: SIGTERM back to its default action (end), SIGUSR2
+    ignored (the cluster's checkpoint request, which SLURM sends to every process of the job, is
+    for the training process; the worker must neither die of it nor run the inherited Python
+    handler), then an empty mask, which delivers anything that arrived meanwhile.
+    """
+    for name, action in (("SIGTERM", signal.SIG_DFL), ("SIGUSR2", signal.SIG_IGN)):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), action)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def set_deterministic(enable: bool) -> None:

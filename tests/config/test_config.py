@@ -174,3 +174,31 @@ def test_components_refuse_their_unknown_choices():
     cfg.MODEL.BACKBONE.STEM_WIDTH = 4
     with pytest.raises(ValueError, match=r"LINEAR.FEATURE_NORM is 'batchnorm'; choose one of \['bn', 'none'\]"):
         Classifier(cfg, freeze_backbone=True, feature_norm="batchnorm")
+
+
+def test_missing_base_names_the_file_holding_the_base(tmp_path):
+    """Issue 22, item 5: a missing _BASE_ file was reported as "Check the path given to --cfg"."""
+    child = tmp_path / "child.yaml"
+    child.write_text("_BASE_: ./nope.yaml\nTASK: pretrain\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(child))
+    msg = str(e.value)
+    assert "nope.yaml" in msg and f"named by _BASE_ in {str(child)!r}" in msg and "--cfg" not in msg
+
+
+def test_empty_config_file_warns(tmp_path, caplog):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with caplog.at_level("WARNING"):
+        cfg = load_config(str(empty))
+    assert cfg.TASK == get_cfg().TASK
+    assert any("is empty" in r.getMessage() and str(empty) in r.getMessage() for r in caplog.records)
+
+
+def test_binary_config_file_is_a_config_error(tmp_path):
+    """Issue 22, item 4: a binary --cfg raised UnicodeDecodeError."""
+    binary = tmp_path / "weights.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="not a text") as e:
+        load_config(str(binary))
+    assert str(binary) in str(e.value) and "\n" not in str(e.value)

@@ -98,3 +98,18 @@ def test_source_id_is_the_youtube_id_in_both_layouts(tmp_path):
         f.writelines(f"v/{n} {k % 2}\n" for k, n in enumerate(names))
     ds = build_dataset(tiny_cfg(listed), "train", "train", name="Kinetics")
     assert list(ds.sources) == [0, 1, 0, 2] and ds.source_names == ["aaaaaaaaaaa", "ccccccccccc", "other"]
+
+
+def test_unquoted_comma_in_a_label_names_the_file_and_line(tmp_path):
+    """Issue 22, item 4: 'could not convert string to float: knot1', with no file or line."""
+    from ascnet.data.utils import AnnotationError
+
+    root = make_kinetics(str(tmp_path / "k"), class_folders=False)
+    csv_path = os.path.join(root, "annotations", "train.csv")
+    with open(csv_path, "a") as f:
+        f.write("tying knot, knot1,eeeeeeeeeee,3,13,train,0\n")
+    line = len(open(csv_path).read().splitlines())
+    with pytest.raises(AnnotationError) as e:
+        build_dataset(tiny_cfg(root, TRAIN__DATASET="Kinetics"), "train", "train")
+    msg = str(e.value)
+    assert csv_path in msg and f"line {line}:" in msg and "unquoted comma" in msg and "\n" not in msg

@@ -154,3 +154,57 @@ def test_class_scene_prob_gives_each_class_its_typical_scene_and_keeps_per_video
     assert SyntheticSpec(**SMALL, class_scene_prob=0.75).marker()["class_scene_prob"] == 0.75
     with pytest.raises(ValueError, match="DATA.SYNTHETIC.CLASS_SCENE_PROB"):
         SyntheticSpec(**SMALL, class_scene_prob=1.5).check()
+
+
+def _tree_bytes(root):
+    """Every file under ``root`` (relative path -> bytes), and every folder."""
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs:
+            out[os.path.relpath(os.path.join(d, n), root)] = None
+        for n in files:
+            with open(os.path.join(d, n), "rb") as f:
+                out[os.path.relpath(os.path.join(d, n), root)] = f.read()
+    return out
+
+
+def test_generator_refuses_a_folder_holding_a_real_dataset_and_leaves_it_byte_identical(tmp_path):
+    """Issue 22, item 1: TEST.DATASET Synthetic on a real UCF-101 folder overwrote its split lists."""
+    from ascnet.data.utils import AnnotationError
+
+    root = tmp_path / "ucf101"
+    (root / "ucfTrainTestlist").mkdir(parents=True)
+    (root / "ucfTrainTestlist" / "classInd.txt").write_text("1 ApplyEyeMakeup\n")
+    (root / "ucfTrainTestlist" / "trainlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n")
+    (root / "UCF-101" / "ApplyEyeMakeup").mkdir(parents=True)
+    (root / "UCF-101" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g08_c01.avi").write_bytes(b"\x00real video\x01")
+    before = _tree_bytes(root)
+    cfg = tiny_cfg(str(root), TEST__DATASET="Synthetic", DATA__SYNTHETIC__NUM_CLASSES=3,
+                   DATA__SYNTHETIC__VIDEOS_PER_CLASS=4, DATA__SYNTHETIC__NUM_FRAMES=16, DATA__SYNTHETIC__SIZE=32)
+    with pytest.raises(AnnotationError, match="holds other data") as e:
+        build_dataset(cfg, "test", "test", name="Synthetic")
+    assert str(root) in str(e.value) and "\n" not in str(e.value)
+    assert _tree_bytes(root) == before
+    # Empty folders, and trees the generator started (its lock file), are still generated into.
+    (tmp_path / "empty").mkdir()
+    assert ensure_synthetic_dataset(str(tmp_path / "empty"), SyntheticSpec(**SMALL), progress=False)
+    with pytest.raises(AnnotationError, match="is a file"):
+        ensure_synthetic_dataset(str(root / "ucfTrainTestlist" / "classInd.txt"), SyntheticSpec(**SMALL), progress=False)
+    assert _tree_bytes(root) == before
+
+
+def test_make_synthetic_dataset_tool_refuses_a_real_dataset_folder(tmp_path):
+    import subprocess
+    import sys
+
+    root = tmp_path / "real"
+    root.mkdir()
+    (root / "notes.txt").write_text("mine")
+    r = subprocess.run(
+        [sys.executable, "tools/make_synthetic_dataset.py", "--out", str(root), "--num-classes", "2"],
+        capture_output=True, text=True, timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and str(root) in r.stderr
+    assert sorted(os.listdir(root)) == ["notes.txt"]

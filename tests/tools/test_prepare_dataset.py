@@ -142,3 +142,26 @@ def test_the_copy_loads_with_the_same_dataset_class_and_counts(tmp_path, dataset
         assert len(a) == len(b) and a.labels == b.labels and a.class_names == b.class_names
         assert [os.path.relpath(p, src) for p in a.paths] == [os.path.relpath(p, dst) for p in b.paths]
         assert b[0]["clips"].shape[1:3] == (3, 4)
+
+
+def _tree(root):
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+
+@pytest.mark.parametrize("link", ["dst", "src"])
+def test_symlinks_do_not_hide_a_destination_inside_the_source(tmp_path, capsys, link):
+    """Issue 22, item 6: a symlinked --dst inside the source wrote videos into it; a symlinked
+    --src with --dst equal to the real source reported everything "already done"."""
+    src = str(tmp_path / "src")
+    make_kinetics(src, n=2)
+    before = _tree(src)
+    if link == "dst":  # a link outside the source, pointing to a folder inside it
+        os.symlink(os.path.join(src, "train"), tmp_path / "out_link")
+        args = ["--src", src, "--dst", str(tmp_path / "out_link" / "copy")]
+    else:
+        os.symlink(src, tmp_path / "src_link")
+        args = ["--src", str(tmp_path / "src_link"), "--dst", src]
+    rc = load_tool().main(["--dataset", "Kinetics", *args, "--short-side", "48", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "inside --src" in err, err
+    assert _tree(src) == before

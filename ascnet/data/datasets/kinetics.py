@@ -52,8 +52,29 @@ def _is_official_csv(text: str) -> bool:
     return "youtube_id" in head and "label" in head
 
 
-def _official_rows(text: str) -> List[Dict[str, str]]:
-    return [r for r in csv.DictReader(io.StringIO(text)) if r.get("youtube_id")]
+def _official_rows(text: str, path: str = "the CSV") -> List[Dict[str, str]]:
+    """The rows of an official CSV; a row with more fields than the header or times that are
+    not numbers is an :class:`AnnotationError` naming ``path`` and the line."""
+    extra = "\0extra"
+    reader = csv.DictReader(io.StringIO(text), restkey=extra)
+    rows = []
+    for r in reader:
+        if not r.get("youtube_id"):
+            continue
+        if extra in r:
+            raise AnnotationError(
+                f"{path}, line {reader.line_num}: {len(reader.fieldnames) + len(r[extra])} fields where the header "
+                f"has {len(reader.fieldnames)}: a label with an unquoted comma? Quote it, e.g. \"tying knot, knot1\"."
+            )
+        try:
+            float(r["time_start"]), float(r["time_end"])
+        except (KeyError, TypeError, ValueError):
+            raise AnnotationError(
+                f"{path}, line {reader.line_num}: time_start {r.get('time_start')!r} / time_end {r.get('time_end')!r} "
+                "are not numbers (seconds). Fix the row."
+            ) from None
+        rows.append(r)
+    return rows
 
 
 def _clip_stem(row: Dict[str, str]) -> str:
@@ -113,9 +134,9 @@ class Kinetics(VideoDataset):
 
     def _load_official(self, root: str, csv_path: str, names) -> Tuple[List[str], List[int], List[str], List[str]]:
         """(paths, labels, class_names, youtube ids) of the rows whose video exists."""
-        rows = _official_rows(_read_text(csv_path))
+        rows = _official_rows(_read_text(csv_path), csv_path)
         train_csv = self._find(root, ("train",), "annotations/{}.csv")
-        label_rows = _official_rows(_read_text(train_csv)) if train_csv and train_csv != csv_path else rows
+        label_rows = _official_rows(_read_text(train_csv), train_csv) if train_csv and train_csv != csv_path else rows
         class_names = sorted({r["label"] for r in label_rows if r.get("label")})
         by_name = {n: i for i, n in enumerate(class_names)}
         prefix = self.cfg.DATA.PATH_PREFIX or root
