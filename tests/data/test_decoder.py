@@ -225,7 +225,7 @@ def test_target_fps_never_repeats_frames_of_a_slower_video(tmp_path):
     from video_helpers import write_webm
 
     path = write_webm(str(tmp_path / "v.webm"), 40, size=64)
-    cfg = tiny_cfg(DATA__TARGET_FPS=25, ASCNET__SPEEDS=[1, 2])
+    cfg = tiny_cfg(DATA__TARGET_FPS=25, DATA__SPEEDS=[1, 2])
     clips, _ = decode_clips(path, PlaybackSpeedSampler(cfg, "pretrain"), torch.Generator().manual_seed(0))
     i1, i2 = decoded_indices(clips[0]), decoded_indices(clips[1])
     assert [b - a for a, b in zip(i1, i1[1:])] == [1] * 7

@@ -84,7 +84,7 @@ def test_12fps_clips_hold_distinct_frames_and_short_videos_follow_the_policy(tmp
     """TARGET_FPS 25 does not repeat frames of 12 fps video; a 2x clip on a 30-frame video."""
     root = make_ssv2(str(tmp_path))
     cfg = tiny_cfg(root, DATA__TARGET_FPS=25, DATA__NUM_FRAMES=16, DATA__CROP_SIZE=32, AUG__ENABLE=False,
-                   DATA__MEAN=[0.0] * 3, DATA__STD=[1.0] * 3, ASCNET__SPEEDS=[1, 2], AUG__LOAD_SIZE=32)
+                   DATA__MEAN=[0.0] * 3, DATA__STD=[1.0] * 3, DATA__SPEEDS=[1, 2], AUG__LOAD_SIZE=32)
     ds = build_dataset(cfg, "train", "pretrain", name="SSv2")
     clips = augmented(ds, ds[(0, 0)])  # 40 frames: both clips fit (the 2x clip needs 31)
     idx = [[read_index((clips[s, :, t] * 255).round().byte().numpy()) for t in range(16)] for s in range(2)]
