@@ -181,6 +181,10 @@ _C.DATA.SYNTHETIC.APPEARANCE = "random"
 # class, as real actions come with their own places and objects; the object's shape, colour and
 # size, its position and the motion stay per video. 0: appearance independent of the class.
 _C.DATA.SYNTHETIC.CLASS_SCENE_PROB = 0.0
+# [D] The classes (docs/data.md, "Presets"): "motion_types" (10 kinds of motion: translations,
+# rotation, zoom, orbit, shakes) or "direction_speed" (the motion benchmark: 4 directions x 2
+# speeds of a moving digit, appearance never tied to the class; train with AUG.FLIP_PROB 0).
+_C.DATA.SYNTHETIC.PRESET = "motion_types"
 
 # ---------------------------------------------------------------------------------------------
 # Augmentation [D] (train); one parameter draw per clip, shared by all its frames.
