@@ -70,6 +70,8 @@ _C.TRAIN.EVAL_PERIOD = 0
 _C.TRAIN.MONITOR_PERIOD = 0
 # Uniformly spaced centre clips per video of the monitor (fewer than RETRIEVAL.NUM_CLIPS: cheap).
 _C.TRAIN.MONITOR_NUM_CLIPS = 2
+# [D] Motion diagnostics (the names of RETRIEVAL.DIAGNOSTICS) measured with every monitor; [] = none.
+_C.TRAIN.MONITOR_DIAGNOSTICS = []
 # Save a checkpoint every CHECKPOINT_PERIOD epochs.
 _C.TRAIN.CHECKPOINT_PERIOD = 1
 # Also save a checkpoint every CHECKPOINT_ITERS iterations (0 = off). Mid-epoch checkpoints
@@ -375,6 +377,14 @@ _C.RETRIEVAL.KNN_K = [20, 200]
 _C.RETRIEVAL.KNN_TEMPERATURE = 0.07
 # Write an HTML page and a PNG contact sheet of sampled queries and their top-5 neighbours.
 _C.RETRIEVAL.VISUALIZE = False
+# [D] Motion diagnostics reported beside the retrieval figures (docs/evaluation.md, "Motion
+# diagnostics"; ascnet/evaluation/diagnostics.py): "static_bias" (retrieval and kNN top-1 with
+# each query clip's frames shuffled in time, and with one frame repeated: the drops) and "speed"
+# (a linear read-out of the playback speed of ASCNET.SPEEDS from frozen clip features, fit on
+# gallery videos, scored on query videos). [] = none (they cost one or two more extractions).
+_C.RETRIEVAL.DIAGNOSTICS = []
+# [D] Speed probe: clips per video at each speed (views of DATA.NUM_FRAMES x max(ASCNET.SPEEDS) frames).
+_C.RETRIEVAL.SPEED_PROBE_CLIPS = 4
 # Queries shown by VISUALIZE (sampled with RNG_SEED).
 _C.RETRIEVAL.VIS_NUM_QUERIES = 8
 

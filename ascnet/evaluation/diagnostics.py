@@ -187,8 +187,8 @@ def speed_probe(
         l2_values: the L2 sweep (chosen on held-out training videos).
 
     Returns:
-        ``{"speed_top1": % of held-out clips whose speed is read right, "speed_chance": 100 / S,
-        "speed_l2": the chosen penalty}``.
+        ``{"speed_probe_top1": % of held-out clips whose speed is read right,
+        "speed_probe_chance": 100 / S, "speed_probe_l2": the chosen penalty}``.
     """
     n, s, v, d = train_feats.shape
     # Each (video, speed) is one probe sample with V views, labelled by the speed's position.
@@ -198,8 +198,8 @@ def speed_probe(
     z = standardise(test_feats.reshape(m * s * v, d), probe["mean"], probe["var"])
     pred = F.linear(z, probe["weight"], probe["bias"]).argmax(dim=1)
     truth = torch.arange(s).repeat_interleave(v).repeat(m)
-    return {"speed_top1": float((pred == truth).double().mean() * 100.0), "speed_chance": 100.0 / s,
-            "speed_l2": float(probe["l2"])}
+    return {"speed_probe_top1": float((pred == truth).double().mean() * 100.0), "speed_probe_chance": 100.0 / s,
+            "speed_probe_l2": float(probe["l2"])}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -218,15 +218,15 @@ def factor_top1(
             (:func:`ascnet.data.synthetic_render.class_factors`).
 
     Returns:
-        ``{"<factor>_top1": %, "<factor>_chance": %}`` (chance of the nearest video sharing the
-        value, from the label counts).
+        ``{"factor_<factor>_top1": %, "factor_<factor>_chance": %}`` (chance of the nearest video
+        sharing the value, from the label counts).
     """
     out: Dict[str, float] = {}
     for name, (_, values) in factors.items():
         table = torch.as_tensor(list(values), dtype=torch.long)
         q, g = table[query_labels.cpu()], table[gallery_labels.cpu()]
-        out[f"{name}_top1"] = float((g[neighbors[:, 0].cpu()] == q).double().mean() * 100.0)
-        out[f"{name}_chance"] = retrieval_chance(q, g, (1,))["top1"]
+        out[f"factor_{name}_top1"] = float((g[neighbors[:, 0].cpu()] == q).double().mean() * 100.0)
+        out[f"factor_{name}_chance"] = retrieval_chance(q, g, (1,))["top1"]
     return out
 
 
@@ -240,12 +240,94 @@ def format_diagnostics(values: Mapping[str, float], knn_k: Optional[int] = None)
             if knn_k is not None and f"{mode}_knn{knn_k}_top1" in values:
                 s += f"  kNN{knn_k} top1 {values[f'{mode}_knn{knn_k}_top1']:.1f} (drop {values[f'{mode}_drop_knn{knn_k}_top1']:+.1f})"
             lines.append(s)
-    for prefix in sorted({k[: -len("speed_top1")] for k in values if k.endswith("speed_top1")}):
+    for prefix in sorted({k[: -len("speed_probe_top1")] for k in values if k.endswith("speed_probe_top1")}):
         name = prefix.rstrip("_") or "backbone"
         lines.append(f"speed probe ({name}): playback speed read from held-out clips "
-                     f"{values[prefix + 'speed_top1']:.1f} % (chance {values[prefix + 'speed_chance']:.1f})")
-    for k in sorted(k for k in values if k.endswith("_top1") and k[: -len("_top1")] + "_chance" in values
-                    and not k.endswith("speed_top1")):
-        f = k[: -len("_top1")]
-        lines.append(f"per factor: nearest training video has the query's {f}: {values[k]:.1f} (chance {values[f + '_chance']:.1f})")
+                     f"{values[prefix + 'speed_probe_top1']:.1f} % (chance {values[prefix + 'speed_probe_chance']:.1f})")
+    for k in sorted(k for k in values if k.startswith("factor_") and k.endswith("_top1")):
+        f = k[len("factor_"): -len("_top1")]
+        lines.append(f"per factor: nearest training video has the query's {f}: {values[k]:.1f} "
+                     f"(chance {values['factor_' + f + '_chance']:.1f})")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# From a config (the retrieval task and the pretraining monitor)
+# ------------------------------------------------------------------------------------------------
+def dataset_factors(cfg) -> Dict[str, Tuple[Sequence[str], Sequence[int]]]:
+    """The class factors of ``TEST.DATASET`` (the generated dataset's preset); {} for others."""
+    if cfg.TEST.DATASET != "Synthetic":
+        return {}
+    from ascnet.data.synthetic import SyntheticSpec, class_factors
+
+    spec = SyntheticSpec.from_cfg(cfg)
+    return class_factors(spec.preset, spec.num_classes)
+
+
+def load_motion_projection(cfg, path: str, in_dim: int) -> Optional[torch.nn.Module]:
+    """The online motion projection g_m of an ASCNet checkpoint (``online.proj_m.*``), built from
+    ``MODEL.PROJECTION.*``; None (and a log line saying why) when the checkpoint has none or its
+    shapes are not those of the config."""
+    from ascnet.modeling.heads.build import build_projection
+    from ascnet.modeling.weights import _model_state, _strip_ddp, load_checkpoint_file
+
+    state = {_strip_ddp(k): v for k, v in _model_state(load_checkpoint_file(path)).items()}
+    sub = {k[len("online.proj_m."):]: v for k, v in state.items() if k.startswith("online.proj_m.")}
+    if not sub:
+        logger.info("Speed probe: %s has no motion projection (online.proj_m.*); backbone only.", path)
+        return None
+    head = build_projection(cfg, in_dim)
+    try:
+        head.load_state_dict(sub)
+    except RuntimeError as e:
+        logger.warning("Speed probe: the motion projection of %s does not fit MODEL.PROJECTION.* of this config "
+                       "(set them as in pretraining); backbone only. %s", path, str(e).splitlines()[0])
+        return None
+    return head.eval()
+
+
+def measure_diagnostics(
+    cfg, names: Sequence[str], backbone: torch.nn.Module, device, query_dataset, query: torch.Tensor,
+    gallery: torch.Tensor, query_labels: torch.Tensor, gallery_labels: torch.Tensor,
+    motion_head: Optional[torch.nn.Module] = None,
+) -> Dict[str, float]:
+    """The diagnostics ``names`` (of :data:`DIAGNOSTICS`) of ``backbone`` with the protocol of ``cfg``.
+
+    Args:
+        cfg: ``RETRIEVAL.*`` (centring, kNN, batch), ``DATA.NUM_FRAMES``, ``ASCNET.SPEEDS``.
+        query_dataset: the test-mode dataset of the clean query features.
+        query, gallery: (Q, D), (G, D) pooled clean features (before centring / normalisation).
+        motion_head: (N, D) -> (N, d), the ASCNet motion projection, also read by the speed probe.
+
+    Returns:
+        The keys of :func:`static_bias_probe`, ``speed_probe_top1`` / ``speed_probe_chance``
+        (backbone) and ``motion_projection_speed_probe_top1`` / ``..._chance``. Every process must call it (the
+        extractions are sharded, each video once).
+    """
+    from .retrieval import build_retrieval_dataset
+
+    check_diagnostics(names, "RETRIEVAL.DIAGNOSTICS / TRAIN.MONITOR_DIAGNOSTICS")
+    r = cfg.RETRIEVAL
+    out: Dict[str, float] = {}
+    if "static_bias" in names:
+        out.update(static_bias_probe(
+            backbone, query_dataset, query, gallery, query_labels, gallery_labels, r.CENTER, r.KNN_K,
+            r.KNN_TEMPERATURE, r.BATCH_SIZE, cfg.DATA_LOADER.NUM_WORKERS, device, seed=cfg.RNG_SEED))
+    if "speed" in names:
+        speeds = [int(s) for s in cfg.ASCNET.SPEEDS]
+        c = cfg.clone()
+        c.defrost()
+        c.DATA.NUM_FRAMES = int(cfg.DATA.NUM_FRAMES) * max(speeds)  # views long enough for the fastest speed
+        c.freeze()
+        encoders = {"": backbone}
+        if motion_head is not None:
+            encoders["motion_projection_"] = torch.nn.Sequential(backbone, motion_head)
+        feats = {}
+        for split in (r.GALLERY_SPLIT, r.QUERY_SPLIT):
+            ds = build_retrieval_dataset(c, split, r.SPEED_PROBE_CLIPS, 1)
+            feats[split] = extract_speed_features(encoders, ds, speeds, cfg.DATA.NUM_FRAMES, r.BATCH_SIZE,
+                                                  cfg.DATA_LOADER.NUM_WORKERS, device)
+        for name in encoders:
+            res = speed_probe(feats[r.GALLERY_SPLIT][name], feats[r.QUERY_SPLIT][name], cfg.LINEAR.CACHED_L2, seed=cfg.RNG_SEED)
+            out.update({name + k: v for k, v in res.items()})
+    return out

@@ -121,8 +121,8 @@ def test_speed_probe_reads_speed_from_features_that_encode_it_and_not_from_other
 
     good = speed_probe(_speed_feats(60, speeds, motion_energy, 0), _speed_feats(40, speeds, motion_energy, 1))
     blind = speed_probe(_speed_feats(60, speeds, brightness, 0), _speed_feats(40, speeds, brightness, 1))
-    assert good["speed_chance"] == 50.0 and good["speed_top1"] >= 95.0
-    assert blind["speed_top1"] == 50.0  # identical features at both speeds: one answer for both
+    assert good["speed_probe_chance"] == 50.0 and good["speed_probe_top1"] >= 95.0
+    assert blind["speed_probe_top1"] == 50.0  # identical features at both speeds: one answer for both
 
 
 def test_factor_top1_scores_each_factor_of_the_nearest_video():
@@ -131,5 +131,6 @@ def test_factor_top1_scores_each_factor_of_the_nearest_video():
     ql = torch.tensor([0, 1, 2, 3])
     nbrs = torch.tensor([[1], [1], [0], [3]])  # right direction, right, wrong, right; speed: wrong, right, right, right
     res = factor_top1(nbrs, ql, gl, factors)
-    assert res["direction_top1"] == 75.0 and res["speed_top1"] == 75.0
-    assert res["direction_chance"] == 50.0 and res["speed_chance"] == 50.0
+    assert res["factor_direction_top1"] == 75.0 and res["factor_speed_top1"] == 75.0
+    assert res["factor_direction_chance"] == 50.0 and res["factor_speed_chance"] == 50.0
+    assert "per factor: nearest training video has the query's direction: 75.0 (chance 50.0)" in format_diagnostics(res)
