@@ -24,7 +24,15 @@ saved as it ends (``<out>/seed<k>/<row>/row.json``) and reused by a rerun, so an
 benchmark goes on where it stopped; ``--jobs`` runs that many seeds at once (one torch thread
 each). Prints a markdown table and writes ``<out>/ssl_gain.json``.
 
+``--preset direction_speed`` runs the table on the motion benchmark instead
+(configs/Synthetic/motion_benchmark.yaml's data: 8 classes = 4 directions x 2 speeds, appearance
+independent of the class, flips off) and adds the motion diagnostics of each pretrained backbone
+(docs/evaluation.md, "Motion diagnostics"): the static-bias drops of retrieval top-1 (query
+frames shuffled / one frame repeated), the speed probe of the backbone and of ASCNet's motion
+projection, and the per-factor top-1 (direction, speed).
+
     python benchmarks/ssl_gain.py --out output/ssl_gain --seeds 0 1 2 --jobs 3
+    python benchmarks/ssl_gain.py --preset direction_speed --out output/ssl_gain_motion --seeds 0 1 2 --jobs 2
 """
 import argparse
 import json
@@ -52,6 +60,15 @@ CONDITIONS = {
     "supervised": "supervised",
 }
 COLUMNS = ("linear_sgd", "linear_cached", "knn20_top1", "knn200_top1", "retrieval_top1", "mAP")
+# The motion diagnostics of the retrieval run (RETRIEVAL.DIAGNOSTICS), with --preset direction_speed.
+DIAGNOSTIC_COLUMNS = ("shuffle_drop_top1", "repeat_drop_top1", "speed_probe_top1", "motion_projection_speed_probe_top1",
+                      "factor_direction_top1", "factor_speed_top1")
+# The data of each --preset (the motion benchmark's: configs/Synthetic/motion_benchmark.yaml).
+PRESET_OPTS = {
+    "quickstart": [],
+    "direction_speed": ["DATA.SYNTHETIC.PRESET", "direction_speed", "DATA.SYNTHETIC.CLASS_SCENE_PROB", "0.0",
+                        "DATA.SYNTHETIC.VIDEOS_PER_CLASS", "150", "AUG.FLIP_PROB", "0.0"],
+}
 
 
 def _run(cfg_path, opts):
@@ -108,12 +125,16 @@ def _compute_row(name, extra, seed, args, data_opts, base):
         "LINEAR.CACHED_TRAIN_CROPS", "1", "TEST.NUM_SPATIAL_CROPS", "1"])
     row["linear_cached"] = _test_top1(lin_c)
     ret = os.path.join(base, "retrieval")
-    _run(os.path.join(CFG, "retrieval_quickstart.yaml"), common + [
+    diag = ["RETRIEVAL.DIAGNOSTICS", "['static_bias', 'speed']", "MODEL.PROJECTION.HIDDEN_DIM", "512",
+            "MODEL.PROJECTION.OUT_DIM", "128"] if args.preset != "quickstart" else []
+    _run(os.path.join(CFG, "retrieval_quickstart.yaml"), common + diag + [
         "OUTPUT_DIR", ret, "RETRIEVAL.CHECKPOINT_FILE_PATH", ckpt, "RETRIEVAL.USE_CACHE", "False"])
     (js,) = [x for x in os.listdir(ret) if x.endswith(".json")]
     with open(os.path.join(ret, js)) as f:
-        r = json.load(f)["results"]
+        blob = json.load(f)
+    r = blob["results"]
     row.update(knn20_top1=r["knn20_top1"], knn200_top1=r["knn200_top1"], retrieval_top1=r["top1"], mAP=r["mAP"])
+    row.update({k: v for k, v in blob.get("diagnostics", {}).items() if k in DIAGNOSTIC_COLUMNS})
     return row
 
 
@@ -130,7 +151,9 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=os.path.join(REPO, "output", "ssl_gain"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--only", nargs="*", default=[], help=f"subset of {list(CONDITIONS)}")
-    p.add_argument("--videos-per-class", type=int, default=0, help="0: the quickstart's")
+    p.add_argument("--preset", choices=sorted(PRESET_OPTS), default="quickstart",
+                   help="the data: the quickstart's, or the motion benchmark (direction_speed) with the diagnostics")
+    p.add_argument("--videos-per-class", type=int, default=0, help="0: the preset's")
     p.add_argument("--size", type=int, default=0, help="frame size of the generated videos (crops = size); 0: the quickstart's")
     p.add_argument("--pretrain-epochs", type=int, default=20)
     p.add_argument("--linear-epochs", type=int, default=100)
@@ -147,6 +170,7 @@ def main(argv=None) -> None:
 
         torch.set_num_threads(args.threads)
     data_opts = ["LOG_PERIOD", "50", "DATA.PATH_TO_DATA_DIR", os.path.join(os.path.abspath(args.out), "synthetic")]
+    data_opts += PRESET_OPTS[args.preset]
     if args.videos_per_class:
         data_opts += ["DATA.SYNTHETIC.VIDEOS_PER_CLASS", str(args.videos_per_class)]
     if args.size:
@@ -163,7 +187,7 @@ def main(argv=None) -> None:
             atomic_write_bytes(os.path.join(args.out, "ssl_gain.json"), json.dumps(partial, indent=2))
     lines = [
         f"{platform.machine()}, {os.cpu_count()} CPUs (shared), {args.jobs} job(s) of {args.threads} torch thread(s); "
-        f"seeds {args.seeds}; the quickstart's data (videos per class {args.videos_per_class or 'as configured'}, "
+        f"seeds {args.seeds}; the {args.preset} data (videos per class {args.videos_per_class or 'as configured'}, "
         f"size {args.size or 'as configured'}); pretraining "
         f"{args.pretrain_epochs} epochs, linear (sgd) {args.linear_epochs} epochs, supervised {args.supervised_epochs} "
         f"epochs; wall {(time.time() - t0) / 60:.1f} min. Mean ± std over seeds (chance 12.5).",
@@ -171,12 +195,15 @@ def main(argv=None) -> None:
         "| row | linear sgd | linear cached | kNN20 | kNN200 | retrieval top-1 | mAP |",
         "|---|---|---|---|---|---|---|",
     ]
+    diag_lines = ["", "| row | shuffle drop | repeat drop | speed probe (backbone) | speed probe (g_m) | direction top-1 | speed top-1 |",
+                  "|---|---|---|---|---|---|---|"]
     for name, rows in results.items():
         if name == "supervised":
             lines.append(f"| supervised (all layers, labels; test top-1) | {_cell([r['finetune'] for r in rows])} | - | - | - | - | - |")
             continue
         lines.append("| " + name + " | " + " | ".join(_cell([r[c] for r in rows]) for c in COLUMNS) + " |")
-    table = "\n".join(lines)
+        diag_lines.append("| " + name + " | " + " | ".join(_cell([r[c] for r in rows if c in r]) for c in DIAGNOSTIC_COLUMNS) + " |")
+    table = "\n".join(lines + (diag_lines if args.preset != "quickstart" else []))
     print(table)
     atomic_write_bytes(
         os.path.join(args.out, "ssl_gain.json"), json.dumps({"results": results, "table": table, "args": vars(args)}, indent=2)

@@ -70,6 +70,8 @@ _C.TRAIN.EVAL_PERIOD = 0
 _C.TRAIN.MONITOR_PERIOD = 0
 # Uniformly spaced centre clips per video of the monitor (fewer than RETRIEVAL.NUM_CLIPS: cheap).
 _C.TRAIN.MONITOR_NUM_CLIPS = 2
+# [D] Motion diagnostics (the names of RETRIEVAL.DIAGNOSTICS) measured with every monitor; [] = none.
+_C.TRAIN.MONITOR_DIAGNOSTICS = []
 # Save a checkpoint every CHECKPOINT_PERIOD epochs.
 _C.TRAIN.CHECKPOINT_PERIOD = 1
 # Also save a checkpoint every CHECKPOINT_ITERS iterations (0 = off). Mid-epoch checkpoints
@@ -185,6 +187,10 @@ _C.DATA.SYNTHETIC.APPEARANCE = "random"
 # class, as real actions come with their own places and objects; the object's shape, colour and
 # size, its position and the motion stay per video. 0: appearance independent of the class.
 _C.DATA.SYNTHETIC.CLASS_SCENE_PROB = 0.0
+# [D] The classes (docs/data.md, "Presets"): "motion_types" (10 kinds of motion: translations,
+# rotation, zoom, orbit, shakes) or "direction_speed" (the motion benchmark: 4 directions x 2
+# speeds of a moving digit, appearance never tied to the class; train with AUG.FLIP_PROB 0).
+_C.DATA.SYNTHETIC.PRESET = "motion_types"
 
 # ---------------------------------------------------------------------------------------------
 # Augmentation [D] (train); one parameter draw per clip, shared by all its frames.
@@ -391,6 +397,14 @@ _C.RETRIEVAL.KNN_K = [20, 200]
 _C.RETRIEVAL.KNN_TEMPERATURE = 0.07
 # Write an HTML page and a PNG contact sheet of sampled queries and their top-5 neighbours.
 _C.RETRIEVAL.VISUALIZE = False
+# [D] Motion diagnostics reported beside the retrieval figures (docs/evaluation.md, "Motion
+# diagnostics"; ascnet/evaluation/diagnostics.py): "static_bias" (retrieval and kNN top-1 with
+# each query clip's frames shuffled in time, and with one frame repeated: the drops) and "speed"
+# (a linear read-out of the playback speed of DATA.SPEEDS from frozen clip features, fit on
+# gallery videos, scored on query videos). [] = none (they cost one or two more extractions).
+_C.RETRIEVAL.DIAGNOSTICS = []
+# [D] Speed probe: clips per video at each speed (views of DATA.NUM_FRAMES x max(DATA.SPEEDS) frames).
+_C.RETRIEVAL.SPEED_PROBE_CLIPS = 4
 # Queries shown by VISUALIZE (sampled with RNG_SEED).
 _C.RETRIEVAL.VIS_NUM_QUERIES = 8
 

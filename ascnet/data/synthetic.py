@@ -27,7 +27,7 @@ import torch
 
 from ascnet.utils.io import atomic_write_bytes
 
-from .synthetic_render import APPEARANCES, MOTIONS, render_video  # noqa: F401  (re-exported)
+from .synthetic_render import APPEARANCES, MOTIONS, PRESETS, class_factors, render_video  # noqa: F401  (re-exported)
 from .utils import AnnotationError
 
 logger = logging.getLogger(__name__)
@@ -62,11 +62,25 @@ class SyntheticSpec:
     # orientation, object kind) is its class's typical one rather than drawn independently of
     # the class (0: independent).
     class_scene_prob: float = 0.0
+    # The classes (synthetic_render.PRESETS): "motion_types" (10 kinds of motion) or
+    # "direction_speed" (4 directions x 2 speeds of a moving digit).
+    preset: str = "motion_types"
+
+    @property
+    def classes(self) -> List[str]:
+        """The class names, in class-number order."""
+        return list(PRESETS[self.preset][: self.num_classes])
 
     def check(self) -> None:
         """Raise ValueError naming the ``DATA.SYNTHETIC`` key of an impossible value."""
-        if not 1 <= self.num_classes <= len(MOTIONS):
-            raise ValueError(f"DATA.SYNTHETIC.NUM_CLASSES must be in [1, {len(MOTIONS)}], got {self.num_classes}.")
+        if self.preset not in PRESETS:
+            raise ValueError(f"DATA.SYNTHETIC.PRESET is {self.preset!r}; choose one of {list(PRESETS)}.")
+        n = len(PRESETS[self.preset])
+        if not 1 <= self.num_classes <= n:
+            raise ValueError(f"DATA.SYNTHETIC.NUM_CLASSES must be in [1, {n}] for PRESET {self.preset}, got {self.num_classes}.")
+        if self.preset != "motion_types" and self.class_scene_prob:
+            raise ValueError(f"DATA.SYNTHETIC.CLASS_SCENE_PROB applies to PRESET motion_types only; set it to 0 "
+                             f"with PRESET {self.preset} (its appearance never depends on the class).")
         if self.videos_per_class < 3:
             raise ValueError("DATA.SYNTHETIC.VIDEOS_PER_CLASS must be >= 3 (three train/test splits).")
         if self.size < 16 or self.size % 2:
@@ -93,16 +107,19 @@ class SyntheticSpec:
             format=str(s.get("FORMAT", ".avi")),
             appearance=str(s.get("APPEARANCE", "random")),
             class_scene_prob=float(s.get("CLASS_SCENE_PROB", 0.0)),
+            preset=str(s.get("PRESET", "motion_types")),
         )
 
     def marker(self) -> dict:
-        """The marker file's content. ``appearance`` and ``class_scene_prob`` are left out at their
-        defaults, so datasets written before the keys existed stay valid."""
+        """The marker file's content. ``appearance``, ``class_scene_prob`` and ``preset`` are left out
+        at their defaults, so datasets written before the keys existed stay valid."""
         out = dict(asdict(self), generator_version=GENERATOR_VERSION)
         if out["appearance"] == "random":
             del out["appearance"]
         if out["class_scene_prob"] == 0.0:
             del out["class_scene_prob"]
+        if out["preset"] == "motion_types":
+            del out["preset"]
         return out
 
 
@@ -150,7 +167,7 @@ def generate_synthetic_dataset(root: str, spec: SyntheticSpec, progress: bool = 
     from tqdm import tqdm
 
     spec.check()
-    classes = list(MOTIONS[: spec.num_classes])
+    classes = spec.classes
     groups = min(spec.videos_per_class, MAX_GROUPS)
     list_dir = os.path.join(root, "ucfTrainTestlist")
     os.makedirs(list_dir, exist_ok=True)
@@ -166,7 +183,8 @@ def generate_synthetic_dataset(root: str, spec: SyntheticSpec, progress: bool = 
             rel = f"{name}/{video_name(name, i, groups)}{spec.format}"
             out = os.path.join(root, "UCF-101", rel)
             os.makedirs(os.path.dirname(out), exist_ok=True)
-            write_video(out, render_video(c, spec.seed, i, spec.num_frames, spec.size, spec.appearance, spec.class_scene_prob), fps=spec.fps)
+            write_video(out, render_video(
+                c, spec.seed, i, spec.num_frames, spec.size, spec.appearance, spec.class_scene_prob, spec.preset), fps=spec.fps)
             entries.append((rel, c + 1, i % groups + 1))
     finally:
         torch.set_num_threads(threads)

@@ -31,16 +31,24 @@ Every class is invariant to a horizontal flip (directions are drawn both ways, a
 diagonal gives the other diagonal), so the default ``AUG.FLIP_PROB`` can stay on (method.md
 section 1, "Mind what an augmentation erases").
 
+Presets (``DATA.SYNTHETIC.PRESET``) choose the classes. ``motion_types`` is the table above.
+``direction_speed`` is a benchmark whose classes only motion tells and whose results say which
+factor was learnt: 8 classes = 4 directions (right, left, down, up) x 2 speeds (slow 0.025,
+fast 0.0625 frame widths per frame), a handwritten digit (per-video digit, tint, size, start and
+background, never depending on the class) translating without turning back (it wraps around
+the frame, so that every clip of a video shows one direction). Its classes tell left from right:
+train on it with ``AUG.FLIP_PROB 0`` (method.md section 1).
+
 The video files and their layout: :mod:`ascnet.data.synthetic`.
 """
 import math
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["APPEARANCES", "MOTIONS", "render_video"]
+__all__ = ["APPEARANCES", "MOTIONS", "PRESETS", "class_factors", "render_video"]
 
 APPEARANCES = ("random", "fixed")
 MOTIONS = (
@@ -55,6 +63,22 @@ MOTIONS = (
     "HorizontalShake",
     "VerticalShake",
 )
+# DATA.SYNTHETIC.PRESET: the class names of each preset (class k is the k-th name).
+DIRECTIONS = ("Right", "Left", "Down", "Up")
+SPEEDS = ("Slow", "Fast")
+PRESETS = {
+    "motion_types": MOTIONS,
+    "direction_speed": tuple(d + s for d in DIRECTIONS for s in SPEEDS),
+}
+# Factors of a preset's classes: name -> (value names, value of each class).
+_FACTORS = {
+    "direction_speed": {
+        "direction": (DIRECTIONS, tuple(k // len(SPEEDS) for k in range(len(PRESETS["direction_speed"])))),
+        "speed": (SPEEDS, tuple(k % len(SPEEDS) for k in range(len(PRESETS["direction_speed"])))),
+    },
+}
+# Speeds of direction_speed in frame widths per frame (x2 in the -1..1 units of the renderer).
+_DIRECTION_SPEEDS = {"Slow": 0.025, "Fast": 0.0625}
 
 # --------------------------------------------------------------------------------------------
 # Content
@@ -213,9 +237,39 @@ def _trajectory(motion: str, rng: np.random.Generator, t: np.ndarray) -> Dict[st
     return {"cx": cx, "cy": cy, "angle": angle, "scale": scale}
 
 
+def class_factors(preset: str, num_classes: int) -> Dict[str, Tuple[Tuple[str, ...], Tuple[int, ...]]]:
+    """The factors that make up the first ``num_classes`` classes of a preset.
+
+    Returns:
+        ``{factor: (value names, value index of each class)}``; empty when the preset's classes
+        are not built from factors (``motion_types``).
+    """
+    return {k: (names, values[:num_classes]) for k, (names, values) in _FACTORS.get(preset, {}).items()}
+
+
+def _direction_speed_layer(name: str, rng: np.random.Generator, obj: torch.Tensor, radius: float,
+                           num_frames: int, size: int) -> torch.Tensor:
+    """(T, 4, S, S) RGBA layer of ``obj`` translating in the direction and at the speed of class
+    ``name``, wrapping around the frame (a second copy enters on the far side as it leaves)."""
+    direction = DIRECTIONS.index(name[: -len("Slow") if name.endswith("Slow") else -len("Fast")])
+    v = 2 * _DIRECTION_SPEEDS[name[-4:]]  # x2: the frame is 2 units wide
+    start, across = rng.uniform(-1, 1), rng.uniform(-0.5, 0.5)
+    sign = 1.0 if direction in (0, 2) else -1.0  # right / down: increasing x / y
+    along = np.mod(start + sign * v * np.arange(num_frames) + 1, 2) - 1  # in [-1, 1)
+    layers = 0
+    for shift in (0.0, np.where(along > 0, -2.0, 2.0)):  # the frame and its wrapped-around copy
+        p = along + shift
+        c = np.stack([p, np.full(num_frames, across)] if direction < 2 else [np.full(num_frames, across), p], 1)
+        c = torch.tensor(c, dtype=torch.float32)
+        theta = torch.cat([torch.eye(2).expand(num_frames, 2, 2) / radius, -c[:, :, None] / radius], dim=2)
+        grid = F.affine_grid(theta, [num_frames, 4, size, size], align_corners=False)
+        layers = layers + F.grid_sample(obj.expand(num_frames, -1, -1, -1), grid, align_corners=False)
+    return layers.clamp(0, 1)
+
+
 def render_video(
     class_id: int, seed: int, index: int, num_frames: int = 48, size: int = 64, appearance: str = "random",
-    class_scene_prob: float = 0.0,
+    class_scene_prob: float = 0.0, preset: str = "motion_types",
 ) -> np.ndarray:
     """Frames of one generated video.
 
@@ -229,10 +283,13 @@ def render_video(
             (the same for every video of the seed; the trajectory is still drawn per video).
         class_scene_prob: with "random", the probability that the video shows its class's
             typical scene (:func:`_class_scene`); 0 gives the frames of the versions before it.
+        preset: the classes (:data:`PRESETS`); ``motion_types`` renders as before the key.
 
     Returns:
         (T, S, S, 3) uint8 RGB frames; a function of the arguments only.
     """
+    if preset != "motion_types":
+        return _render_direction_speed(class_id, seed, index, num_frames, size, appearance)
     rng = np.random.default_rng([int(seed), int(class_id), int(index)])
     # "fixed": the appearance comes from a stream of its own that depends on the seed only.
     app_rng = np.random.default_rng([int(seed), 0xF1ED]) if appearance == "fixed" else rng
@@ -256,4 +313,21 @@ def render_video(
     layer = F.grid_sample(obj.expand(num_frames, -1, -1, -1), grid, align_corners=False)
     alpha = layer[:, 3:4]
     frames = bg[None] * (1 - alpha) + layer[:, :3]
+    return (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def _render_direction_speed(class_id: int, seed: int, index: int, num_frames: int, size: int, appearance: str) -> np.ndarray:
+    """Frames of a ``direction_speed`` video: a tinted digit over a background, both drawn per
+    video from a stream that does not depend on the class (so no frame tells the class)."""
+    name = PRESETS["direction_speed"][class_id]
+    # Appearance and motion from streams of their own; the appearance's distribution is the same
+    # for every class.
+    app_rng = np.random.default_rng([int(seed), 0xF1ED] if appearance == "fixed" else [int(seed), int(class_id), int(index), 0xD161])
+    rng = np.random.default_rng([int(seed), int(class_id), int(index), 0xD1])
+    bg = _background(app_rng, size)
+    luma = float((bg.mean(dim=(1, 2)).numpy() * _LUMA).sum())
+    obj = _object(app_rng, luma, kind=0)
+    radius = float(app_rng.uniform(0.3, 0.45))
+    layer = _direction_speed_layer(name, rng, obj, radius, num_frames, size)
+    frames = bg[None] * (1 - layer[:, 3:4]) + layer[:, :3]
     return (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()

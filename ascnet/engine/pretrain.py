@@ -34,7 +34,10 @@ class PretrainTrainer(Trainer):
         """Measure the online backbone now; write the figures (rank 0) and return them."""
         from ascnet.evaluation.monitor import format_monitor, monitor_representation
 
-        values = monitor_representation(self.cfg, du.unwrap(self.model).backbone, self.device)
+        model = du.unwrap(self.model)
+        # ASCNet's motion projection g_m, read by the speed probe beside the backbone.
+        motion_head = getattr(getattr(model, "online_module", None), "proj_m", None)
+        values = monitor_representation(self.cfg, model.backbone, self.device, motion_head)
         values = dict(values, monitor_iteration=self.iter)
         self.monitor_history.append(values)
         if du.is_main_process():
@@ -62,6 +65,13 @@ def summary_lines(cfg: CfgNode, first: Dict[str, float], last: Dict[str, float])
     rows = [("retrieval top-1", PREFIX + "retrieval_top1", PREFIX + "chance_retrieval_top1")]
     rows += [(f"kNN top-1 (k={k[len(PREFIX) + 3:-5]})", k, PREFIX + "chance_knn_top1") for k in knn]
     rows += [("retrieval mAP", PREFIX + "mAP", None)]
+    # Motion diagnostics (TRAIN.MONITOR_DIAGNOSTICS) and per-factor top-1, when measured.
+    rows += [(label, PREFIX + key, None) for label, key in (
+        ("shuffle drop", "shuffle_drop_top1"), ("repeat drop", "repeat_drop_top1"),
+        ("speed probe", "speed_probe_top1"), ("speed (g_m)", "motion_projection_speed_probe_top1"))
+        if PREFIX + key in last and PREFIX + key in first]
+    rows += [(f"{k[len(PREFIX) + 7:-5]} top-1", k, k[:-5] + "_chance") for k in sorted(last)
+             if k.startswith(PREFIX + "factor_") and k.endswith("_top1") and k in first]
     start = "random init" if int(first.get(PREFIX + "iteration", 0)) == 0 else f"iteration {int(first[PREFIX + 'iteration'])}"
     head = f"{'':<18}{start:>13}{'pretrained':>13}{'gain':>8}{'chance':>9}"
     lines = [

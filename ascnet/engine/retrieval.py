@@ -12,6 +12,7 @@ from typing import Dict
 import torch
 from fvcore.common.config import CfgNode
 
+from ascnet.evaluation.diagnostics import dataset_factors, factor_top1, format_diagnostics
 from ascnet.evaluation.retrieval import (
     cached_features,
     build_retrieval_backbone,
@@ -59,6 +60,8 @@ def run_retrieval(cfg: CfgNode) -> Dict[str, object]:
     with torch.no_grad():
         qf, ql, q_hit = cached_features(cfg, backbone, protocol, cfg.RETRIEVAL.QUERY_SPLIT, device)
         gf, gl, g_hit = cached_features(cfg, backbone, protocol, cfg.RETRIEVAL.GALLERY_SPLIT, device)
+    # Every process takes part in the diagnostics' extractions (each video once).
+    diagnostics = _diagnostics(cfg, backbone, checkpoint_file, device, qf, gf, ql, gl)
     if not is_main_process():
         synchronize()
         return {}
@@ -78,11 +81,17 @@ def run_retrieval(cfg: CfgNode) -> Dict[str, object]:
                          num_queries=int(qf.shape[0]), num_gallery=int(gf.shape[0]),
                          features_from_cache=bool(q_hit and g_hit))
     table = format_table(res, full_protocol, cfg.RETRIEVAL.TOPK, chance)
+    factors = dataset_factors(cfg)
+    if factors:
+        diagnostics.update(factor_top1(neighbors, ql, gl, factors))
+    if diagnostics:
+        table += "\n" + format_diagnostics(diagnostics, knn_k=min(cfg.RETRIEVAL.KNN_K, default=None))
     print(table, flush=True)
     logger.info("retrieval results:\n%s", table)
     tag = "random-init" if weights_id == "random-init" else weights_id.split(":")[1][:12]
     json_path = os.path.join(cfg.OUTPUT_DIR, f"retrieval_split{cfg.DATA.SPLIT_ID}_{tag}.json")
-    out = {"results": res, "chance": chance, "protocol": full_protocol, "load_report": report}
+    out = {"results": res, "chance": chance, "protocol": full_protocol, "load_report": report,
+           "diagnostics": diagnostics}
     if cfg.RETRIEVAL.VISUALIZE:
         vis_dir = os.path.join(cfg.OUTPUT_DIR, f"retrieval_vis_split{cfg.DATA.SPLIT_ID}_{tag}")
         summary = ", ".join(f"{k} {v:.2f}" for k, v in res.items())
@@ -100,6 +109,24 @@ def run_retrieval(cfg: CfgNode) -> Dict[str, object]:
     out["neighbors"] = neighbors
     synchronize()
     return out
+
+
+def _diagnostics(cfg, backbone, checkpoint_file, device, qf, gf, ql, gl) -> Dict[str, float]:
+    """``RETRIEVAL.DIAGNOSTICS`` of the evaluated weights ({} when none are asked for); run in
+    every process."""
+    from ascnet.evaluation.diagnostics import load_motion_projection, measure_diagnostics
+    from ascnet.evaluation.retrieval import build_retrieval_dataset
+
+    names = list(cfg.RETRIEVAL.DIAGNOSTICS)
+    if not names:
+        return {}
+    head = None
+    if "speed" in names and checkpoint_file:
+        head = load_motion_projection(cfg, checkpoint_file, backbone[0].out_dim)
+        head = head.to(device) if head is not None else None
+    query_ds = build_retrieval_dataset(cfg, cfg.RETRIEVAL.QUERY_SPLIT, cfg.RETRIEVAL.NUM_CLIPS, cfg.RETRIEVAL.NUM_CROPS)
+    with torch.no_grad():
+        return measure_diagnostics(cfg, names, backbone, device, query_ds, qf, gf, ql, gl, head)
 
 
 def _faiss_gpu() -> bool:

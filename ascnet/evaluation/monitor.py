@@ -10,14 +10,18 @@ weights change). Extraction is sharded over the processes, each video exactly on
 features and computes the same figures.
 
 Reported (percent): ``monitor_retrieval_top1``, ``monitor_mAP`` and ``monitor_knn<k>_top1`` for k in
-``RETRIEVAL.KNN_K`` (:mod:`ascnet.evaluation.knn`), with their chance levels.
+``RETRIEVAL.KNN_K`` (:mod:`ascnet.evaluation.knn`), with their chance levels; the motion
+diagnostics of ``TRAIN.MONITOR_DIAGNOSTICS`` (:mod:`ascnet.evaluation.diagnostics`, e.g.
+``monitor_shuffle_drop_top1``) and, on a dataset whose classes have factors, the per-factor
+top-1 (``monitor_factor_direction_top1``...).
 """
 import logging
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from fvcore.common.config import CfgNode
 
+from .diagnostics import dataset_factors, factor_top1, measure_diagnostics
 from .knn import classification_chance_top1, retrieval_chance
 from .retrieval import build_retrieval_dataset, evaluate_retrieval, extract_video_features, finalize_features
 
@@ -27,31 +31,41 @@ PREFIX = "monitor_"
 
 
 @torch.no_grad()
-def monitor_representation(cfg: CfgNode, backbone: torch.nn.Module, device: torch.device) -> Dict[str, float]:
+def monitor_representation(
+    cfg: CfgNode, backbone: torch.nn.Module, device: torch.device, motion_head: Optional[torch.nn.Module] = None
+) -> Dict[str, float]:
     """kNN top-1 and retrieval top-1 / mAP of ``backbone`` on the configured splits.
 
     Args:
         cfg: the run config (``RETRIEVAL.*``, ``TRAIN.MONITOR_NUM_CLIPS``, ``TEST.DATASET``).
         backbone: (N, C, T, H, W) -> (N, D); put in eval mode here and restored afterwards.
         device: where the clips go.
+        motion_head: the ASCNet motion projection, read by the speed probe too (optional).
 
     Returns:
         ``{"monitor_retrieval_top1", "monitor_mAP", "monitor_knn<k>_top1", ...,
         "monitor_chance_retrieval_top1", "monitor_chance_knn_top1"}`` (%), the same on every rank.
     """
     clips = int(cfg.TRAIN.MONITOR_NUM_CLIPS)
-    was_training = backbone.training
-    backbone.eval()
+    modules = [m for m in (backbone, motion_head) if m is not None]
+    was_training = [m.training for m in modules]
+    for m in modules:
+        m.eval()
     try:
-        feats = {}
+        feats, datasets = {}, {}
         for split in (cfg.RETRIEVAL.QUERY_SPLIT, cfg.RETRIEVAL.GALLERY_SPLIT):
-            ds = build_retrieval_dataset(cfg, split, clips, 1)
+            datasets[split] = build_retrieval_dataset(cfg, split, clips, 1)
             feats[split] = extract_video_features(
-                backbone, ds, cfg.RETRIEVAL.BATCH_SIZE, num_workers=cfg.DATA_LOADER.NUM_WORKERS, device=device
+                backbone, datasets[split], cfg.RETRIEVAL.BATCH_SIZE, num_workers=cfg.DATA_LOADER.NUM_WORKERS, device=device
             )
+        (qf, ql), (gf, gl) = feats[cfg.RETRIEVAL.QUERY_SPLIT], feats[cfg.RETRIEVAL.GALLERY_SPLIT]
+        diagnostics = measure_diagnostics(
+            cfg, list(cfg.TRAIN.MONITOR_DIAGNOSTICS), backbone, device, datasets[cfg.RETRIEVAL.QUERY_SPLIT],
+            qf, gf, ql, gl, motion_head,
+        ) if cfg.TRAIN.MONITOR_DIAGNOSTICS else {}
     finally:
-        backbone.train(was_training)
-    (qf, ql), (gf, gl) = feats[cfg.RETRIEVAL.QUERY_SPLIT], feats[cfg.RETRIEVAL.GALLERY_SPLIT]
+        for m, mode in zip(modules, was_training):
+            m.train(mode)
     qf, gf = finalize_features(qf, gf, cfg.RETRIEVAL.CENTER)
     res = evaluate_retrieval(qf, gf, ql, gl, topk=(1,), backend="torch", knn_ks=cfg.RETRIEVAL.KNN_K,
                              knn_temperature=cfg.RETRIEVAL.KNN_TEMPERATURE)
@@ -61,6 +75,10 @@ def monitor_representation(cfg: CfgNode, backbone: torch.nn.Module, device: torc
     out.update({PREFIX + k: float(v) for k, v in res.items() if k.startswith("knn")})
     out[PREFIX + "chance_retrieval_top1"] = chance["top1"]
     out[PREFIX + "chance_knn_top1"] = classification_chance_top1(num_classes)
+    factors = dataset_factors(cfg)
+    if factors:
+        diagnostics.update(factor_top1(res["neighbors"], ql, gl, factors))
+    out.update({PREFIX + k: float(v) for k, v in diagnostics.items()})
     return out
 
 
@@ -70,6 +88,9 @@ def format_monitor(values: Dict[str, float]) -> str:
     for k in sorted((k for k in values if k.startswith(PREFIX + "knn")), key=lambda k: int(k[len(PREFIX) + 3:-5])):
         parts.append(f"kNN{k[len(PREFIX) + 3:-5]} top1 {values[k]:.1f} (chance {values[PREFIX + 'chance_knn_top1']:.1f})")
     parts.append(f"mAP {values[PREFIX + 'mAP']:.1f}")
+    for k in ("shuffle_drop_top1", "repeat_drop_top1"):
+        if PREFIX + k in values:
+            parts.append(f"{k.split('_')[0]} drop {values[PREFIX + k]:+.1f}")
     return "  ".join(parts)
 
 

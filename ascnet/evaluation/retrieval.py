@@ -183,7 +183,7 @@ def build_retrieval_dataset(cfg: CfgNode, split: str, num_clips: int, num_crops:
 
 
 def extract_video_features(
-    backbone: torch.nn.Module, dataset, batch_size: int, num_workers: int = 0, device=None
+    backbone: torch.nn.Module, dataset, batch_size: int, num_workers: int = 0, device=None, transform=None
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Pooled video features (mean of L2-normalised view features) of every video once.
 
@@ -191,6 +191,8 @@ def extract_video_features(
         backbone: (N, C, T, H, W) -> (N, D), in eval mode.
         dataset: test-mode dataset, ``"clips"`` (V, C, T, H, W) per video.
         batch_size: global videos per step.
+        transform: optional ``(clips (N, V, C, T, H, W), index (N,)) -> clips`` applied to the
+            normalised views first (the time perturbations of :mod:`ascnet.evaluation.diagnostics`).
 
     Returns:
         (len(dataset), D) float32 features and (len(dataset),) int64 labels, in index order.
@@ -199,6 +201,8 @@ def extract_video_features(
 
     def fn(batch):
         clips = batch["clips"]  # (N, V, C, T, H, W)
+        if transform is not None:
+            clips = transform(clips, torch.as_tensor(batch["index"]))
         n, v = clips.shape[:2]
         feats = backbone(clips.flatten(0, 1)).view(n, v, -1)
         return {"feats": pool_clip_features(feats)}

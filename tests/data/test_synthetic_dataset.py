@@ -208,3 +208,76 @@ def test_make_synthetic_dataset_tool_refuses_a_real_dataset_folder(tmp_path):
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and str(root) in r.stderr
     assert sorted(os.listdir(root)) == ["notes.txt"]
+
+
+def test_motion_types_frames_unchanged_by_the_preset_key():
+    # The digest of frames rendered before DATA.SYNTHETIC.PRESET existed (all 10 classes, the
+    # three appearance settings): datasets of the default preset stay byte-identical.
+    import hashlib
+
+    h = hashlib.sha256()
+    for c in range(10):
+        for i in range(2):
+            h.update(render_video(c, 0, i, 8, 32).tobytes())
+            h.update(render_video(c, 1, i, 8, 32, "fixed").tobytes())
+            h.update(render_video(c, 0, i, 8, 32, "random", 0.75, preset="motion_types").tobytes())
+    assert h.hexdigest() == "b18faf464aa1f79c609d2ff65f12936073774ad99e75aab7819e62df905ee7cf"
+
+
+def _centroid_x_y(layer):
+    """Per-frame alpha centroid (x, y) in pixels on the torus of the frame (wrap-around safe)."""
+    a = layer[:, 3]
+    size = a.shape[-1]
+    ang = torch.arange(size, dtype=torch.float64) * 2 * np.pi / size
+    out = []
+    for axis in (2, 1):  # x: over columns, y: over rows
+        w = a.double().sum(dim=3 - axis)  # (T, size)
+        z = (w * torch.cos(ang)).sum(1) + 1j * (w * torch.sin(ang)).sum(1)
+        out.append(np.unwrap(np.angle(z.numpy())) * size / (2 * np.pi))
+    return out
+
+
+def test_direction_speed_preset_moves_the_digit_in_its_direction_at_its_speed():
+    from ascnet.data.synthetic_render import PRESETS, _direction_speed_layer, _object, class_factors
+
+    names = PRESETS["direction_speed"]
+    assert names == ("RightSlow", "RightFast", "LeftSlow", "LeftFast", "DownSlow", "DownFast", "UpSlow", "UpFast")
+    factors = class_factors("direction_speed", 8)
+    assert factors["direction"] == (("Right", "Left", "Down", "Up"), (0, 0, 1, 1, 2, 2, 3, 3))
+    assert factors["speed"] == (("Slow", "Fast"), (0, 1, 0, 1, 0, 1, 0, 1))
+    assert class_factors("motion_types", 8) == {}
+    size, frames = 64, 12
+    obj = _object(np.random.default_rng(0), 0.0, kind=0)
+    expected = {"Right": (1, 0), "Left": (-1, 0), "Down": (0, 1), "Up": (0, -1)}
+    for name in names:
+        layer = _direction_speed_layer(name, np.random.default_rng(3), obj, 0.35, frames, size)
+        assert layer.shape == (frames, 4, size, size) and float(layer[:, 3].amax(dim=(1, 2)).min()) > 0.5  # always visible
+        x, y = _centroid_x_y(layer)
+        px = {"Slow": 0.025, "Fast": 0.0625}[name[-4:]] * size  # frame widths per frame -> pixels
+        dx, dy = expected[name[:-4]]
+        assert np.allclose(np.diff(x), dx * px, atol=0.35) and np.allclose(np.diff(y), dy * px, atol=0.35), name
+
+
+def test_direction_speed_preset_appearance_does_not_tell_the_class(tmp_path):
+    # The same video number of two classes shows other digits and backgrounds, and the frames
+    # of every class are drawn from one distribution: the mean colour of first frames is as
+    # spread within a class as across classes.
+    means = np.stack([[render_video(c, 0, i, 2, 32, preset="direction_speed")[0].reshape(-1, 3).mean(0) for i in range(12)]
+                      for c in range(8)]) / 255.0
+    assert not np.array_equal(render_video(0, 0, 0, 2, 32, preset="direction_speed"), render_video(2, 0, 0, 2, 32, preset="direction_speed"))
+    assert _within_over_across(means) > 0.8
+    # Its own marker and folder; checked keys.
+    spec = SyntheticSpec(**SMALL, preset="direction_speed")
+    assert spec.marker()["preset"] == "direction_speed" and "preset" not in SyntheticSpec(**SMALL).marker()
+    assert spec.classes == ["RightSlow", "RightFast", "LeftSlow"]
+    with pytest.raises(ValueError, match="DATA.SYNTHETIC.PRESET"):
+        SyntheticSpec(**SMALL, preset="directions").check()
+    with pytest.raises(ValueError, match=r"NUM_CLASSES must be in \[1, 8\]"):
+        SyntheticSpec(num_classes=9, preset="direction_speed").check()
+    with pytest.raises(ValueError, match="CLASS_SCENE_PROB applies to PRESET motion_types only"):
+        SyntheticSpec(**SMALL, preset="direction_speed", class_scene_prob=0.5).check()
+    root = str(tmp_path / "ds")
+    ensure_synthetic_dataset(root, spec, progress=False)
+    assert sorted(os.listdir(os.path.join(root, "UCF-101"))) == sorted(spec.classes)
+    with pytest.raises(ValueError, match="other parameters"):
+        ensure_synthetic_dataset(root, SyntheticSpec(**SMALL), progress=False)

@@ -79,3 +79,35 @@ def test_collapse_stats_values():
     z = torch.nn.functional.normalize(torch.randn(6, 5, generator=torch.Generator().manual_seed(1)), dim=1)
     gram = z @ z.T
     assert float(collapse_stats(z)["cos"]) == pytest.approx(float((gram.sum() - gram.trace()) / 30), abs=1e-6)
+
+
+def test_motion_diagnostics_in_monitor_retrieval_task_and_json(tmp_path, capsys):
+    # The direction_speed preset (classes with factors), both diagnostics in the monitor and in
+    # TASK retrieval: the same figures on the same weights, the motion projection read too.
+    motion = ["DATA.SYNTHETIC.PRESET", "direction_speed", "DATA.SYNTHETIC.CLASS_SCENE_PROB", "0.0", "AUG.FLIP_PROB", "0.0",
+              "SOLVER.MAX_EPOCH", "1", "TRAIN.MONITOR_DIAGNOSTICS", "['static_bias', 'speed']",
+              "RETRIEVAL.SPEED_PROBE_CLIPS", "2", "TENSORBOARD.ENABLE", "False"]
+    cfg = load_config(QUICKSTART, _opts(tmp_path / "data", tmp_path / "run") + motion)
+    run_pretrain(cfg)
+    printed = capsys.readouterr().out
+    last = read_monitor_records(str(tmp_path / "run"))[-1]
+    for k in ("shuffle_top1", "shuffle_drop_top1", "repeat_drop_knn20_top1", "speed_probe_top1",
+              "motion_projection_speed_probe_top1", "factor_direction_top1", "factor_speed_top1"):
+        assert 0.0 <= abs(last["monitor_" + k]) <= 100.0, k
+    assert last["monitor_speed_probe_chance"] == 50.0
+    assert last["monitor_factor_direction_chance"] == pytest.approx(50.0)  # 4 classes: 2 directions
+    assert "shuffle drop" in printed and "direction top-1" in printed
+    ret = _opts(tmp_path / "data", tmp_path / "ret") + motion + [
+        "TASK", "retrieval", "RETRIEVAL.NUM_CLIPS", str(cfg.TRAIN.MONITOR_NUM_CLIPS), "RETRIEVAL.USE_CACHE", "False",
+        "RETRIEVAL.DIAGNOSTICS", "['static_bias', 'speed']", "RETRIEVAL.CHECKPOINT_FILE_PATH", str(tmp_path / "run")]
+    out = run_retrieval(load_config(QUICKSTART, ret))
+    d = out["diagnostics"]
+    for k in ("shuffle_top1", "repeat_top1", "shuffle_drop_knn20_top1", "speed_probe_top1",
+              "motion_projection_speed_probe_top1", "factor_direction_top1", "factor_speed_top1"):
+        assert d[k] == pytest.approx(last["monitor_" + k]), k
+    assert d["shuffle_top1"] + d["shuffle_drop_top1"] == pytest.approx(out["results"]["top1"])
+    assert json.load(open(out["json"]))["diagnostics"] == pytest.approx(d)
+    printed = capsys.readouterr().out
+    assert "static-bias probe" in printed and "speed probe (motion_projection)" in printed
+    with pytest.raises(ValueError, match="choose among"):
+        run_retrieval(load_config(QUICKSTART, ret + ["RETRIEVAL.DIAGNOSTICS", "['shuffle']"]))
