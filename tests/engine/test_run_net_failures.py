@@ -16,7 +16,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 QUICKSTART = os.path.join("configs", "Synthetic", "ASCNet_R3D18_quickstart.yaml")
 # The stand-in model and dataset of test_trainer (a plugin): a step takes milliseconds.
-TINY = ["PLUGINS", "['test_trainer']", "MODEL.META_ARCH", "_TinySSL", "TRAIN.DATASET", "_TinyClips",
+TINY = ["PLUGINS", "['test_trainer']", "MODEL.META_ARCH", "_TinySSL", "TRAIN.DATASET", "_TinyClips", "AUG.DEVICE", "loader",
         "TRAIN.BATCH_SIZE", "4", "TENSORBOARD.ENABLE", "False", "TRAIN.MONITOR_PERIOD", "0", "LOG_PERIOD", "1"]
 
 
@@ -37,7 +37,8 @@ def _session_members(sid):
 
 
 def _start(repo_root, out, *opts):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo_root, HERE, os.environ.get("PYTHONPATH", "")]))
+    # tests/engine for the stand-ins of test_trainer, tests/ for the helpers they import.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo_root, HERE, os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))
     return subprocess.Popen(
         [sys.executable, os.path.join("tools", "run_net.py"), "--cfg", QUICKSTART, "OUTPUT_DIR", str(out), *opts],
         cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
