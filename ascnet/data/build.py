@@ -19,8 +19,12 @@ trainer applies to the batch on its device; ``"index"`` (the video index, an int
 replacement when a bad video was replaced) and ``"label"`` (an int, -1 when unknown). Float
 clips reaching the batch augmentation are an error naming the dataset class; a dataset that
 augments and normalises its clips itself (float (S, C, T, H, W) at ``DATA.CROP_SIZE``, no
-``"aug"``) runs with ``AUG.DEVICE loader``. docs/plugins.md shows a minimal dataset. The dataset also exposes ``num_classes``, ``labels`` (list of ints),
-``paths`` (list of str), ``class_names`` and ``failure_stats()``. The built-in datasets derive
+``"aug"``) runs with ``AUG.DEVICE loader``. docs/plugins.md shows a minimal dataset. Samples
+may also carry ``"source"`` (an int, the source video: clips cut from one source are never each
+other's SCP positive; without it each video is its own source). The dataset also exposes
+``num_classes``, ``labels`` (ints), ``paths`` (str), ``sources`` (ints), indexable like lists
+(the built-in datasets keep them packed in shared numpy buffers), ``class_names`` and
+``failure_stats()``. The built-in datasets derive
 from ``ascnet.data.datasets.VideoDataset`` (a new layout only implements ``_load_index``);
 see docs/data.md.
 """
