@@ -170,8 +170,11 @@ def main(argv=None) -> None:
 
     tmp = tempfile.mkdtemp(prefix="ascnet_bench_")
     dev_opts = ["NUM_GPUS", "1" if args.device == "cuda" else "0", "NUM_CPU_PROCESSES", "1"]
-    cfg = load_config(args.cfg, list(args.opts) + dev_opts + ["OUTPUT_DIR", tmp, "TENSORBOARD.ENABLE", "False",
-                                                              "TRAIN.AUTO_RESUME", "False"])
+    # Float clips stand for a dataset that augments them itself (AUG.DEVICE loader); --aug feeds
+    # uint8 clips with parameters, augmented in the step (AUG.DEVICE device).
+    aug_opts = ["AUG.DEVICE", "device" if args.aug else "loader"]
+    cfg = load_config(args.cfg, list(args.opts) + dev_opts + aug_opts + ["OUTPUT_DIR", tmp, "TENSORBOARD.ENABLE",
+                                                                         "False", "TRAIN.AUTO_RESUME", "False"])
     setup_logging(None)
     BenchTrainer.aug = args.aug
     trainer = BenchTrainer(cfg, mode="pretrain")
