@@ -79,9 +79,10 @@ def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
         )
     lr = scaled_lr(cfg)
     method = cfg.SOLVER.OPTIMIZING_METHOD
-    if method == "sgd":
+    if method != "lars":  # a key only LARS reads
         for g in groups:
             g.pop("lars_exclude")
+    if method == "sgd":
         opt = torch.optim.SGD(
             groups, lr=lr, momentum=cfg.SOLVER.MOMENTUM, nesterov=cfg.SOLVER.NESTEROV,
             weight_decay=cfg.SOLVER.WEIGHT_DECAY,
@@ -95,8 +96,6 @@ def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
         # torch's AdamW (decoupled weight decay, default betas; MOMENTUM and NESTEROV unused). From
         # random init on classes only motion tells, SGD stays at chance for hundreds of iterations
         # where AdamW learns (docs/benchmarks.md, "Motion benchmark").
-        for g in groups:
-            g.pop("lars_exclude")
         opt = torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
     else:
         raise ValueError(f"SOLVER.OPTIMIZING_METHOD is {method!r}; choose one of {list(OPTIMIZERS)}.")
