@@ -336,7 +336,7 @@ _C.MEMORY_BANK.CHUNK_SIZE = 8192
 # Solver
 # ---------------------------------------------------------------------------------------------
 _C.SOLVER = CfgNode()
-# [D] "sgd" or "lars".
+# [D] "sgd", "lars" or "adamw" (torch AdamW, default betas; MOMENTUM/NESTEROV unused).
 _C.SOLVER.OPTIMIZING_METHOD = "sgd"
 # [D] Learning rate for a global batch of BASE_BATCH_SIZE, scaled linearly with TRAIN.BATCH_SIZE.
 _C.SOLVER.BASE_LR = 0.1

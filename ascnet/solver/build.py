@@ -25,7 +25,7 @@ NORM_TYPES = (
 
 
 # The values of SOLVER.OPTIMIZING_METHOD (the config check reads them from here).
-OPTIMIZERS = ("sgd", "lars")
+OPTIMIZERS = ("sgd", "lars", "adamw")
 
 
 def scaled_lr(cfg: CfgNode) -> float:
@@ -62,7 +62,7 @@ def get_param_groups(model: nn.Module, weight_decay: float) -> List[Dict[str, An
 
 
 def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
-    """Build ``SOLVER.OPTIMIZING_METHOD`` ("sgd" | "lars") over the model's trainable parameters.
+    """Build ``SOLVER.OPTIMIZING_METHOD`` ("sgd" | "lars" | "adamw") over the model's trainable parameters.
 
     Args:
         cfg: uses ``SOLVER.*`` and ``TRAIN.BATCH_SIZE``.
@@ -79,9 +79,10 @@ def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
         )
     lr = scaled_lr(cfg)
     method = cfg.SOLVER.OPTIMIZING_METHOD
-    if method == "sgd":
+    if method != "lars":  # a key only LARS reads
         for g in groups:
             g.pop("lars_exclude")
+    if method == "sgd":
         opt = torch.optim.SGD(
             groups, lr=lr, momentum=cfg.SOLVER.MOMENTUM, nesterov=cfg.SOLVER.NESTEROV,
             weight_decay=cfg.SOLVER.WEIGHT_DECAY,
@@ -91,6 +92,11 @@ def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
             groups, lr=lr, momentum=cfg.SOLVER.MOMENTUM, nesterov=cfg.SOLVER.NESTEROV,
             weight_decay=cfg.SOLVER.WEIGHT_DECAY, eta=cfg.SOLVER.LARS_ETA,
         )
+    elif method == "adamw":
+        # torch's AdamW (decoupled weight decay, default betas; MOMENTUM and NESTEROV unused). From
+        # random init on classes only motion tells, SGD stays at chance for hundreds of iterations
+        # where AdamW learns (docs/benchmarks.md, "Motion benchmark").
+        opt = torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
     else:
         raise ValueError(f"SOLVER.OPTIMIZING_METHOD is {method!r}; choose one of {list(OPTIMIZERS)}.")
     n = sum(p.numel() for g in groups for p in g["params"])

@@ -75,6 +75,17 @@ def test_lars_built_from_config():
     assert isinstance(opt, LARS) and opt.param_groups[0]["eta"] == 0.02
 
 
+def test_adamw_built_from_config_with_the_decay_groups():
+    m = _model()
+    opt = build_optimizer(_cfg(OPTIMIZING_METHOD="adamw", BASE_LR=0.004, BASE_BATCH_SIZE=64, WEIGHT_DECAY=0.05), m)
+    assert type(opt) is torch.optim.AdamW
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
+    assert all(g["lr"] == pytest.approx(0.008) for g in opt.param_groups)  # 0.004 * 128 / 64
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in m.parameters()}
+    with pytest.raises(ValueError, match="adamw"):
+        build_optimizer(_cfg(OPTIMIZING_METHOD="adam"), m)
+
+
 def _lrs(cfg, iters_per_epoch, n):
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = build_lr_scheduler(cfg, opt, iters_per_epoch)
