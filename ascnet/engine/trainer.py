@@ -47,7 +47,6 @@ nothing is saved after it, so the last checkpoint on disk is the last good state
 """
 import contextlib
 import logging
-import math
 import os
 import time
 from typing import Any, Dict, Optional

@@ -4,7 +4,6 @@ import logging
 import os
 
 import pytest
-import torch
 from video_helpers import augmented, read_index, tiny_cfg, write_webm
 
 from ascnet.data import build_dataset

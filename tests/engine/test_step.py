@@ -18,7 +18,6 @@ from ascnet.data.batch_augment import ParamSampler, param_settings, stack_params
 from ascnet.data.build import DATASET_REGISTRY
 from ascnet.engine.trainer import NonFiniteLossError, Trainer
 from ascnet.modeling.meta_arch.build import MODEL_REGISTRY
-from ascnet.utils.checkpoint import Checkpointer
 from ascnet.utils.events import EventWriter
 from metrics_file import read_metrics
 from ascnet.utils.host_sync import HostSyncCounter

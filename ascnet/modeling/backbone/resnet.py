@@ -16,7 +16,7 @@ Neither network is torchvision's: torchvision's ``r3d_18`` has a 3x7x7 stem and 
 and its ``r2plus1d_18`` has a fixed 45-channel stem and one mid count per block.
 """
 import functools
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
