@@ -246,7 +246,7 @@ def resized_crop(
         return out.mul_(scale) if x.is_floating_point() and scale != 1.0 else out
     if not x.is_floating_point():
         x = x.to(torch.float32, memory_format=torch.contiguous_format)
-    box = box if box.device == x.device else box.to(x.device)
+    box = box.to(x.device)
     wy = resize_weights(box[:, 0], box[:, 2], h, size)  # (B, S, H)
     wx = resize_weights(box[:, 1], box[:, 3], w, size)  # (B, S, W)
     if flip is not None:
@@ -341,7 +341,7 @@ class BatchAugment(torch.nn.Module):
         dev = x.device
         # Parameters already on the clips' device (the trainer moves the whole batch) are used as
         # they are; the others (e.g. CPU parameters of device clips) are copied there.
-        p = {k: (params[k] if params[k].device == dev else params[k].to(dev, non_blocking=True)) for k in PARAM_KEYS}
+        p = {k: params[k].to(dev, non_blocking=True) for k in PARAM_KEYS}
         p = {k: v.reshape(x.shape[0], *v.shape[len(lead):]) for k, v in p.items()}
         # On the CPU (cpu_kernel) resized_crop takes torch's kernel per clip on the converted crop
         # (the per-clip pipeline's order) when the boxes are whole pixels, else the products.

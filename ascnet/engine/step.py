@@ -54,7 +54,7 @@ class StepStatistics:
         host = {k: float(v) for k, v in stats.items() if not isinstance(v, torch.Tensor)}
         names = [k for k, v in stats.items() if isinstance(v, torch.Tensor)]
         tensors = [stats[k].detach().float().reshape(()) for k in names]
-        tensors = [t if t.device == self.device else t.to(self.device) for t in tensors]
+        tensors = [t.to(self.device) for t in tensors]
         self._pending.append((iteration, epoch, names, torch.stack(tensors) if names else None, host))
 
     def read(self) -> List[Record]:

@@ -343,7 +343,7 @@ class Trainer:
     def to_device(self, batch: Any) -> Any:
         """Move every tensor of a (nested) batch to the device."""
         if isinstance(batch, torch.Tensor):
-            return batch if batch.device == self.device else batch.to(self.device, non_blocking=True)
+            return batch.to(self.device, non_blocking=True)
         if isinstance(batch, dict):
             return {k: self.to_device(v) for k, v in batch.items()}
         if isinstance(batch, (list, tuple)):

@@ -64,7 +64,7 @@ class Positives(NamedTuple):
 def _gather_positives(query: torch.Tensor, gallery, index: torch.Tensor) -> Positives:
     """The motion features and similarities at ``index`` (B,) of ``gallery``, on query's device."""
     dev = query.device
-    index = index if index.device == dev else index.to(dev)
+    index = index.to(dev)
     valid = index >= 0
     n = gallery.num_filled
     if n == 0:

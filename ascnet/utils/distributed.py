@@ -73,11 +73,11 @@ def all_gather_cat(t: torch.Tensor, equal_sizes: bool = False) -> torch.Tensor:
         return t
     dev = _comm_device(t)
     x = t.detach()
-    x = (x if x.device == dev else x.to(dev)).contiguous()
+    x = x.to(dev).contiguous()
     if equal_sizes:
         out = torch.empty((world * x.shape[0],) + tuple(x.shape[1:]), dtype=x.dtype, device=dev)
         dist.all_gather_into_tensor(out, x)
-        return out if out.device == t.device else out.to(t.device)
+        return out.to(t.device)
     n = torch.tensor([x.shape[0]], device=dev, dtype=torch.long)
     sizes = [torch.zeros_like(n) for _ in range(world)]
     dist.all_gather(sizes, n)

@@ -26,11 +26,6 @@ from .build import MEMORY_BANK_REGISTRY
 __all__ = ["RingMemoryBank"]
 
 
-def _on(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    # ``t`` on ``device``, without a (no-op) ``.to`` call when it is already there.
-    return t if t.device == device else t.to(device)
-
-
 @MEMORY_BANK_REGISTRY.register()
 class RingMemoryBank(nn.Module):
     """The K most recent (appearance, motion, video id, source id) entries of one playback speed.
@@ -118,10 +113,10 @@ class RingMemoryBank(nn.Module):
         start = (self._host_ptr + b - kept) % self.size  # the slot of the first surviving row
         first = min(kept, self.size - start)  # rows written before the wrap-around
         rows = [
-            _on(F.normalize(appearance[b - kept:].detach().float(), dim=1), dev),
-            _on(F.normalize(motion[b - kept:].detach().float(), dim=1), dev),
-            _on(video_id[b - kept:].detach().long(), dev),
-            _on(source_id[b - kept:].detach().long(), dev),
+            F.normalize(appearance[b - kept:].detach().float(), dim=1).to(dev),
+            F.normalize(motion[b - kept:].detach().float(), dim=1).to(dev),
+            video_id[b - kept:].detach().long().to(dev),
+            source_id[b - kept:].detach().long().to(dev),
         ]
         for buf, new in zip((self.appearance, self.motion, self.video_id, self.source_id), rows):
             buf[start:start + first] = new[:first]
@@ -152,8 +147,8 @@ class RingMemoryBank(nn.Module):
             falls back to another source of positives.
         """
         dev = self.appearance.device
-        query = _on(query.detach(), dev).float()
-        query_source = _on(query_source, dev).long()
+        query = query.detach().to(dev).float()
+        query_source = query_source.to(dev).long()
         n = self.num_filled
         if n == 0 or query.shape[0] == 0:
             b = query.shape[0]

@@ -152,9 +152,9 @@ class ASCNet(MomentumTeacher):
             )
         n, s = clips.shape[:2]
         dev = clips.device
-        video_id = batch["index"] if batch["index"].device == dev else batch["index"].to(dev)
+        video_id = batch["index"].to(dev)
         source = batch.get("source", video_id)  # no source ids: each video its own source
-        source = source if source.device == dev else source.to(dev)
+        source = source.to(dev)
         flat = clips.flatten(0, 1)  # (N*S, C, T, H, W), row n*S + s
 
         # Online: every trained parameter in one call.
