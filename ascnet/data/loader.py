@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data._utils.collate import default_collate
 
 from ascnet.utils import distributed as du
-from ascnet.utils.env import reset_child_signals
+from ascnet.utils.env import quiet_abandoned_handle_transfers, reset_child_signals
 
 from .build import build_dataset
 from .utils import AnnotationError, derive_seed
@@ -158,6 +158,7 @@ def worker_init_fn(worker_id: int) -> None:
     otherwise keep SIGTERM blocked and never end at shutdown.
     """
     reset_child_signals()
+    quiet_abandoned_handle_transfers()
     torch.set_num_threads(1)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)

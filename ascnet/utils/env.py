@@ -35,6 +35,26 @@ def reset_child_signals() -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
+def quiet_abandoned_handle_transfers() -> None:
+    """In a loader worker: no traceback when the main process abandons a tensor hand-over.
+
+    Workers hand batches to the main process through file descriptors (torch's default
+    ``file_descriptor`` sharing strategy), each served by multiprocessing's ``resource_sharer``
+    thread, which prints any error through ``sys.excepthook``. A stop (Ctrl-C, SIGTERM) that
+    lands in the main process while it receives a batch abandons the connection mid-handshake,
+    and the worker's thread printed a traceback under the run's one-line stop message. Errors of
+    a peer that went away (EOF, reset, broken pipe) are dropped here; any other still prints.
+    """
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        if issubclass(exc_type, (EOFError, ConnectionError)):
+            return
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = hook
+
+
 def set_deterministic(enable: bool) -> None:
     """Switch torch's deterministic algorithms on or off (``cfg.DETERMINISTIC``).
 
