@@ -112,13 +112,14 @@ def _compute_row(name, extra, seed, args, data_opts, base):
     ckpt = ""
     if extra is not None:
         ckpt = os.path.join(base, "pretrain")
-        _, row["pretrain_cpu_s"] = _run(PRETRAIN, common + extra + [
+        _, row["pretrain_cpu_s"] = _run(PRETRAIN, common + extra + list(args.pretrain_opts) + [
             "OUTPUT_DIR", ckpt, "SOLVER.MAX_EPOCH", str(args.pretrain_epochs), "TRAIN.MONITOR_PERIOD", "0"])
-    lin = os.path.join(base, "linear_sgd")
-    _run(os.path.join(CFG, "linear_quickstart.yaml"), common + [
-        "OUTPUT_DIR", lin, "TRAIN.CHECKPOINT_FILE_PATH", ckpt, "LINEAR.MAX_EPOCH", str(args.linear_epochs),
-        "TEST.NUM_SPATIAL_CROPS", "1"])
-    row["linear_sgd"] = _test_top1(lin)
+    if args.linear_epochs > 0:
+        lin = os.path.join(base, "linear_sgd")
+        _run(os.path.join(CFG, "linear_quickstart.yaml"), common + [
+            "OUTPUT_DIR", lin, "TRAIN.CHECKPOINT_FILE_PATH", ckpt, "LINEAR.MAX_EPOCH", str(args.linear_epochs),
+            "TEST.NUM_SPATIAL_CROPS", "1"])
+        row["linear_sgd"] = _test_top1(lin)
     lin_c = os.path.join(base, "linear_cached")
     _run(os.path.join(CFG, "linear_quickstart.yaml"), common + [
         "OUTPUT_DIR", lin_c, "TRAIN.CHECKPOINT_FILE_PATH", ckpt, "LINEAR.MODE", "cached",
@@ -156,11 +157,15 @@ def main(argv=None) -> None:
     p.add_argument("--videos-per-class", type=int, default=0, help="0: the preset's")
     p.add_argument("--size", type=int, default=0, help="frame size of the generated videos (crops = size); 0: the quickstart's")
     p.add_argument("--pretrain-epochs", type=int, default=20)
-    p.add_argument("--linear-epochs", type=int, default=100)
+    p.add_argument("--pretrain-opts", nargs="*", default=[], metavar="KEY VALUE",
+                   help="config overrides for every pretraining run, e.g. SOLVER.OPTIMIZING_METHOD adamw SOLVER.BASE_LR 0.004")
+    p.add_argument("--linear-epochs", type=int, default=100, help="epochs of the SGD linear protocol; 0 leaves that column out")
     p.add_argument("--supervised-epochs", type=int, default=30)
     p.add_argument("--threads", type=int, default=1, help="torch threads per job (1: steady on a shared machine)")
     p.add_argument("--jobs", type=int, default=1, help="seeds run at once, each in its own process")
     args = p.parse_args(argv)
+    if len(args.pretrain_opts) % 2:
+        p.error(f"--pretrain-opts takes KEY VALUE pairs, got {len(args.pretrain_opts)} words: {args.pretrain_opts}")
     os.makedirs(args.out, exist_ok=True)
     t0 = time.time()
     if args.jobs > 1 and len(args.seeds) > 1:
@@ -189,7 +194,7 @@ def main(argv=None) -> None:
         f"{platform.machine()}, {os.cpu_count()} CPUs (shared), {args.jobs} job(s) of {args.threads} torch thread(s); "
         f"seeds {args.seeds}; the {args.preset} data (videos per class {args.videos_per_class or 'as configured'}, "
         f"size {args.size or 'as configured'}); pretraining "
-        f"{args.pretrain_epochs} epochs, linear (sgd) {args.linear_epochs} epochs, supervised {args.supervised_epochs} "
+        f"{args.pretrain_epochs} epochs{' with ' + ' '.join(args.pretrain_opts) if args.pretrain_opts else ''}, linear (sgd) {args.linear_epochs} epochs, supervised {args.supervised_epochs} "
         f"epochs; wall {(time.time() - t0) / 60:.1f} min. Mean ± std over seeds (chance 12.5).",
         "",
         "| row | linear sgd | linear cached | kNN20 | kNN200 | retrieval top-1 | mAP |",
@@ -201,7 +206,7 @@ def main(argv=None) -> None:
         if name == "supervised":
             lines.append(f"| supervised (all layers, labels; test top-1) | {_cell([r['finetune'] for r in rows])} | - | - | - | - | - |")
             continue
-        lines.append("| " + name + " | " + " | ".join(_cell([r[c] for r in rows]) for c in COLUMNS) + " |")
+        lines.append("| " + name + " | " + " | ".join(_cell([r[c] for r in rows if c in r]) for c in COLUMNS) + " |")
         diag_lines.append("| " + name + " | " + " | ".join(_cell([r[c] for r in rows if c in r]) for c in DIAGNOSTIC_COLUMNS) + " |")
     table = "\n".join(lines + (diag_lines if args.preset != "quickstart" else []))
     print(table)
