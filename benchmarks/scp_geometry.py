@@ -6,13 +6,13 @@ SCP pulls a clip's motion prediction towards the target motion projection of the
 clip whose APPEARANCE projection is nearest. If g_m's geometry follows g_a's, that positive is
 close in g_m by construction and SCP is satisfied without a speed code. This script measures it
 on the test videos of a pretraining run's own data, with the target network in eval mode and one
-centre clip per video:
+centre clip per video, built as the speed probe builds its clips (docs/evaluation.md):
 
 * the correlation, over all pairs of different videos, between the cosine of their appearance
   projections and that of their motion projections (speed-1 clips);
 * the mean motion cosine of each video to its appearance-nearest video and to a random one;
-* the mean motion cosine of one video's clips at speed 1 and at speed 2 (1.0: g_m does not
-  tell the playback speed);
+* the mean motion cosine of one video's clips at the first two of DATA.SPEEDS, from the same
+  start (1.0: g_m does not tell the playback speed);
 * how often the appearance-nearest video has the query's label (chance: 1 / classes).
 
     python benchmarks/scp_geometry.py --run output/motion_benchmark            # last checkpoint
@@ -22,34 +22,34 @@ import argparse
 import os
 
 import torch
-import torch.nn.functional as F
 
-from ascnet.config import get_cfg
-from ascnet.data.batch_augment import normalize_clips
-from ascnet.data.build import build_dataset
-from ascnet.modeling.meta_arch.build import build_model
+from ascnet.engine.plugins import load_config
+from ascnet.evaluation.diagnostics import extract_speed_features
 from ascnet.evaluation.paths import resolve_checkpoint_path
+from ascnet.evaluation.retrieval import build_retrieval_dataset
+from ascnet.modeling.meta_arch.build import build_model
 from ascnet.modeling.weights import load_checkpoint_file
+from ascnet.utils.checkpoint import load_model_state_dict
 
 
 @torch.no_grad()
-def projections(net, cfg, speed):
-    """(N, d) appearance and motion projections (unit rows) and (N,) labels of the test videos,
-    one centre clip each at playback ``speed`` (SAMPLING_RATE x speed)."""
+def projections(net, cfg):
+    """Unit-norm appearance and motion projections of the test videos at each of DATA.SPEEDS,
+    built as the speed probe builds its clips (one centre view of NUM_FRAMES x max(SPEEDS)
+    frames, speed s keeping every s-th frame from its start).
+
+    Returns:
+        ``{"a": (N, S, d), "m": (N, S, d), "label": (N,)}``.
+    """
+    speeds = [int(s) for s in cfg.DATA.SPEEDS]
     c = cfg.clone()
     c.defrost()
-    c.DATA.SAMPLING_RATE = int(cfg.DATA.SAMPLING_RATE) * speed
-    ds = build_dataset(c, cfg.TEST.SPLIT, "test")
-    a, m, y = [], [], []
-    for i in range(len(ds)):
-        s = ds[i]
-        x = s["clips"][:1]
-        x = normalize_clips(x, cfg.DATA.MEAN, cfg.DATA.STD) if x.dtype == torch.uint8 else x
-        f = net.backbone(x)
-        a.append(F.normalize(net.proj_a(f), dim=1))
-        m.append(F.normalize(net.proj_m(f), dim=1))
-        y.append(int(s["label"]))
-    return torch.cat(a), torch.cat(m), torch.tensor(y)
+    c.DATA.NUM_FRAMES = int(cfg.DATA.NUM_FRAMES) * max(speeds)
+    ds = build_retrieval_dataset(c, cfg.TEST.SPLIT, 1, 1)
+    encoders = {"a": torch.nn.Sequential(net.backbone, net.proj_a), "m": torch.nn.Sequential(net.backbone, net.proj_m)}
+    out = extract_speed_features(encoders, ds, speeds, cfg.DATA.NUM_FRAMES, cfg.RETRIEVAL.BATCH_SIZE,
+                                 cfg.DATA_LOADER.NUM_WORKERS)
+    return {"a": out["a"][:, :, 0], "m": out["m"][:, :, 0], "label": out["label"]}
 
 
 def main(argv=None):
@@ -58,17 +58,16 @@ def main(argv=None):
     p.add_argument("--checkpoint", default="", help="default: the run's last checkpoint")
     p.add_argument("--random-init", action="store_true", help="the same model at random init (RNG_SEED)")
     args = p.parse_args(argv)
-    cfg = get_cfg()
-    cfg.merge_from_file(os.path.join(args.run, "config.yaml"))
+    cfg = load_config(os.path.join(args.run, "config.yaml"))
     torch.manual_seed(int(cfg.RNG_SEED))
     model = build_model(cfg)
     if not args.random_init:
         path = resolve_checkpoint_path(args.checkpoint or args.run, "--checkpoint")
-        model.load_state_dict(load_checkpoint_file(path)["model"])
+        load_model_state_dict(model, load_checkpoint_file(path)["model"])
     model.eval()
     net = model.target
-    a, m, y = projections(net, cfg, 1)
-    _, m2, _ = projections(net, cfg, 2)
+    p = projections(net, cfg)
+    a, m, m2, y = p["a"][:, 0], p["m"][:, 0], p["m"][:, 1], p["label"]
     n = len(y)
     eye = torch.eye(n, dtype=torch.bool)
     corr = torch.corrcoef(torch.stack([(a @ a.T)[~eye], (m @ m.T)[~eye]]))[0, 1]
