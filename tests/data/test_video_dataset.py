@@ -121,6 +121,69 @@ def test_failure_counters_count_every_failure_from_several_workers(tmp_path, che
     assert stats["bad_videos"] == 4
 
 
+# Run in a child interpreter: on the faulty code the race corrupts the heap and aborts the
+# process ("malloc_consolidate(): invalid chunk size"), which must not take pytest with it.
+_READ_WHILE_WORKERS_WRITE = r"""
+import logging, os, sys
+import torch
+sys.path.insert(0, {helpers!r})
+from video_helpers import tiny_cfg
+from ascnet.data import build_dataset
+from ascnet.data.datasets import DataFailureError
+
+root, n = {root!r}, {n}
+with open(os.path.join(root, "train.csv"), "w") as f:
+    f.writelines(f"missing{{k:06d}}.avi 0\n" for k in range(n))
+cfg = tiny_cfg(root, DATA__NUM_RETRIES=0, DATA__MAX_FAILURE_RATIO=1.0, DATA__FAILURE_MIN_ATTEMPTS=10**12)
+ds = build_dataset(cfg, "train", "train", name="Kinetics")
+logging.getLogger("ascnet").setLevel(logging.ERROR)  # one warning per bad video otherwise
+
+
+class Chunks(torch.utils.data.Dataset):  # item i: what loader workers do on chunk i of missing files
+    def __len__(self):
+        return n // 100
+
+    def __getitem__(self, i):
+        for k in range(100 * i, 100 * i + 100):
+            try:
+                ds[(k, k)]
+            except DataFailureError:
+                pass
+        return i
+
+
+loader = torch.utils.data.DataLoader(Chunks(), batch_size=None, num_workers=2, prefetch_factor=8)
+polls, seen = 0, []
+for i in loader:  # the trainer logging failure_stats() while the workers go on
+    seen.append(int(i))
+    for _ in range(5):
+        stats = ds.failure_stats()
+        assert len(stats["bad_paths"]) <= 10 and 0 <= stats["bad_videos"] <= n, stats
+        assert all(p.endswith(".avi") for p in stats["bad_paths"]), stats
+        polls += 1
+stats = ds.failure_stats()
+assert sorted(seen) == list(range(n // 100))
+assert stats["bad_videos"] == n and stats["failures"] == n and stats["loads"] == n, stats
+assert stats["bad_paths"] == [os.path.join(root, f"missing{{k:06d}}.avi") for k in range(10)], stats
+print("polls", polls)
+"""
+
+
+def test_failure_stats_read_while_workers_mark_bad_videos(tmp_path):
+    """Issue 22 item 7 (heap corruption on a run over missing files): the main process (the
+    trainer's failure log) and the workers' error messages list bad videos while other workers
+    mark them. Reading the shared flags in place let ``nonzero`` count N flags, then find more and
+    write past its output; every read must work on a private copy."""
+    import subprocess
+    import sys
+
+    helpers = os.path.dirname(os.path.abspath(__file__))
+    script = _READ_WHILE_WORKERS_WRITE.format(helpers=helpers, root=str(tmp_path), n=20000)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"rc {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}"
+    assert int(r.stdout.split()[-1]) > 0  # the stats were read while the workers wrote
+
+
 def test_a_dataset_without_source_rule_has_one_source_per_video(tmp_path):
     from ascnet.data.datasets import VideoDataset
 

@@ -269,8 +269,11 @@ def test_slurm_without_a_controller_is_one_line_and_leaves_no_folder(repo_root, 
 
 def test_linear_run_on_missing_files_with_two_workers_ends_cleanly_every_time(repo_root, tmp_path):
     """Item 7: this case once ended with "malloc_consolidate(): invalid chunk size" and a worker
-    killed by SIGABRT (one run in three). Repeated: each run must end with the one-line data
-    error, exit 2, no C-level abort and no survivor."""
+    killed by SIGABRT (one run in three). The cause: the error message of a worker that ran out
+    of replacements listed the bad videos with ``nonzero`` over the shared flags while the other
+    worker set them (tests/data/test_video_dataset.py reproduces it every time). Repeated here end
+    to end: each run must end with the one-line data error, exit 2, no C-level abort and no
+    survivor."""
     lists = tmp_path / "ucf" / "ucfTrainTestlist"
     lists.mkdir(parents=True)
     (tmp_path / "ucf" / "UCF-101").mkdir()

@@ -147,7 +147,7 @@ class VideoDataset(Dataset):
         # dataset (and any other process); row 1 + w: DataLoader worker w (ids past the table
         # share rows, which is then approximate again; the table is sized for the configured
         # workers and at least _MIN_WORKER_ROWS). One flag per bad video (only ever set to True,
-        # so concurrent writes cannot lose it).
+        # so concurrent writes cannot lose it; read them through _bad_flags(), never in place).
         rows = 1 + max(int(cfg.DATA_LOADER.NUM_WORKERS), _MIN_WORKER_ROWS)
         self._counts = torch.zeros(rows, 2, dtype=torch.int64).share_memory_()
         self._bad = torch.zeros(len(self.paths), dtype=torch.bool).share_memory_()
@@ -263,6 +263,18 @@ class VideoDataset(Dataset):
         failures = int(self._counts[:, 1].sum())
         return int(self._counts[:, 0].sum()), failures
 
+    def _bad_flags(self) -> torch.Tensor:
+        """A private copy of the shared bad-video flags, (N,) bool, to read from.
+
+        Other processes set flags while this one reads them. ``torch.nonzero`` makes two passes
+        over its input: it counts the set flags, sizes its output, then writes their indices; a
+        flag set between the passes is written past the output's end, which corrupts the heap
+        (``malloc_consolidate(): invalid chunk size``, ``free(): invalid next size`` or an
+        INTERNAL ASSERT in the process that read). A copy is one pass over the flags, each a
+        single byte, so it is a consistent snapshot that anything may then read.
+        """
+        return self._bad.clone()
+
     def _bad_summary(self, n: int = 10) -> str:
         bad = self.bad_paths(n)
         return f"First bad videos: {bad}. Run tools/check_dataset.py for a full report." if bad else ""
@@ -278,7 +290,11 @@ class VideoDataset(Dataset):
 
     def bad_paths(self, n: Optional[int] = None) -> List[str]:
         """Paths of the videos that failed so far (in index order; the first ``n``)."""
-        idx = torch.nonzero(self._bad).flatten().tolist()
+        return self._paths_of(self._bad_flags(), n)
+
+    def _paths_of(self, flags: torch.Tensor, n: Optional[int] = None) -> List[str]:
+        """Paths of the videos whose ``flags`` ((N,) bool, a private copy) are set; the first ``n``."""
+        idx = torch.nonzero(flags).flatten().tolist()
         return [self.paths[i] for i in (idx if n is None else idx[:n])]
 
     def failure_stats(self) -> Dict[str, Any]:
@@ -288,12 +304,13 @@ class VideoDataset(Dataset):
         workers together); ``bad_paths`` lists the first ten bad videos.
         """
         attempts, failures = self._totals()
+        bad = self._bad_flags()  # one snapshot, so that the count and the paths agree
         return {
             "loads": attempts,
             "failures": failures,
             "failure_ratio": failures / attempts if attempts else 0.0,
-            "bad_videos": int(self._bad.sum()),
-            "bad_paths": self.bad_paths(10),
+            "bad_videos": int(bad.sum()),
+            "bad_paths": self._paths_of(bad, 10),
         }
 
     def __repr__(self) -> str:
