@@ -53,9 +53,11 @@ def run_retrieval(cfg: CfgNode) -> Dict[str, object]:
     backbone.to(device)
     if weights_id == "random-init":
         msg = RANDOM_INIT_WARNING.format(seed=cfg.RNG_SEED)
-        logger.warning(msg)
         if is_main_process():
+            # Printed as a banner; logged at DEBUG, which reaches log.txt but not the console
+            # (an INFO/WARNING record would print the message a second time).
             print("!" * 80 + "\n" + msg + "\n" + "!" * 80, flush=True)
+            logger.debug("WARNING: %s", msg)
     protocol = feature_protocol(cfg, weights_id)
     with torch.no_grad():
         qf, ql, q_hit = cached_features(cfg, backbone, protocol, cfg.RETRIEVAL.QUERY_SPLIT, device)
@@ -87,7 +89,7 @@ def run_retrieval(cfg: CfgNode) -> Dict[str, object]:
     if diagnostics:
         table += "\n" + format_diagnostics(diagnostics, knn_k=min(cfg.RETRIEVAL.KNN_K, default=None))
     print(table, flush=True)
-    logger.info("retrieval results:\n%s", table)
+    logger.debug("retrieval results:\n%s", table)  # log.txt only: the console has it from print
     tag = "random-init" if weights_id == "random-init" else weights_id.split(":")[1][:12]
     json_path = os.path.join(cfg.OUTPUT_DIR, f"retrieval_split{cfg.DATA.SPLIT_ID}_{tag}.json")
     out = {"results": res, "chance": chance, "protocol": full_protocol, "load_report": report,

@@ -77,6 +77,29 @@ def test_backends_agree_and_centring_is_a_protocol_key(data_root, tmp_path, caps
     assert r_c["protocol"]["center"] is True and "center=True" in capsys.readouterr().out
 
 
+def test_the_console_shows_the_table_and_the_banner_once_and_log_txt_keeps_them(data_root, tmp_path, capsys):
+    """With the tool's logging set up (console and log.txt), each is printed once, not once by
+    print and again by the console handler."""
+    import logging
+
+    from ascnet.utils.logging import LOGGER_NAME, setup_logging
+
+    cfg = load_config(None, tiny_opts(data_root, tmp_path))
+    setup_logging(cfg.OUTPUT_DIR, rank=0)
+    try:
+        run_retrieval(cfg)
+        out = capsys.readouterr().out
+    finally:
+        for h in list(logging.getLogger(LOGGER_NAME).handlers):
+            if getattr(h, "_ascnet", False):
+                h.flush()
+                logging.getLogger(LOGGER_NAME).removeHandler(h)
+    assert out.count("metric ") == 1 and out.count("knn20_top1") == 1, out
+    assert out.count("RANDOMLY INITIALISED") == 1, out
+    log = (tmp_path / "log.txt").read_text()
+    assert log.count("metric ") == 1 and "RANDOMLY INITIALISED" in log
+
+
 def test_missing_checkpoint_is_a_clear_error(data_root, tmp_path):
     cfg = load_config(None, tiny_opts(data_root, tmp_path) + ["RETRIEVAL.CHECKPOINT_FILE_PATH", str(tmp_path / "nope.pyth")])
     with pytest.raises(FileNotFoundError, match="--checkpoint"):
