@@ -9,8 +9,10 @@ Rows (the same small 3D R18, the same data and budget):
 * ``scp_random_positives``: ACP + SCP with ``ASCNET.POSITIVE_SAMPLER random_same_speed``;
 * ``rho_byol``: rho-BYOL (rho = 2) from projects/RhoBYOL with the same encoder, heads and teacher;
 * ``random_init``: no pretraining;
-* ``supervised``: the backbone trained with labels from random init (all layers,
-  configs/Synthetic/finetune_quickstart.yaml), the reference of what the data allows.
+* ``supervised``: the backbone trained with labels from random init (all layers), the
+  reference of what the data allows: configs/Synthetic/finetune_quickstart.yaml (SGD), and on
+  the motion benchmark configs/Synthetic/motion_benchmark_supervised.yaml (AdamW: SGD from
+  random init stays at chance there; docs/benchmarks.md, "Motion benchmark").
 
 Columns: linear protocol top-1 in both modes (``LINEAR.MODE sgd``: the paper's SGD over decoded
 clips; ``cached``: L-BFGS on cached features), kNN top-1 (k = 20, 200) and retrieval top-1 and
@@ -69,6 +71,11 @@ PRESET_OPTS = {
     "direction_speed": ["DATA.SYNTHETIC.PRESET", "direction_speed", "DATA.SYNTHETIC.CLASS_SCENE_PROB", "0.0",
                         "DATA.SYNTHETIC.VIDEOS_PER_CLASS", "150", "AUG.FLIP_PROB", "0.0"],
 }
+# The supervised reference of each --preset: a recipe under which supervision learns that data.
+SUPERVISED_CFG = {
+    "quickstart": os.path.join(CFG, "finetune_quickstart.yaml"),
+    "direction_speed": os.path.join(CFG, "motion_benchmark_supervised.yaml"),
+}
 
 
 def _run(cfg_path, opts):
@@ -104,9 +111,9 @@ def _compute_row(name, extra, seed, args, data_opts, base):
     common = data_opts + ["RNG_SEED", str(seed), "TENSORBOARD.ENABLE", "False", "TRAIN.AUTO_RESUME", "False"]
     row = {}
     if extra == "supervised":
-        _, row["cpu_s"] = _run(os.path.join(CFG, "finetune_quickstart.yaml"), common + [
-            "OUTPUT_DIR", base, "TRAIN.CHECKPOINT_FILE_PATH", "", "FINETUNE.MAX_EPOCH", str(args.supervised_epochs),
-            "TEST.NUM_SPATIAL_CROPS", "1"])
+        epochs = ["FINETUNE.MAX_EPOCH", str(args.supervised_epochs)] if args.supervised_epochs else []
+        _, row["cpu_s"] = _run(SUPERVISED_CFG[args.preset], common + epochs + [
+            "OUTPUT_DIR", base, "TRAIN.CHECKPOINT_FILE_PATH", "", "TEST.NUM_SPATIAL_CROPS", "1"])
         row["finetune"] = _test_top1(base)
         return row
     ckpt = ""
@@ -160,7 +167,8 @@ def main(argv=None) -> None:
     p.add_argument("--pretrain-opts", nargs="*", default=[], metavar="KEY VALUE",
                    help="config overrides for every pretraining run, e.g. SOLVER.OPTIMIZING_METHOD adamw SOLVER.BASE_LR 0.004")
     p.add_argument("--linear-epochs", type=int, default=100, help="epochs of the SGD linear protocol; 0 leaves that column out")
-    p.add_argument("--supervised-epochs", type=int, default=30)
+    p.add_argument("--supervised-epochs", type=int, default=0,
+                   help="epochs of the supervised row; 0: its config's (30 quickstart, 15 direction_speed)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per job (1: steady on a shared machine)")
     p.add_argument("--jobs", type=int, default=1, help="seeds run at once, each in its own process")
     args = p.parse_args(argv)
@@ -194,8 +202,8 @@ def main(argv=None) -> None:
         f"{platform.machine()}, {os.cpu_count()} CPUs (shared), {args.jobs} job(s) of {args.threads} torch thread(s); "
         f"seeds {args.seeds}; the {args.preset} data (videos per class {args.videos_per_class or 'as configured'}, "
         f"size {args.size or 'as configured'}); pretraining "
-        f"{args.pretrain_epochs} epochs{' with ' + ' '.join(args.pretrain_opts) if args.pretrain_opts else ''}, linear (sgd) {args.linear_epochs} epochs, supervised {args.supervised_epochs} "
-        f"epochs; wall {(time.time() - t0) / 60:.1f} min. Mean ± std over seeds (chance 12.5).",
+        f"{args.pretrain_epochs} epochs{' with ' + ' '.join(args.pretrain_opts) if args.pretrain_opts else ''}, linear (sgd) {args.linear_epochs} epochs, supervised "
+        f"{os.path.basename(SUPERVISED_CFG[args.preset])}{f' for {args.supervised_epochs} epochs' if args.supervised_epochs else ''}; wall {(time.time() - t0) / 60:.1f} min. Mean ± std over seeds (chance 12.5).",
         "",
         "| row | linear sgd | linear cached | kNN20 | kNN200 | retrieval top-1 | mAP |",
         "|---|---|---|---|---|---|---|",
