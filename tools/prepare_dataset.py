@@ -6,11 +6,12 @@ Examples::
     python tools/prepare_dataset.py --dataset Kinetics --src /data/kinetics400 \\
         --dst /scratch/k400_128 --short-side 128 --fps 25 --workers 32
     python tools/prepare_dataset.py --dataset UCF101 --src /data/ucf101 --dst /scratch/ucf_128 --gop 16
+    python tools/prepare_dataset.py --dataset SSv2 --src /data/ssv2 --dst /scratch/ssv2_h264 --gop 12
 
 The copy keeps the layout: every video is written under the same relative path (H.264 with
 libx264 through PyAV, no system ffmpeg needed; ``.avi`` files stay AVI with MPEG-4 part 2, since
 H.264 in AVI has no presentation times; ``.webm`` becomes ``.mkv``, which Kinetics finds by its
-clip name), frames scaled so that the short side is ``--short-side`` (never upscaled;
+clip name and SSv2 by its id), frames scaled so that the short side is ``--short-side`` (never upscaled;
 even sizes), frame rate lowered to ``--fps`` (never raised), a key frame every ``--gop``
 frames, quality ``--crf``, audio dropped. Every other file (annotations, split lists,
 ``classInd.txt``, ...) is copied, so the same config loads the copy with only
@@ -41,7 +42,7 @@ from typing import Dict, List, Optional, Tuple
 import av
 from tqdm import tqdm
 
-DATASETS = ("Kinetics", "UCF101", "HMDB51")
+DATASETS = ("Kinetics", "UCF101", "HMDB51", "SSv2")
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp")
 REPORT = "prepare_report.json"
 # A decode that stops before this fraction of the frames the header promises is a truncated file
@@ -201,7 +202,7 @@ def annotated_videos(dataset: str, src: str) -> List[str]:
                     for r in kinetics._official_rows(text):
                         listed.add(("stem", n, kinetics._clip_stem(r)))
     cls = DATASET_REGISTRY.get(dataset)
-    for split_id in ((1, 2, 3) if dataset != "Kinetics" else (1,)):
+    for split_id in ((1, 2, 3) if dataset in ("UCF101", "HMDB51") else (1,)):  # the others have one split
         cfg.DATA.SPLIT_ID = split_id
         for split in ("train", "val", "test"):
             try:

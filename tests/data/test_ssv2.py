@@ -67,6 +67,22 @@ def test_ssv2_labels_splits_and_samples(tmp_path, labels_dir):
     assert t["clips"].shape == (6, 3, 8, 32, 32) and t["label"] == 1 and t["source"] == 1
 
 
+def test_a_transcoded_copy_is_found_by_id_and_webm_wins(tmp_path):
+    """A copy in another container (tools/prepare_dataset.py writes <id>.mkv) is found by the
+    video's id; where both exist the WebM is used; an id with no file keeps its .webm path."""
+    import shutil
+
+    root = make_ssv2(str(tmp_path))
+    videos = os.path.join(root, "20bn-something-something-v2")
+    os.rename(os.path.join(videos, "101.webm"), os.path.join(videos, "101.mkv"))
+    shutil.copy(os.path.join(videos, "102.webm"), os.path.join(videos, "102.mp4"))
+    os.remove(os.path.join(videos, "103.webm"))
+    cfg = tiny_cfg(root, DATA__CROP_SIZE=32, DATA__TEST_CROP_SIZE=32, AUG__FLIP_PROB=0.0)
+    train = build_dataset(cfg, "train", "train", name="SSv2")
+    assert [os.path.basename(p) for p in train.paths] == ["101.mkv", "102.webm", "103.webm"]
+    assert augmented(train, train.load(0, 0)).shape == (3, 8, 32, 32)
+
+
 def test_template_brackets_and_unknown_templates(tmp_path):
     assert template_class("Putting [something] next to [something]") == "Putting something next to something"
     root = make_ssv2(str(tmp_path))

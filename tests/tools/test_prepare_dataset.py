@@ -48,6 +48,20 @@ def make_kinetics(root, n=4, frames=30, h=96, w=128, fps=30):
     return stems
 
 
+def make_ssv2(root, n=3, frames=30):
+    """Something-Something v2 layout: JSON labels and splits, VP9 WebM videos at 12 fps."""
+    labels = {"Pushing something from left to right": "0", "Pushing something from right to left": "1"}
+    entries = [{"id": str(100 + k), "template": ("Pushing [something] from left to right",
+                                                 "Pushing [something] from right to left")[k % 2]} for k in range(n)]
+    for name, data in (("labels", labels), ("train", entries[:-1]), ("validation", entries[-1:])):
+        with open(os.path.join(root, f"something-something-v2-{name}.json"), "w") as f:
+            json.dump(data, f)
+    for k, e in enumerate(entries):
+        path = os.path.join(root, "20bn-something-something-v2", f"{e['id']}.webm")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_video(path, _frames(frames, 48, 64, k), fps=12, codec="libvpx-vp9", options={})
+
+
 def _cfg(root):
     cfg = get_cfg()
     cfg.DATA.PATH_TO_DATA_DIR = root
@@ -122,12 +136,16 @@ def test_killed_run_resumes_without_redoing_or_leaving_partial_files(tmp_path):
     assert not [f for _, _, fs in os.walk(dst) for f in fs if ".part." in f]
 
 
-@pytest.mark.parametrize("dataset", ["Kinetics", "UCF101"])
+@pytest.mark.parametrize("dataset", ["Kinetics", "UCF101", "SSv2"])
 def test_the_copy_loads_with_the_same_dataset_class_and_counts(tmp_path, dataset):
     src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
     if dataset == "Kinetics":
         make_kinetics(src, n=4)
         splits = ["train"]
+    elif dataset == "SSv2":
+        os.makedirs(src)
+        make_ssv2(src)
+        splits = ["train", "val"]
     else:
         from ascnet.data.synthetic import SyntheticSpec, generate_synthetic_dataset
 
@@ -140,8 +158,21 @@ def test_the_copy_loads_with_the_same_dataset_class_and_counts(tmp_path, dataset
         a = build_dataset(_cfg(src), split, "test", name=dataset)
         b = build_dataset(_cfg(dst), split, "test", name=dataset)
         assert len(a) == len(b) and a.labels == b.labels and a.class_names == b.class_names
-        assert [os.path.relpath(p, src) for p in a.paths] == [os.path.relpath(p, dst) for p in b.paths]
+        # The same relative paths; a WebM's copy is Matroska (H.264), found by the same id.
+        assert [os.path.relpath(p, src).replace(".webm", ".mkv") for p in a.paths] == [
+            os.path.relpath(p, dst) for p in b.paths]
+        assert all(os.path.isfile(p) for p in b.paths)
         assert b[0]["clips"].shape[1:3] == (3, 4)
+    with open(os.path.join(dst, "prepare_report.json")) as f:
+        report = json.load(f)
+    assert report["bad"] == [] and report["transcoded"] == report["videos"] > 0, report
+    if dataset == "SSv2":  # an annotated id without its file is reported by path
+        gone = os.path.join(src, "20bn-something-something-v2", "101.webm")
+        os.remove(gone)
+        assert load_tool().main(["--dataset", dataset, "--src", src, "--dst", str(tmp_path / "dst2"),
+                                 "--workers", "1", "--no-progress"]) == 0
+        with open(os.path.join(tmp_path / "dst2", "prepare_report.json")) as f:
+            assert [b["path"] for b in json.load(f)["bad"]] == [gone]
 
 
 def _tree(root):

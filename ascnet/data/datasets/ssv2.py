@@ -11,7 +11,11 @@
 
 The four JSON files may also sit in ``<root>/labels/`` (the annotation archive's folder). Videos
 are looked up under ``DATA.PATH_PREFIX`` when set, else the first existing of
-``<root>/20bn-something-something-v2``, ``<root>/videos`` and ``<root>``.
+``<root>/20bn-something-something-v2``, ``<root>/videos`` and ``<root>``. A video is
+``<id>.webm``, or ``<id>`` with another of ``DATA.EXTENSIONS`` when the folder has no WebM of
+that id: the copy ``tools/prepare_dataset.py --dataset SSv2`` writes holds ``<id>.mkv`` (H.264;
+WebM cannot carry it), and a copy transcoded elsewhere may hold ``.mp4``. The folder is listed
+once to find them; an id with no file keeps its ``.webm`` path and fails by that path.
 
 Labels. The labels JSON maps a *template* name to its class id (a string); the split files give
 each video's template with its placeholders in brackets ("Pushing [something] from left to
@@ -41,6 +45,7 @@ Traps of this dataset, and where they are handled (docs/data.md "Something-Somet
 """
 import json
 import logging
+import os
 from typing import Dict, List, Tuple
 
 from iopath.common.file_io import g_pathmgr
@@ -92,6 +97,23 @@ class SSv2(VideoDataset):
         except json.JSONDecodeError as e:
             raise AnnotationError(f"{path!r} is not valid JSON: {e}.") from None
 
+    def _video_files(self, video_dir: str) -> Dict[str, str]:
+        """``{id: file name}`` of the videos in ``video_dir`` (one listing): ``<id>.webm`` where
+        it exists, else the first of ``DATA.EXTENSIONS`` present for that id."""
+        exts = [e.lower() for e in self.cfg.DATA.EXTENSIONS]
+        rank = {e: (0 if e == ".webm" else 1 + k) for k, e in enumerate(exts)}
+        best: Dict[str, Tuple[int, str]] = {}
+        try:
+            names = g_pathmgr.ls(video_dir)
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        for name in names:
+            stem, ext = os.path.splitext(name)
+            r = rank.get(ext.lower())
+            if r is not None and (stem not in best or r < best[stem][0]):
+                best[stem] = (r, name)
+        return {stem: name for stem, (_, name) in best.items()}
+
     def _load_index(self) -> Tuple[List[str], List[int], List[str]]:
         root = self.cfg.DATA.PATH_TO_DATA_DIR
         which = _SPLIT_FILES.get(self.split)
@@ -109,6 +131,7 @@ class SSv2(VideoDataset):
         label_of = {name: i for i, name in by_id}
         split_path = self._annotation(root, f"{SSV2_PREFIX}-{which}.json")
         video_dir = find_video_dir(self.cfg, root, candidates=SSV2_VIDEO_DIRS)
+        files = self._video_files(video_dir)
         paths, labels = [], []
         for k, entry in enumerate(self._read_json(split_path)):
             vid = entry.get("id") if isinstance(entry, dict) else None
@@ -122,6 +145,6 @@ class SSv2(VideoDataset):
                 raise AnnotationError(
                     f"{split_path!r} entry {k} (video {vid}): template {template!r} is not in {labels_path!r}."
                 )
-            paths.append(join_path(video_dir, f"{vid}.webm"))
+            paths.append(join_path(video_dir, files.get(str(vid), f"{vid}.webm")))
             labels.append(label)
         return paths, labels, class_names
