@@ -25,6 +25,24 @@ class OutputWriteError(RuntimeError):
         self.path = path
 
 
+def interrupt_in(e: BaseException) -> Union[BaseException, None]:
+    """The interrupt (KeyboardInterrupt, SystemExit, a SIGTERM exception: a BaseException that is
+    not an Exception) behind ``e``, or None.
+
+    An interrupt raised inside Python code that C++ called back, such as the file ``write`` of
+    ``torch.save``, comes out as a RuntimeError (``enforce fail at inline_container.cc``) whose
+    ``__context__`` is the interrupt. Handlers of write errors look here first, so that Ctrl-C
+    during a save stops the run as Ctrl-C, not as a disk error.
+    """
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if not isinstance(e, Exception):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def first_line(e: BaseException, limit: int = 200) -> str:
     """``"<ExceptionType>: <message>"`` on one line (whitespace collapsed, message cut at
     ``limit`` characters), for the one-line errors that name a file and the fix."""
@@ -39,7 +57,8 @@ def atomic_write(path: str, write: Callable[[io.BufferedIOBase], None]) -> None:
     (``<path>.tmp-<hex>``); the file is flushed and fsync'ed, renamed over ``path``
     (``os.replace``, atomic on POSIX) and the folder is fsync'ed so that the rename itself
     survives a power loss. On any error (disk full included) the temporary file is removed and
-    the error is raised again; ``path`` is untouched. Non-local URIs are written into memory
+    the error is raised again (an interrupt behind it as itself: :func:`interrupt_in`); ``path``
+    is untouched. Non-local URIs are written into memory
     first, then through iopath's copy-then-rename (iopath has no fsync).
 
     Args:
@@ -63,11 +82,14 @@ def atomic_write(path: str, write: Callable[[io.BufferedIOBase], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.remove(tmp)
         except OSError:
             pass
+        interrupt = interrupt_in(e)
+        if interrupt is not None and interrupt is not e:
+            raise interrupt from e  # Ctrl-C inside torch.save's write: still a Ctrl-C
         raise
     try:  # make the rename durable
         fd = os.open(folder or ".", os.O_RDONLY)

@@ -154,6 +154,39 @@ def test_crash_mid_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert extra["iteration"] == 1 and torch.equal(m2[0].weight, good_w)
 
 
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_ctrl_c_during_a_save_is_a_ctrl_c_not_a_disk_error(tmp_path, monkeypatch, interrupt):
+    """SIGINT while torch.save streams into the file: the KeyboardInterrupt raised in the file's
+    ``write`` comes out of torch.save as a RuntimeError ("enforce fail at inline_container.cc").
+    The run must stop as interrupted (exit 130), not as a disk error (exit 2, "Free space"), with
+    no partial file and the previous checkpoint still named by the pointer."""
+    m = _tiny()
+    ck = Checkpointer(str(tmp_path), m)
+    good = ck.save("first", iteration=1)
+    real_save = torch.save
+
+    class InterruptedFile:
+        def __init__(self, f):
+            self._f, self._writes = f, 0
+
+        def write(self, b):
+            self._writes += 1
+            if self._writes == 3:  # the signal handler runs in the middle of the stream
+                raise interrupt()
+            return self._f.write(b)
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", lambda obj, f, *a, **k: real_save(obj, InterruptedFile(f), *a, **k))
+    with pytest.raises(interrupt) as info:
+        ck.save("second", iteration=2)
+    assert isinstance(info.value.__cause__, RuntimeError)  # what torch.save raised, kept as the cause
+    monkeypatch.setattr(ckpt_mod.torch, "save", real_save)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["first.pyth", "last_checkpoint"]
+    assert ck.get_checkpoint_file() == good
+
+
 def test_killed_process_mid_save_keeps_previous_checkpoint(tmp_path):
     # A process SIGKILLed while streaming a large checkpoint (os._exit in the middle of the
     # write, before the rename) leaves the previous file and pointer loadable.
