@@ -39,10 +39,27 @@ def _session_members(sid):
 def _start(repo_root, out, *opts):
     # tests/engine for the stand-ins of test_trainer, tests/ for the helpers they import.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo_root, HERE, os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))
+    # SIGINT at its default, as a terminal's foreground job has it: a test run started in the
+    # background of a script inherits SIGINT ignored (POSIX shells do that to background jobs),
+    # and the run would rightly go on ignoring the Ctrl-C this file sends.
     return subprocess.Popen(
         [sys.executable, os.path.join("tools", "run_net.py"), "--cfg", QUICKSTART, "OUTPUT_DIR", str(out), *opts],
         cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+def _stacks(pids):
+    """Every thread's Python stack of each process (py-spy, where installed), to tell a hang's cause."""
+    import shutil
+
+    if not shutil.which("py-spy"):
+        return "(py-spy not installed: no stacks)"
+    out = []
+    for pid in pids:
+        r = subprocess.run(["py-spy", "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30)
+        out.append(f"--- pid {pid}\n{r.stdout[-4000:]}{r.stderr[-500:]}")
+    return "\n".join(out)
 
 
 def _finish(proc, timeout):
@@ -50,11 +67,13 @@ def _finish(proc, timeout):
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        stacks = _stacks(_session_members(proc.pid))
         os.killpg(proc.pid, signal.SIGKILL)
         for pid in _session_members(proc.pid):
             os.kill(pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"run_net did not exit within {timeout} s (hang)")
+        out, err = proc.communicate()
+        pytest.fail(f"run_net did not exit within {timeout} s (hang)\n{stacks}\nstdout tail:\n{out[-3000:]}\n"
+                    f"stderr tail:\n{err[-3000:]}")
     deadline = time.monotonic() + 10  # orphaned workers notice the dead parent within ~5 s at worst
     while _session_members(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
