@@ -57,8 +57,11 @@ def _stacks(pids):
         return "(py-spy not installed: no stacks)"
     out = []
     for pid in pids:
-        r = subprocess.run(["py-spy", "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30)
-        out.append(f"--- pid {pid}\n{r.stdout[-4000:]}{r.stderr[-500:]}")
+        try:
+            r = subprocess.run(["py-spy", "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30)
+            out.append(f"--- pid {pid}\n{r.stdout[-4000:]}{r.stderr[-500:]}")
+        except (OSError, subprocess.SubprocessError) as e:  # never keep the hung run alive for a report
+            out.append(f"--- pid {pid}: no stack ({e})")
     return "\n".join(out)
 
 
