@@ -3,8 +3,12 @@
 It follows the trainer contract that ``ascnet.engine.slurm`` relies on, on a model small enough
 for requeue tests to take seconds:
 
-* every iteration runs with SIGUSR2/SIGTERM blocked, so submitit's handler (and
-  ``ASCNetJob.checkpoint()``) only runs at an iteration boundary;
+* every iteration runs inside ``preemption.defer_signals()``, as the engine's trainer does, so
+  submitit's handler (and ``ASCNetJob.checkpoint()``) only runs at an iteration boundary (the
+  main thread's ``pthread_sigmask`` alone is not enough: the kernel hands the process-wide
+  signal to a thread that does not block it, e.g. gloo's, and CPython then runs the Python
+  handler in the main thread mid-iteration: most likely what made one CI run record iteration
+  184 twice, the handler's SystemExit passing through a record-writing ``finally``);
 * ``save_checkpoint()`` writes the full state (iteration, model, optimiser) atomically, rank 0
   only, and ``TRAIN.AUTO_RESUME`` resumes from it;
 * ``TRAIN.CHECKPOINT_ITERS`` saves periodically.
@@ -16,7 +20,6 @@ resume it runs at full speed.
 """
 import json
 import os
-import signal
 import time
 
 import torch
@@ -27,7 +30,6 @@ from ascnet.engine.tasks import register_task
 
 CKPT = "toy_checkpoint.pt"
 _TRAINER = None
-_BLOCKED = {signal.SIGUSR2, signal.SIGTERM}
 
 
 class ToyTrainer:
@@ -75,8 +77,7 @@ class ToyTrainer:
         sleep = float(os.environ.get("TOY_SLEEP_S", "0")) if self.resumed_from is None else 0.0
         done = []
         while self.iter < max_iter:
-            signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
-            try:
+            with preemption.defer_signals():  # pending signals are delivered on exit, between iterations
                 self.step(self.iter)
                 self.iter += 1
                 done.append(self.iter)
@@ -85,12 +86,9 @@ class ToyTrainer:
                 period = self.cfg.TRAIN.CHECKPOINT_ITERS
                 if period and self.iter % period == 0:
                     self.save_checkpoint()
-            finally:
-                # Pending signals are delivered here, between iterations.
-                if self.rank == 0:
+                if self.rank == 0:  # only iterations that completed are recorded
                     with open(os.path.join(self.cfg.OUTPUT_DIR, "toy_runs.jsonl"), "a") as f:
                         f.write(json.dumps({"resumed_from": self.resumed_from, "iter": self.iter}) + "\n")
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _BLOCKED)
         if self.rank == 0:
             torch.save(self.model.state_dict(), os.path.join(self.cfg.OUTPUT_DIR, "toy_final.pt"))
 
