@@ -42,6 +42,41 @@ _CLIP_STEM = re.compile(r"^(?P<youtube_id>.+)_\d{6}_\d{6}$")
 _SPLIT_ALIASES = {"train": ("train",), "val": ("val", "validate"), "test": ("test",)}
 
 
+def index_videos_by_stem(video_dir: str, extensions, subfolders: bool = True, prefer=()) -> Dict[str, str]:
+    """Map ``<file stem>`` -> path relative to ``video_dir`` for every video file in it (and, with
+    ``subfolders``, in its direct subfolders, e.g. Kinetics' class folders): one listing per
+    folder instead of an existence check per annotated video.
+
+    Args:
+        video_dir: folder (any iopath URI).
+        extensions: the video file extensions (``DATA.EXTENSIONS``).
+        subfolders: also index the files of each direct subfolder (as ``<sub>/<file>``).
+        prefer: extensions in order of preference where one stem has several files; without
+            one, the file listed first is kept.
+    """
+    exts = tuple(e.lower() for e in extensions)
+    rank: Dict[str, int] = {}
+    for e in prefer:  # an extension listed twice keeps its first place
+        rank.setdefault(e.lower(), len(rank))
+    out: Dict[str, str] = {}
+    best: Dict[str, int] = {}
+
+    def add(name: str, rel: str) -> None:
+        stem, ext = os.path.splitext(name)
+        r = rank.get(ext.lower(), len(rank))
+        if stem not in out or r < best[stem]:
+            out[stem], best[stem] = rel, r
+
+    for entry in g_pathmgr.ls(video_dir):
+        if entry.lower().endswith(exts):
+            add(entry, entry)
+        elif subfolders and g_pathmgr.isdir(join_path(video_dir, entry)):
+            for f in g_pathmgr.ls(join_path(video_dir, entry)):
+                if f.lower().endswith(exts):
+                    add(f, f"{entry}/{f}")
+    return out
+
+
 def _read_text(path: str) -> str:
     with g_pathmgr.open(path, "r") as f:
         return f.read()
@@ -118,20 +153,6 @@ class Kinetics(VideoDataset):
         )
 
     # -- official release ----------------------------------------------------------------------
-    def _index_video_dir(self, video_dir: str) -> Dict[str, str]:
-        """Map ``<clip stem>`` -> relative path for every video file under the split folder."""
-        exts = tuple(e.lower() for e in self.cfg.DATA.EXTENSIONS)
-        out: Dict[str, str] = {}
-        for entry in g_pathmgr.ls(video_dir):
-            full = join_path(video_dir, entry)
-            if entry.lower().endswith(exts):
-                out.setdefault(os.path.splitext(entry)[0], entry)
-            elif g_pathmgr.isdir(full):
-                for f in g_pathmgr.ls(full):
-                    if f.lower().endswith(exts):
-                        out.setdefault(os.path.splitext(f)[0], f"{entry}/{f}")
-        return out
-
     def _load_official(self, root: str, csv_path: str, names) -> Tuple[List[str], List[int], List[str], List[str]]:
         """(paths, labels, class_names, youtube ids) of the rows whose video exists."""
         rows = _official_rows(_read_text(csv_path), csv_path)
@@ -151,7 +172,7 @@ class Kinetics(VideoDataset):
                 f"Kinetics video folder for split {self.split!r} not found under {prefix!r} "
                 f"(tried {list(names)}). Set DATA.PATH_PREFIX to the folder holding the split folders."
             )
-        files = self._index_video_dir(video_dir)
+        files = index_videos_by_stem(video_dir, self.cfg.DATA.EXTENSIONS)
         paths, labels, sources, missing = [], [], [], []
         for r in rows:
             rel = files.get(_clip_stem(r))

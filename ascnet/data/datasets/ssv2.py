@@ -45,7 +45,6 @@ Traps of this dataset, and where they are handled (docs/data.md "Something-Somet
 """
 import json
 import logging
-import os
 from typing import Dict, List, Tuple
 
 from iopath.common.file_io import g_pathmgr
@@ -53,6 +52,7 @@ from iopath.common.file_io import g_pathmgr
 from ..build import DATASET_REGISTRY
 from ..utils import AnnotationError, join_path
 from .base import VideoDataset
+from .kinetics import index_videos_by_stem
 from .ucf101 import find_video_dir
 
 logger = logging.getLogger(__name__)
@@ -97,23 +97,6 @@ class SSv2(VideoDataset):
         except json.JSONDecodeError as e:
             raise AnnotationError(f"{path!r} is not valid JSON: {e}.") from None
 
-    def _video_files(self, video_dir: str) -> Dict[str, str]:
-        """``{id: file name}`` of the videos in ``video_dir`` (one listing): ``<id>.webm`` where
-        it exists, else the first of ``DATA.EXTENSIONS`` present for that id."""
-        exts = [e.lower() for e in self.cfg.DATA.EXTENSIONS]
-        rank = {e: (0 if e == ".webm" else 1 + k) for k, e in enumerate(exts)}
-        best: Dict[str, Tuple[int, str]] = {}
-        try:
-            names = g_pathmgr.ls(video_dir)
-        except (FileNotFoundError, NotADirectoryError):
-            return {}
-        for name in names:
-            stem, ext = os.path.splitext(name)
-            r = rank.get(ext.lower())
-            if r is not None and (stem not in best or r < best[stem][0]):
-                best[stem] = (r, name)
-        return {stem: name for stem, (_, name) in best.items()}
-
     def _load_index(self) -> Tuple[List[str], List[int], List[str]]:
         root = self.cfg.DATA.PATH_TO_DATA_DIR
         which = _SPLIT_FILES.get(self.split)
@@ -131,7 +114,11 @@ class SSv2(VideoDataset):
         label_of = {name: i for i, name in by_id}
         split_path = self._annotation(root, f"{SSV2_PREFIX}-{which}.json")
         video_dir = find_video_dir(self.cfg, root, candidates=SSV2_VIDEO_DIRS)
-        files = self._video_files(video_dir)
+        try:  # <id>.webm, else <id> in the first of DATA.EXTENSIONS present (a prepared copy)
+            files = index_videos_by_stem(video_dir, self.cfg.DATA.EXTENSIONS, subfolders=False,
+                                         prefer=[".webm", *self.cfg.DATA.EXTENSIONS])
+        except (FileNotFoundError, NotADirectoryError):
+            files = {}
         paths, labels = [], []
         for k, entry in enumerate(self._read_json(split_path)):
             vid = entry.get("id") if isinstance(entry, dict) else None
